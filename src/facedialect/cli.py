@@ -1,0 +1,231 @@
+"""The ``facedialect`` command line. Each command is a short function calling the API."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from facedialect import __version__
+from facedialect.errors import FacedialectError, StudyFileError
+
+app = typer.Typer(
+    name="facedialect",
+    help="Cross-cultural facial-expression research: ingest face databases, pre-process them "
+    "as the reference study did, and report (more stages arrive with later releases).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(func: F) -> F:
+    """Print :class:`FacedialectError` as a clear message and exit 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FacedialectError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True,
+                              soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: run the same command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"facedialect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Cross-cultural facial-expression research in one reproducible study."""
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err_console, transient=True)
+
+
+def _print_database_summary(images: pd.DataFrame) -> None:
+    from facedialect.databases import reason_category
+    from facedialect.labels import EXPRESSIONS
+
+    for db, part in images.groupby("db", sort=False):
+        inc = part[part["included"].astype(bool)]
+        has_ids = bool((part["subject"].fillna("") != "").any())
+        subj = f"{inc['subject'].nunique()} subjects" if has_ids else "no subject ids"
+        console.print(f"[bold]{db}[/]: {len(part)} files, {len(inc)} images included, {subj}",
+                      highlight=False)
+        t = Table(show_header=True, header_style="bold")
+        for e in EXPRESSIONS:
+            t.add_column(e, justify="right")
+        t.add_row(*[str(int((inc["expression"] == e).sum())) for e in EXPRESSIONS])
+        console.print(t)
+        exc = part[~part["included"].astype(bool)]
+        if len(exc):
+            cats = exc["reason"].fillna("").map(reason_category).value_counts()
+            console.print("  excluded: " + "; ".join(f"{c} {n}" for c, n in cats.items()),
+                          highlight=False, markup=False)
+
+
+def _run_preprocess_params(run_dir: Path) -> tuple[Any, Path | None]:
+    """The ``[preprocess]`` section and cache folder recorded in RUN/config.toml, if any."""
+    from facedialect.preprocess.params import PreprocessParams
+
+    cfg = run_dir / "config.toml"
+    if not cfg.exists():
+        return PreprocessParams(), None
+    data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    cache = data.get("study", {}).get("cache_dir")
+    return PreprocessParams.model_validate(data.get("preprocess", {})), (
+        Path(cache) if cache else None)
+
+
+# ------------------------------------------------------------------------------------ commands
+@app.command()
+@friendly
+def validate(
+    study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
+) -> None:
+    """Check a study file (keys, types, paths) without doing any work."""
+    from facedialect.config import load_study
+
+    study = load_study(study_file)
+    console.print(f"[green]ok[/]: {study_file} — study '{study.study.name}', "
+                  f"{len(study.databases)} database(s), output {study.study.output}",
+                  highlight=False)
+    for db in study.databases:
+        console.print(f"  {db.name}: preset {db.preset}, root {db.root}, "
+                      f"n_subjects {db.n_subjects}", highlight=False, markup=False)
+
+
+@app.command()
+@friendly
+def ingest(
+    root: Annotated[Path, typer.Argument(help="The database folder (never written to).")],
+    preset: Annotated[str, typer.Option(help="kdef, krc, jaffe, ckplus, folder or manifest.")],
+    out: Annotated[Path, typer.Option(help="Run directory to write tables/images.csv in.")],
+    name: Annotated[str | None, typer.Option(help="Database name (default: the preset "
+                                             "in upper case).")] = None,
+    n_subjects: Annotated[int, typer.Option(help="Subjects with all 7 expressions to keep "
+                                            "(0 = all).")] = 60,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o", help="Preset option KEY=VALUE (repeatable), e.g. "
+        "-o subject_regex='(?P<subject>\\d+)_'.")] = None,
+) -> None:
+    """Parse and validate one database; write tables/images.csv and print a summary."""
+    from facedialect.config import DatabaseConfig
+    from facedialect.stages import ingest_stage
+    from facedialect.store import RunDir
+
+    opts: dict[str, Any] = {}
+    for item in option or []:
+        if "=" not in item:
+            raise StudyFileError(f"--option {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        opts[k.strip()] = {"true": True, "false": False}.get(v.strip().lower(), v.strip())
+    db = DatabaseConfig.model_validate(
+        {"name": name or preset.upper(), "preset": preset, "root": root,
+         "n_subjects": n_subjects or None, "options": opts},
+        context={"base_dir": Path.cwd()})
+    run = RunDir(out)
+    with run.lock():
+        images = ingest_stage(run, [db])
+    _print_database_summary(images[images["db"] == db.name])
+    console.print(f"wrote {run.table_path('images')}", highlight=False)
+
+
+@app.command()
+@friendly
+def preprocess(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory holding tables/images.csv.")],
+    workers: Annotated[int, typer.Option(help="Threads (0 = one per CPU core).")] = 0,
+) -> None:
+    """Detect, normalise and mask every face (cached); write tables/preprocess.csv."""
+    from facedialect.stages import preprocess_stage
+    from facedialect.store import RunDir
+
+    run = RunDir(run_dir)
+    params, cache = _run_preprocess_params(run.path)
+    with run.lock(), _progress() as bar:
+        task = bar.add_task("pre-processing", total=None)
+        s = preprocess_stage(run, params, cache_dir=cache, workers=workers or None,
+                             progress=lambda d, t: bar.update(task, completed=d, total=t))
+    console.print(f"{s.processed} images: {s.detected} faces detected, {s.not_detected} "
+                  f"excluded (no face or unreadable), {s.several_faces} with several faces "
+                  f"(largest used); {s.from_cache} from cache", highlight=False)
+    console.print(f"wrote {run.table_path('preprocess')} and contact sheets in {run.figures}",
+                  highlight=False)
+
+
+@app.command()
+@friendly
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+) -> None:
+    """Assemble the self-contained HTML report of a run directory."""
+    from facedialect.report import build_report
+    from facedialect.store import RunDir
+
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise StudyFileError(f"{run.path}: no such run directory")
+    with run.lock():
+        path = build_report(run)
+    console.print(f"report: {path}", highlight=False)
+
+
+@app.command("run")
+@friendly
+def run_cmd(
+    study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
+) -> None:
+    """Run every stage that exists in order (ingest, pre-process, report)."""
+    from facedialect.config import load_study
+    from facedialect.study import run_study
+
+    study = load_study(study_file)
+    path = run_study(study, console=console, progress=_progress)
+    console.print(f"[bold green]done[/]: report at {path}", highlight=False)
+
+
+@app.command()
+@friendly
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the example data and run.")] = Path(
+        "facedialect-demo"),
+    posers: Annotated[int, typer.Option(help="Synthetic posers per culture.")] = 12,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic cultures.")] = 0,
+) -> None:
+    """Offline example: two synthetic cultures (built-in face), ingested, pre-processed, reported."""
+    from facedialect.study import run_demo
+
+    path = run_demo(out, posers=posers, seed=seed, console=console, progress=_progress)
+    console.print(f"[bold green]done[/]: open {path}", highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

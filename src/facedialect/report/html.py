@@ -1,0 +1,187 @@
+"""One self-contained HTML report assembled from named sections.
+
+Each section is built from the run directory's tables and figures by a function
+registered in :data:`SECTION_BUILDERS`; a builder returns ``None`` when its stage has not
+run. Every string that comes from user data is escaped; images and tables are embedded
+(``data:`` URIs), so the file can be mailed or archived alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from facedialect import __version__
+from facedialect.store import RunDir, atomic_write_text
+
+
+@dataclass
+class Figure:
+    """A PNG figure with its caption."""
+
+    png: bytes
+    caption: str
+    name: str = "figure"
+
+
+@dataclass
+class Table:
+    """A table shown in the report and downloadable as CSV."""
+
+    df: pd.DataFrame
+    caption: str
+    name: str
+    max_rows: int = 60
+
+
+@dataclass
+class Text:
+    """A paragraph of plain text (escaped)."""
+
+    text: str
+
+
+@dataclass
+class Code:
+    """Preformatted text (a study file, a manifest), escaped."""
+
+    text: str
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    """A named report section: a title and blocks in order."""
+
+    id: str
+    title: str
+    blocks: list[Figure | Table | Text | Code] = field(default_factory=list)
+
+
+SectionBuilder = Callable[[RunDir], "Section | None"]
+
+#: Builders in report order; later stages register theirs with :func:`register_section`.
+SECTION_BUILDERS: list[SectionBuilder] = []
+
+
+def register_section(builder: SectionBuilder) -> SectionBuilder:
+    """Add a section builder to the report (decorator)."""
+    SECTION_BUILDERS.append(builder)
+    return builder
+
+
+def esc(value: object) -> str:
+    """HTML-escape any value (quotes included)."""
+    return html.escape(str(value), quote=True)
+
+
+def _figure_html(fig: Figure) -> str:
+    b64 = base64.b64encode(fig.png).decode("ascii")
+    return (f'<figure><img alt="{esc(fig.name)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{esc(fig.caption)}</figcaption></figure>")
+
+
+def _table_html(tab: Table) -> str:
+    csv = tab.df.to_csv(index=False).encode("utf-8")
+    b64 = base64.b64encode(csv).decode("ascii")
+    shown = tab.df.head(tab.max_rows)
+    head = "".join(f"<th>{esc(c)}</th>" for c in shown.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in shown.itertuples(index=False)
+    )
+    more = (f"<p class='more'>{len(tab.df) - tab.max_rows} more rows in the CSV.</p>"
+            if len(tab.df) > tab.max_rows else "")
+    return (f"<div class='table'><p class='caption'>{esc(tab.caption)} "
+            f"<a download=\"{esc(tab.name)}.csv\" href=\"data:text/csv;base64,{b64}\">"
+            f"download CSV</a></p><table><thead><tr>{head}</tr></thead><tbody>{body}"
+            f"</tbody></table>{more}</div>")
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return "" if v is None else str(v)
+
+
+def _block_html(block: Figure | Table | Text | Code) -> str:
+    if isinstance(block, Figure):
+        return _figure_html(block)
+    if isinstance(block, Table):
+        return _table_html(block)
+    if isinstance(block, Code):
+        cap = f"<p class='caption'>{esc(block.caption)}</p>" if block.caption else ""
+        return f"{cap}<pre>{esc(block.text)}</pre>"
+    return f"<p>{esc(block.text)}</p>"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;
+margin-top:2em}nav a{margin-right:1em}figure{margin:1em 0}figure img{max-width:100%;
+border:1px solid #eee}figcaption,.caption{font-size:.9em;color:#444}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;
+padding:2px 6px;text-align:left}th{background:#f4f4f4}.table{overflow-x:auto}
+.more{font-size:.85em;color:#666}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;
+font-size:.8em}.meta{color:#666;font-size:.9em}
+"""
+
+
+def render_html(title: str, sections: list[Section], meta: str = "") -> str:
+    """Render sections to a complete HTML document (all user strings escaped)."""
+    nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1><p class='meta'>{esc(meta)}</p><nav>{nav}</nav>",
+    ]
+    for s in sections:
+        parts.append(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>')
+        parts.extend(_block_html(b) for b in s.blocks)
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_report(run_dir: str | Path | RunDir, out: str | Path | None = None) -> Path:
+    """Assemble ``report.html`` from every section whose inputs exist.
+
+    Parameters
+    ----------
+    run_dir : path or RunDir
+        The run directory.
+    out : path, optional
+        Where to write (default ``RUN/report.html``).
+
+    Returns
+    -------
+    Path
+        The report file.
+    """
+    from facedialect.report import sections as _sections  # noqa: F401  (registers builders)
+
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    manifest = run.read_manifest()
+    title = manifest.get("report_title") or manifest.get("study") or run.path.name
+    built = [s for s in (b(run) for b in SECTION_BUILDERS) if s is not None]
+    meta = (f"facedialect {__version__} · run directory {run.path} · "
+            f"seed {manifest.get('seed', 'n/a')} · updated {manifest.get('updated', 'n/a')}")
+    doc = render_html(f"facedialect report: {title}", built, meta)
+    target = Path(out) if out else run.path / "report.html"
+    atomic_write_text(target, doc)
+    if out is None:
+        run.update_manifest(report={"path": str(target)})
+    return target
+
+
+def pretty_json(obj: object) -> str:
+    """JSON text for provenance blocks."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)

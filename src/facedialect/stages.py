@@ -1,0 +1,262 @@
+"""The study's stages: each reads its inputs from the run directory and writes its outputs there.
+
+A stage function takes a :class:`~facedialect.store.RunDir` and plain parameters, does the
+work (using the cache where it can) and returns a small summary for the CLI. Figures are
+drawn from the tables the stage wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from facedialect import databases
+from facedialect.config import DatabaseConfig, Study
+from facedialect.errors import ImageReadError
+from facedialect.imageio import read_gray
+from facedialect.preprocess.params import PreprocessParams
+from facedialect.preprocess.pipeline import FaceResult, preprocess_face
+from facedialect.store import ArrayCache, RunDir, atomic_write_text, cache_root
+
+#: Columns of ``tables/preprocess.csv``.
+PREPROCESS_COLUMNS = ["db", "path", "detected", "x", "y", "w", "h", "n_faces", "reason",
+                      "cache_key"]
+
+#: Exclusion categories that only come from subject selection (reconsidered after detection).
+SELECTION_CATEGORIES = frozenset({"subject incomplete", "not selected"})
+
+Progress = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------------------- ingest
+def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig]) -> pd.DataFrame:
+    """Parse and validate each database; write ``tables/images.csv``.
+
+    Rows of databases with other names already in the table are kept, so databases can be
+    ingested one at a time.
+
+    Parameters
+    ----------
+    run : RunDir
+        The run directory.
+    dbs : sequence of DatabaseConfig
+        The databases to ingest.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The whole images table.
+    """
+    with run.stage("ingest") as info:
+        frames = []
+        inputs: dict[str, str] = {}
+        for db in dbs:
+            df = databases.ingest(db.preset, db.root, db=db.name, options=db.options,
+                                  n_subjects=db.n_subjects)
+            frames.append(df)
+            listing = "\n".join(f"{p}\t{h}" for p, h in zip(df["path"], df["sha256"],
+                                                             strict=True))
+            inputs[f"database:{db.name}"] = hashlib.sha256(listing.encode()).hexdigest()
+        new = pd.concat(frames, ignore_index=True)
+        if run.has_table("images"):
+            old = run.read_table("images")
+            old = old[~old["db"].isin(new["db"].unique())]
+            new = pd.concat([old, new], ignore_index=True) if len(old) else new
+        run.write_table("images", new)
+        run.update_manifest(inputs=inputs,
+                            databases={db.name: {"preset": db.preset, "root": str(db.root),
+                                                 "n_subjects": db.n_subjects,
+                                                 "options": db.options} for db in dbs})
+        info["images"] = int(len(new))
+    return new
+
+
+# ----------------------------------------------------------------------------------- preprocess
+@dataclass
+class PreprocessSummary:
+    """What the pre-processing stage did."""
+
+    processed: int = 0
+    from_cache: int = 0
+    detected: int = 0
+    not_detected: int = 0
+    several_faces: int = 0
+    unreadable: int = 0
+    per_db: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def preprocess_key(sha256: str, params: PreprocessParams) -> str:
+    """Cache key of one image's pre-processing: content hash + parameters (+ version)."""
+    return hashlib.sha256(f"{sha256}:{params.key()}".encode()).hexdigest()
+
+
+def preprocess_cache(configured: str | Path | None = None) -> ArrayCache:
+    """The cache of pre-processed faces."""
+    return ArrayCache(cache_root(configured) / "preprocess")
+
+
+def _candidate_mask(images: pd.DataFrame) -> pd.Series:
+    cat = images["reason"].fillna("").map(databases.reason_category)
+    return images["included"].astype(bool) | cat.isin(SELECTION_CATEGORIES)
+
+
+def _process_one(path: str, key: str, params: PreprocessParams, cache: ArrayCache
+                 ) -> tuple[FaceResult, bool]:
+    hit = cache.get(key)
+    if hit is not None:
+        return _result_from_cache(hit), True
+    try:
+        gray = read_gray(path)
+    except ImageReadError as exc:
+        return FaceResult(image=None, detected=False, n_faces=0, box=None,
+                          reason=f"unreadable image: {exc}"), False
+    res = preprocess_face(gray, params)
+    arrays: dict[str, np.ndarray] = {
+        "detected": np.array(res.detected), "n_faces": np.array(res.n_faces),
+        "box": np.array(res.box if res.box is not None else (-1, -1, -1, -1)),
+        "reason": np.array(res.reason),
+    }
+    if res.image is not None:
+        arrays["image"] = res.image
+    cache.put(key, **arrays)
+    return res, False
+
+
+def _result_from_cache(hit: Mapping[str, np.ndarray]) -> FaceResult:
+    box = tuple(int(v) for v in hit["box"])
+    return FaceResult(image=hit.get("image"), detected=bool(hit["detected"]),
+                      n_faces=int(hit["n_faces"]),
+                      box=None if box[0] < 0 else box,  # type: ignore[arg-type]
+                      reason=str(hit["reason"]))
+
+
+def load_face(key: str, cache: ArrayCache) -> np.ndarray:
+    """Return the pre-processed face stored under ``key`` (224x224 uint8).
+
+    Raises
+    ------
+    KeyError
+        When the cache has no face under that key (re-run ``facedialect preprocess``).
+    """
+    hit = cache.get(key)
+    if hit is None or "image" not in hit:
+        raise KeyError(f"no pre-processed face cached under {key}; run `facedialect "
+                       f"preprocess` again")
+    return hit["image"]
+
+
+def preprocess_stage(run: RunDir, params: PreprocessParams, *,
+                     n_subjects: Mapping[str, int | None] | None = None,
+                     cache_dir: str | Path | None = None, workers: int | None = None,
+                     progress: Progress | None = None,
+                     faces_per_expression: int = 4) -> PreprocessSummary:
+    """Detect, normalise and mask every candidate image; write ``tables/preprocess.csv``.
+
+    Images without a detected face are excluded in ``tables/images.csv`` and subject
+    selection is re-done, so a subject who lost an expression is replaced where possible.
+    Results are cached by image content hash and parameters: a second run reads no image.
+
+    Parameters
+    ----------
+    run : RunDir
+        The run directory (must hold ``tables/images.csv``).
+    params : PreprocessParams
+        Pre-processing parameters.
+    n_subjects : mapping, optional
+        Subjects to keep per database (default: as recorded at ingestion, else 60).
+    cache_dir : path, optional
+        The shared cache folder.
+    workers : int, optional
+        Threads (default: CPU count).
+    progress : callable, optional
+        Called as ``progress(done, total)``.
+    faces_per_expression : int
+        Faces per expression on the contact sheets.
+
+    Returns
+    -------
+    PreprocessSummary
+        Counts for the CLI.
+    """
+    images = run.read_table("images")
+    cache = preprocess_cache(cache_dir)
+    cand = images[_candidate_mask(images)]
+    keys = [preprocess_key(h, params) for h in cand["sha256"]]
+    summary = PreprocessSummary()
+    with run.stage("preprocess", params_key=params.key()) as info:
+        results: list[FaceResult] = []
+        hits = 0
+        total = len(cand)
+        workers = workers or os.cpu_count() or 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = pool.map(lambda pk: _process_one(pk[0], pk[1], params, cache),
+                               zip(cand["path"], keys, strict=True))
+            for i, (res, hit) in enumerate(futures, 1):
+                results.append(res)
+                hits += hit
+                if progress:
+                    progress(i, total)
+        rows = []
+        for (_, r), key, res in zip(cand.iterrows(), keys, results, strict=True):
+            x, y, w, h = res.box if res.box is not None else ("", "", "", "")
+            rows.append({"db": r["db"], "path": r["path"], "detected": res.detected,
+                         "x": x, "y": y, "w": w, "h": h, "n_faces": res.n_faces,
+                         "reason": res.reason, "cache_key": key if res.detected else ""})
+        table = pd.DataFrame(rows, columns=PREPROCESS_COLUMNS)
+        run.write_table("preprocess", table)
+
+        # Exclude images without a face, then redo the subject selection.
+        failed = dict(zip(table.loc[~table["detected"], "path"],
+                          table.loc[~table["detected"], "reason"], strict=True))
+        images = images.copy()
+        hit_rows = images["path"].isin(failed)
+        images.loc[hit_rows, "included"] = False
+        images.loc[hit_rows, "reason"] = images.loc[hit_rows, "path"].map(failed)
+        recorded = run.read_manifest().get("databases", {})
+        parts = []
+        for db, part in images.groupby("db", sort=False):
+            n = (n_subjects or {}).get(str(db), recorded.get(str(db), {}).get("n_subjects", 60))
+            parts.append(databases.select_subjects(part, n))
+        images = pd.concat(parts, ignore_index=True)
+        run.write_table("images", images)
+
+        summary.processed = total
+        summary.from_cache = hits
+        summary.detected = int(table["detected"].sum())
+        summary.not_detected = int((~table["detected"]).sum())
+        summary.several_faces = int(table["reason"].str.startswith("several faces").sum())
+        summary.unreadable = int(table["reason"].str.startswith("unreadable").sum())
+        for db, part in table.groupby("db", sort=False):
+            summary.per_db[str(db)] = {"candidates": len(part),
+                                       "detected": int(part["detected"].sum())}
+        info.update(processed=total, from_cache=hits, detected=summary.detected)
+    from facedialect.report.figures import contact_sheets  # matplotlib only when drawing
+    contact_sheets(run, cache, per_expression=faces_per_expression)
+    return summary
+
+
+# ------------------------------------------------------------------------------------ whole study
+def save_study(run: RunDir, study: Study) -> None:
+    """Write the resolved study file to ``config.toml`` and its seed to the manifest."""
+    atomic_write_text(run.path / "config.toml", study.to_toml())
+    run.update_manifest(seed=study.study.seed, study=study.study.name,
+                        study_file_sha256=hashlib.sha256(study.to_toml().encode()).hexdigest())
+
+
+def study_summary(run: RunDir) -> dict[str, Any]:
+    """Headline counts of the databases for the CLI."""
+    return databases.summarize(run.read_table("images"))
+
+
+def dumps(obj: Any) -> str:
+    """JSON for the CLI's ``--json`` output."""
+    return json.dumps(obj, indent=2, default=str)

@@ -1,0 +1,144 @@
+"""End-to-end: the CLI on real faces (London set) laid out with KDEF naming."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from facedialect.cli import app
+from facedialect.store import RunDir
+
+runner = CliRunner()
+CODES = ["NE", "HA", "AF", "SA", "AN", "SU", "DI"]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def kdef_tree(tmp_path, london) -> Path:
+    """3 complete subjects from London photos; F01's sad image has no face."""
+    root = tmp_path / "KDEF"
+    photos = sorted((london / "neutral").glob("*.jpg"))
+    i = 0
+    for sid in ("F01", "F02", "F03"):
+        folder = root / f"A{sid}"
+        folder.mkdir(parents=True)
+        for code in CODES:
+            target = folder / f"A{sid}{code}S.JPG"
+            if sid == "F01" and code == "SA":
+                Image.fromarray(np.full((300, 300), 90, np.uint8)).save(target)
+            else:
+                shutil.copy(photos[i], target)
+                i += 1
+    (root / "README.txt").write_text("not an image")
+    return root
+
+
+def test_help_lists_every_command():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("validate", "ingest", "preprocess", "report", "run", "demo"):
+        assert cmd in res.output
+
+
+def test_ingest_preprocess_report(tmp_path, kdef_tree):
+    before = _snapshot(kdef_tree)
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["ingest", str(kdef_tree), "--preset", "kdef", "--out", str(out),
+                              "--n-subjects", "2"])
+    assert res.exit_code == 0, res.output
+    assert "KDEF" in res.output and "excluded" in res.output
+    run = RunDir(out)
+    images = run.read_table("images")
+    assert list(images.columns[:9]) == ["db", "path", "subject", "expression", "view",
+                                        "session", "sex", "included", "reason"]
+    assert sorted(images.loc[images["included"], "subject"].unique()) == ["F01", "F02"]
+
+    res = runner.invoke(app, ["preprocess", str(out)])
+    assert res.exit_code == 0, res.output
+    prep = run.read_table("preprocess")
+    assert len(prep) == 21  # every image of the 3 complete subjects is a candidate
+    missed = prep[~prep["detected"]]
+    assert missed["path"].str.endswith("AF01SAS.JPG").tolist() == [True]
+    assert missed["reason"].iloc[0].startswith("no face detected")
+    images = run.read_table("images")
+    # F01 lost its sad face, so F03 takes its place
+    assert sorted(images.loc[images["included"], "subject"].unique()) == ["F02", "F03"]
+    f01 = images[images["subject"] == "F01"]
+    assert not f01["included"].any()
+    assert (run.figures / "contact_sheet_KDEF.png").stat().st_size > 10_000
+
+    res = runner.invoke(app, ["preprocess", str(out)])  # second run: everything cached
+    assert res.exit_code == 0, res.output
+    stage = run.read_manifest()["stages"]["preprocess"]
+    assert stage["from_cache"] == stage["processed"] == 21
+    assert "21 from cache" in res.output
+
+    res = runner.invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2
+    assert "AF01SAS.JPG" in html
+    assert _snapshot(kdef_tree) == before  # nothing written inside the database
+
+
+def test_run_study_file(tmp_path, kdef_tree):
+    study = tmp_path / "study.toml"
+    study.write_text(f"""
+[study]
+name = "one db"
+output = "out"
+seed = 1
+
+[[databases]]
+name = "K"
+preset = "kdef"
+root = "{kdef_tree}"
+n_subjects = 2
+""")
+    res = runner.invoke(app, ["validate", str(study)])
+    assert res.exit_code == 0 and "ok" in res.output
+    res = runner.invoke(app, ["run", str(study)])
+    assert res.exit_code == 0, res.output
+    run = RunDir(tmp_path / "out")
+    assert (run.path / "report.html").exists()
+    assert (run.path / "config.toml").exists()
+    m = run.read_manifest()
+    assert m["seed"] == 1 and {"ingest", "preprocess"} <= set(m["stages"])
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path):
+    res = runner.invoke(app, ["validate", str(tmp_path / "missing.toml")])
+    assert res.exit_code == 2
+    assert "study file not found" in res.output
+    assert "Traceback" not in res.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = runner.invoke(app, ["ingest", str(empty), "--preset", "kdef", "--out",
+                              str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(app, ["preprocess", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "images.csv" in res.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study]\nname='x'\noutput='o'\nsedd=1\n[[databases]]\nname='A'\n"
+                   "preset='kdef'\nroot='nope'\n")
+    res = runner.invoke(app, ["run", str(bad)])
+    assert res.exit_code == 2
+    assert "study.sedd" in res.output and "databases[0].root" in res.output
+    assert not (tmp_path / "o").exists()  # nothing done before validation passed
+
+
+def test_ingest_rejects_bad_option(tmp_path, kdef_tree):
+    res = runner.invoke(app, ["ingest", str(kdef_tree), "--preset", "kdef", "--out",
+                              str(tmp_path / "r"), "-o", "colour=blue"])
+    assert res.exit_code == 2
+    assert "colour" in res.output and "Traceback" not in res.output
+    assert not os.path.exists(tmp_path / "r" / "tables" / "images.csv")
