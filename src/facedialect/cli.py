@@ -220,7 +220,7 @@ def demo(
     posers: Annotated[int, typer.Option(help="Synthetic posers per culture.")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic cultures.")] = 0,
 ) -> None:
-    """Offline example: two synthetic cultures (built-in face), ingested, pre-processed, reported."""
+    """Offline example: two synthetic cultures (built-in face), pre-processed and reported."""
     from facedialect.study import run_demo
 
     path = run_demo(out, posers=posers, seed=seed, console=console, progress=_progress)

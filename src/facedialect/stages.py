@@ -31,8 +31,9 @@ from facedialect.store import ArrayCache, RunDir, atomic_write_text, cache_root
 PREPROCESS_COLUMNS = ["db", "path", "detected", "x", "y", "w", "h", "n_faces", "reason",
                       "cache_key"]
 
-#: Exclusion categories that only come from subject selection (reconsidered after detection).
-SELECTION_CATEGORIES = frozenset({"subject incomplete", "not selected"})
+#: Exclusion categories decided by subject selection or by this stage itself: such images
+#: are candidates again on every run (e.g. after a change of detection parameters).
+RECONSIDERED_CATEGORIES = databases.SELECTION_CATEGORIES | {"no face detected"}
 
 Progress = Callable[[int, int], None]
 
@@ -106,7 +107,7 @@ def preprocess_cache(configured: str | Path | None = None) -> ArrayCache:
 
 def _candidate_mask(images: pd.DataFrame) -> pd.Series:
     cat = images["reason"].fillna("").map(databases.reason_category)
-    return images["included"].astype(bool) | cat.isin(SELECTION_CATEGORIES)
+    return images["included"].astype(bool) | cat.isin(RECONSIDERED_CATEGORIES)
 
 
 def _process_one(path: str, key: str, params: PreprocessParams, cache: ArrayCache
@@ -189,7 +190,10 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
     """
     images = run.read_table("images")
     cache = preprocess_cache(cache_dir)
-    cand = images[_candidate_mask(images)]
+    is_cand = _candidate_mask(images)
+    images.loc[is_cand, "included"] = True  # decided afresh below
+    images.loc[is_cand, "reason"] = ""
+    cand = images[is_cand]
     keys = [preprocess_key(h, params) for h in cand["sha256"]]
     summary = PreprocessSummary()
     with run.stage("preprocess", params_key=params.key()) as info:
@@ -217,7 +221,6 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
         # Exclude images without a face, then redo the subject selection.
         failed = dict(zip(table.loc[~table["detected"], "path"],
                           table.loc[~table["detected"], "reason"], strict=True))
-        images = images.copy()
         hit_rows = images["path"].isin(failed)
         images.loc[hit_rows, "included"] = False
         images.loc[hit_rows, "reason"] = images.loc[hit_rows, "path"].map(failed)

@@ -11,7 +11,15 @@ import pandas as pd
 from facedialect.databases import reason_category
 from facedialect.labels import EXPRESSIONS
 from facedialect.report.figures import exclusions_figure
-from facedialect.report.html import Code, Figure, Section, Table, Text, pretty_json, register_section
+from facedialect.report.html import (
+    Code,
+    Figure,
+    Section,
+    Table,
+    Text,
+    pretty_json,
+    register_section,
+)
 from facedialect.store import RunDir
 
 

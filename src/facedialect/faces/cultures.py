@@ -1,0 +1,468 @@
+"""Synthetic cultures with known answers (SCIENCE.md section 10).
+
+Two (or more) cultures pose the 7 expressions with different AU prototypes. Culture A
+uses the classic prototypes; the default culture B changes fearful, angry, sad and
+disgusted. Each poser has its own face, its own expressiveness, AU intensities drawn
+around the prototype values and a small head pose; every image records the AU
+intensities it was drawn with, so the method's findings can be checked against the truth.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from facedialect.faces.procedural import STUDY_AUS, FaceIdentity, render_face
+from facedialect.labels import EXPRESSIONS, KDEF_CODES
+
+__all__ = [
+    "PROTOTYPES_A",
+    "PROTOTYPES_B",
+    "PROTOTYPE_INTENSITY",
+    "TRUE_AUS_COLUMNS",
+    "EastWestPreset",
+    "PoserSample",
+    "Renderer",
+    "SyntheticImage",
+    "check_prototypes",
+    "culture_summary",
+    "sample_poser_expressions",
+    "write_synthetic_database",
+]
+
+#: Intensity of every AU of a prototype (before per-poser and per-image variation).
+PROTOTYPE_INTENSITY: Final[float] = 0.8
+
+
+def _proto(*aus: int) -> dict[int, float]:
+    return dict.fromkeys(aus, PROTOTYPE_INTENSITY)
+
+
+#: Culture A, the classic prototypes: expression -> {AU: intensity}.
+PROTOTYPES_A: Final[dict[str, dict[int, float]]] = {
+    "neutral": _proto(),
+    "happy": _proto(6, 12),
+    "fearful": _proto(1, 2, 4, 5, 7, 20, 26),
+    "sad": _proto(1, 4, 15),
+    "angry": _proto(4, 5, 7, 23),
+    "surprised": _proto(1, 2, 5, 26),
+    "disgusted": _proto(9, 15, 16),
+}
+
+#: Culture B: A with fearful, angry, sad and disgusted changed.
+PROTOTYPES_B: Final[dict[str, dict[int, float]]] = {
+    **copy.deepcopy(PROTOTYPES_A),
+    "fearful": _proto(1, 2, 5, 25),
+    "sad": _proto(1, 17, 24),
+    "angry": _proto(4, 7, 24),
+    "disgusted": _proto(4, 9, 10),
+}
+
+#: Columns of ``true_aus.csv`` (long format: one row per image and study AU).
+TRUE_AUS_COLUMNS: Final[tuple[str, ...]] = ("path", "subject", "expression", "au", "intensity")
+
+_EXPR_TO_KDEF: Final[dict[str, str]] = {v: k for k, v in KDEF_CODES.items()}
+_CULTURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+
+
+def check_prototypes(table: Mapping[str, Mapping[int, float]], where: str = "prototypes",
+                     fill_from: Mapping[str, Mapping[int, float]] | None = None,
+                     ) -> dict[str, dict[int, float]]:
+    """Validate one culture's prototype table and return it complete, in canonical order.
+
+    Parameters
+    ----------
+    table : Mapping[str, Mapping[int, float]]
+        Expression -> {AU: intensity}. Expressions must come from
+        :data:`facedialect.labels.EXPRESSIONS`; AUs from the 20 study AUs; intensities
+        in ``[0, 1]``.
+    where : str
+        Where the table comes from, for error messages.
+    fill_from : Mapping, optional
+        Prototypes for the expressions ``table`` leaves out (for example
+        :data:`PROTOTYPES_A`, so a culture lists only what it changes). When None,
+        all 7 expressions are required.
+
+    Returns
+    -------
+    dict[str, dict[int, float]]
+        A new table with the 7 expressions in canonical order, AUs in study order.
+
+    Raises
+    ------
+    ValueError
+        On an unknown expression (the message lists the 7 valid ones), a missing one,
+        an AU that is not a study AU or an intensity outside ``[0, 1]``.
+    """
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{where}: expected a table expression -> {{AU: intensity}}, "
+                         f"got {type(table).__name__}")
+    valid = ", ".join(EXPRESSIONS)
+    for expr in table:
+        if expr not in EXPRESSIONS:
+            raise ValueError(f"{where}: unknown expression {expr!r}; the valid expressions "
+                             f"are {valid}")
+    missing = [e for e in EXPRESSIONS if e not in table and (fill_from is None
+                                                            or e not in fill_from)]
+    if missing:
+        raise ValueError(f"{where}: missing expression(s) {', '.join(missing)}; a prototype "
+                         f"table needs all of {valid}")
+    out: dict[str, dict[int, float]] = {}
+    for expr in EXPRESSIONS:
+        src = table[expr] if expr in table else fill_from[expr]  # type: ignore[index]
+        if not isinstance(src, Mapping):
+            raise ValueError(f"{where}.{expr}: expected a mapping AU -> intensity, got "
+                             f"{type(src).__name__}")
+        aus: dict[int, float] = {}
+        for key, value in src.items():
+            try:
+                if isinstance(key, bool):
+                    raise ValueError
+                au = int(str(key).strip())
+            except ValueError:
+                raise ValueError(f"{where}.{expr}: AU {key!r} is not a whole number") from None
+            if au not in STUDY_AUS:
+                raise ValueError(f"{where}.{expr}: unknown AU {key!r}; the study AUs are "
+                                 f"{', '.join(str(a) for a in STUDY_AUS)}")
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}.{expr}: AU{au} intensity {value!r} is not a "
+                                 "number") from None
+            if not math.isfinite(v) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{where}.{expr}: AU{au} intensity must be in 0..1, "
+                                 f"got {value!r}")
+            aus[au] = v
+        out[expr] = {au: aus[au] for au in STUDY_AUS if au in aus}
+    return out
+
+
+class EastWestPreset(BaseModel):
+    """Settings of the synthetic cultures: who poses what, how much it varies.
+
+    ``prototypes`` maps a culture name to its prototype table (expression ->
+    {AU: intensity}). A culture's table may list only the expressions it changes: the
+    others are taken from culture A's classic prototypes (:data:`PROTOTYPES_A`), as
+    SCIENCE.md section 10 describes culture B ("keeps the rest").
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prototypes: dict[str, dict[str, dict[int, float]]] = Field(
+        default_factory=lambda: {"A": copy.deepcopy(PROTOTYPES_A),
+                                 "B": copy.deepcopy(PROTOTYPES_B)},
+        description="Culture name -> expression -> {AU: intensity}. Expressions left out "
+        "are taken from culture A's classic prototypes.",
+    )
+    n_posers: int = Field(60, ge=1, le=9999, description="Posers per culture.")
+    female_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of female posers.")
+    intensity_sd: float = Field(
+        0.1, ge=0.0, le=0.5,
+        description="SD of each AU's intensity around its (poser-scaled) prototype value, "
+        "per image; the result is clipped to 0..1.")
+    expressiveness_sd: float = Field(
+        0.15, ge=0.0, le=0.5,
+        description="SD of each poser's expressiveness, a gain on all prototype intensities "
+        "(mean 1, clipped to 0.5..1.5).")
+    roll_sd: float = Field(2.0, ge=0.0, le=6.0, description="Head roll SD per image, degrees.")
+    yaw_sd: float = Field(0.15, ge=0.0, le=0.5,
+                          description="Pseudo-yaw SD per image (1 ~ 10 degrees).")
+    shift_sd: float = Field(0.01, ge=0.0, le=0.03,
+                            description="Head shift SD per image, fraction of the image side.")
+    scale_sd: float = Field(0.03, ge=0.0, le=0.06, description="Head size SD per image.")
+    size: int = Field(256, ge=64, le=2048, description="Image side in pixels.")
+    color: bool = Field(False, description="Write RGB images instead of grayscale.")
+    layout: Literal["auto", "kdef", "folder"] = Field(
+        "auto",
+        description="File naming: 'kdef' (AF01/AF01NES.png, at most 99 posers), 'folder' "
+        "({expression}/{subject}_1.png) or 'auto' (kdef up to 99 posers, else folder).")
+    seed: int = Field(0, ge=0, description="Seed of everything random.")
+
+    @field_validator("prototypes", mode="before")
+    @classmethod
+    def _check_prototypes(cls, value: Any) -> dict[str, dict[str, dict[int, float]]]:
+        if not isinstance(value, Mapping) or not value:
+            raise ValueError("prototypes must map at least one culture name to a prototype "
+                             "table")
+        out: dict[str, dict[str, dict[int, float]]] = {}
+        for name, table in value.items():
+            if not isinstance(name, str) or not _CULTURE_NAME.match(name):
+                raise ValueError(f"culture name {name!r} must be 1-64 letters, digits, spaces, "
+                                 "'_', '.' or '-', starting with a letter or digit")
+            out[name] = check_prototypes(table, f"prototypes.{name}", fill_from=PROTOTYPES_A)
+        return out
+
+    @property
+    def cultures(self) -> tuple[str, ...]:
+        """The culture names, in the order given."""
+        return tuple(self.prototypes)
+
+    def prototypes_of(self, culture: str) -> dict[str, dict[int, float]]:
+        """Return a copy of one culture's complete prototype table.
+
+        Raises
+        ------
+        ValueError
+            When the preset has no such culture (the message lists those it has).
+        """
+        if culture not in self.prototypes:
+            raise ValueError(f"unknown culture {culture!r}; this preset has "
+                             f"{', '.join(repr(c) for c in self.cultures)}")
+        return copy.deepcopy(self.prototypes[culture])
+
+    def changed_expressions(self, a: str, b: str) -> list[str]:
+        """Expressions whose prototypes differ between cultures ``a`` and ``b``."""
+        pa, pb = self.prototypes_of(a), self.prototypes_of(b)
+        return [e for e in EXPRESSIONS if pa[e] != pb[e]]
+
+
+@dataclass(frozen=True)
+class SyntheticImage:
+    """One image to draw: a poser's face in one expression.
+
+    Attributes
+    ----------
+    subject : str
+        Poser id, e.g. ``"F01"``.
+    expression : str
+        One of :data:`facedialect.labels.EXPRESSIONS`.
+    identity : FaceIdentity
+        The poser's face with this image's head pose.
+    aus : dict[int, float]
+        Intensity of every study AU in this image (0 for AUs not posed), rounded to 4
+        decimals: exactly what is drawn and written to ``true_aus.csv``.
+    """
+
+    subject: str
+    expression: str
+    identity: FaceIdentity
+    aus: dict[int, float]
+
+
+@dataclass(frozen=True)
+class PoserSample:
+    """One synthetic poser and the 7 images they pose.
+
+    Attributes
+    ----------
+    number : int
+        Poser number 1..n within the culture.
+    subject : str
+        Poser id: sex and number, e.g. ``"F01"`` (``"F101"`` beyond 99).
+    sex : {"F", "M"}
+    identity : FaceIdentity
+        The face, frontal and centred.
+    expressiveness : float
+        Gain on the prototype intensities.
+    images : tuple[SyntheticImage, ...]
+        One per expression, in canonical order.
+    """
+
+    number: int
+    subject: str
+    sex: Literal["F", "M"]
+    identity: FaceIdentity
+    expressiveness: float
+    images: tuple[SyntheticImage, ...]
+
+
+def _culture_seed(seed: int, culture: str) -> np.random.SeedSequence:
+    """Seed of one culture: the preset seed and a stable hash of the culture's name."""
+    return np.random.SeedSequence([int(seed), zlib.crc32(culture.encode("utf-8"))])
+
+
+def sample_poser_expressions(culture: str, preset: EastWestPreset,
+                             rng: np.random.Generator) -> list[PoserSample]:
+    """Draw the posers of one culture and the AU intensities of their 7 expressions.
+
+    Parameters
+    ----------
+    culture : str
+        A culture of ``preset``.
+    preset : EastWestPreset
+        Prototypes, number of posers and the variation settings.
+    rng : numpy.random.Generator
+        Source of randomness; poser ``k`` uses the ``k``-th child generator spawned from
+        it, so the first posers are the same whatever ``n_posers`` is.
+
+    Returns
+    -------
+    list[PoserSample]
+        ``preset.n_posers`` posers, numbered from 1.
+
+    Raises
+    ------
+    ValueError
+        When ``culture`` is not in the preset.
+    """
+    protos = preset.prototypes_of(culture)
+    wide = preset.n_posers > 99
+    posers: list[PoserSample] = []
+    for k, child in enumerate(rng.spawn(preset.n_posers), start=1):
+        sex: Literal["F", "M"] = "F" if child.random() < preset.female_fraction else "M"
+        identity = FaceIdentity.random(child, sex=sex, pose=False)
+        gain = float(np.clip(child.normal(1.0, preset.expressiveness_sd), 0.5, 1.5))
+        subject = f"{sex}{k:03d}" if wide else f"{sex}{k:02d}"
+        images = []
+        for expr in EXPRESSIONS:
+            aus = dict.fromkeys(STUDY_AUS, 0.0)
+            for au, value in protos[expr].items():
+                v = gain * value + child.normal(0.0, preset.intensity_sd)
+                aus[au] = round(float(np.clip(v, 0.0, 1.0)), 4)
+            posed = replace(
+                identity,
+                roll=float(np.clip(child.normal(0.0, preset.roll_sd), -12.0, 12.0)),
+                yaw=float(np.clip(child.normal(0.0, preset.yaw_sd), -0.9, 0.9)),
+                shift=(float(np.clip(child.normal(0.0, preset.shift_sd), -0.08, 0.08)),
+                       float(np.clip(child.normal(0.0, preset.shift_sd), -0.08, 0.08))),
+                scale=float(np.clip(child.normal(1.0, preset.scale_sd), 0.85, 1.15)),
+            )
+            images.append(SyntheticImage(subject, expr, posed, aus))
+        posers.append(PoserSample(k, subject, sex, identity, gain, tuple(images)))
+    return posers
+
+
+class Renderer(Protocol):
+    """What :func:`write_synthetic_database` draws with (e.g. :func:`render_face`)."""
+
+    def __call__(self, identity: FaceIdentity, aus: Mapping[int, float], *, size: int,
+                 color: bool) -> np.ndarray:
+        """Return a uint8 ``(size, size)`` or ``(size, size, 3)`` RGB image."""
+        ...
+
+
+def _relative_path(img: SyntheticImage, number: int, sex: str, layout: str) -> str:
+    if layout == "kdef":
+        stem = f"A{sex}{number:02d}"
+        return f"{stem}/{stem}{_EXPR_TO_KDEF[img.expression]}S.png"
+    return f"{img.expression}/{img.subject}_1.png"
+
+
+def _resolve_layout(preset: EastWestPreset) -> str:
+    if preset.layout == "folder" or (preset.layout == "auto" and preset.n_posers > 99):
+        return "folder"
+    if preset.n_posers > 99:
+        raise ValueError(f"layout 'kdef' allows at most 99 posers (2-digit ids), got "
+                         f"n_posers={preset.n_posers}; use layout 'folder' or 'auto'")
+    return "kdef"
+
+
+def _write_png(path: Path, image: np.ndarray, size: int, color: bool) -> None:
+    arr = np.asarray(image)
+    want = (size, size, 3) if color else (size, size)
+    if arr.dtype != np.uint8 or arr.shape != want:
+        raise ValueError(f"renderer returned {arr.dtype} {arr.shape}, expected uint8 {want}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(arr, mode="RGB" if color else "L").save(tmp, format="PNG",
+                                                            compress_level=6)
+    os.replace(tmp, path)
+
+
+def write_synthetic_database(
+    out_dir: str | Path,
+    culture: str,
+    preset: EastWestPreset,
+    renderer: Renderer | Callable[..., np.ndarray] = render_face,
+) -> pd.DataFrame:
+    """Draw one synthetic culture's face database to a folder.
+
+    Writes one PNG per poser and expression and ``true_aus.csv`` beside them. With at
+    most 99 posers (``layout`` "auto" or "kdef") the files follow KDEF naming in one
+    folder per poser, session A, straight view: ``AF01/AF01NES.png`` (``F``/``M`` sex,
+    2-digit id, expression code AF AN DI HA NE SA SU), so the ``kdef`` preset reads
+    them. With more posers (or ``layout="folder"``) they go to
+    ``{expression}/{subject}_1.png`` for the ``folder`` preset.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Target folder (created). Files of the same names are overwritten.
+    culture : str
+        A culture of ``preset`` (e.g. "A" or "B").
+    preset : EastWestPreset
+        Prototypes, posers, variation, image size and seed.
+    renderer : callable
+        ``renderer(identity, aus, size=..., color=...) -> uint8 image``;
+        :func:`~facedialect.faces.procedural.render_face` by default. Another face
+        model plugs in here.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``true_aus.csv`` table: columns ``path`` (relative to ``out_dir``, with
+        ``/``), ``subject``, ``expression``, ``au``, ``intensity``; one row per image and
+        study AU (0 for the AUs the image does not pose).
+
+    Raises
+    ------
+    ValueError
+        On an unknown culture, more than 99 posers with ``layout="kdef"``, or a renderer
+        that returns the wrong kind of image.
+
+    Notes
+    -----
+    Deterministic: the same preset (seed included) and culture give byte-identical
+    files. ``true_aus.csv`` is written last, so its presence means the folder is
+    complete.
+    """
+    out = Path(out_dir)
+    layout = _resolve_layout(preset)
+    rng = np.random.default_rng(_culture_seed(preset.seed, culture))
+    posers = sample_poser_expressions(culture, preset, rng)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs: list[tuple[str, SyntheticImage]] = []
+    rows: list[tuple[str, str, str, int, float]] = []
+    for p in posers:
+        for img in p.images:
+            rel = _relative_path(img, p.number, p.sex, layout)
+            jobs.append((rel, img))
+            rows.extend((rel, img.subject, img.expression, au, img.aus[au])
+                        for au in STUDY_AUS)
+
+    for rel, img in jobs:
+        pixels = renderer(img.identity, img.aus, size=preset.size, color=preset.color)
+        _write_png(out / rel, pixels, preset.size, preset.color)
+    table = pd.DataFrame(rows, columns=list(TRUE_AUS_COLUMNS))
+    tmp = out / "true_aus.csv.tmp"
+    table.to_csv(tmp, index=False, float_format="%.4f", lineterminator="\n")
+    os.replace(tmp, out / "true_aus.csv")
+    return table
+
+
+def culture_summary(preset: EastWestPreset) -> pd.DataFrame:
+    """Tabulate the prototypes of every culture (for docs and reports).
+
+    Parameters
+    ----------
+    preset : EastWestPreset
+        The cultures.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``culture``, ``expression``, ``aus`` (e.g. ``"1+2+5+26"``) and
+        ``changed`` (True where the expression differs from the first culture's).
+    """
+    first = preset.cultures[0]
+    rows = []
+    for c in preset.cultures:
+        protos = preset.prototypes_of(c)
+        base = preset.prototypes_of(first)
+        for e in EXPRESSIONS:
+            rows.append({"culture": c, "expression": e,
+                         "aus": "+".join(str(a) for a in protos[e]) or "none",
+                         "changed": protos[e] != base[e]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,215 @@
+"""Synthetic cultures: prototypes (SCIENCE.md section 10), sampling, database writing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from facedialect.faces.cultures import (
+    PROTOTYPES_A,
+    PROTOTYPES_B,
+    TRUE_AUS_COLUMNS,
+    EastWestPreset,
+    culture_summary,
+    sample_poser_expressions,
+    write_synthetic_database,
+)
+from facedialect.faces.procedural import STUDY_AUS, FaceIdentity
+from facedialect.labels import EXPRESSIONS
+
+# SCIENCE.md section 10, written out.
+EXPECTED_A = {
+    "neutral": set(),
+    "happy": {6, 12},
+    "sad": {1, 4, 15},
+    "fearful": {1, 2, 4, 5, 7, 20, 26},
+    "angry": {4, 5, 7, 23},
+    "surprised": {1, 2, 5, 26},
+    "disgusted": {9, 15, 16},
+}
+EXPECTED_B = {
+    "neutral": set(),
+    "happy": {6, 12},
+    "sad": {1, 17, 24},
+    "fearful": {1, 2, 5, 25},
+    "angry": {4, 7, 24},
+    "surprised": {1, 2, 5, 26},
+    "disgusted": {4, 9, 10},
+}
+KDEF_NAME = re.compile(r"^(A[FM]\d{2})/(A[FM]\d{2})(AF|AN|DI|HA|NE|SA|SU)S\.png$")
+KDEF_EXPR = {"AF": "fearful", "AN": "angry", "DI": "disgusted", "HA": "happy",
+             "NE": "neutral", "SA": "sad", "SU": "surprised"}
+
+
+def _small(**kw: object) -> EastWestPreset:
+    base: dict[str, object] = {"n_posers": 3, "size": 96, "seed": 7}
+    base.update(kw)
+    return EastWestPreset(**base)  # type: ignore[arg-type]
+
+
+def test_prototypes_match_science_section_10() -> None:
+    for table, expected in ((PROTOTYPES_A, EXPECTED_A), (PROTOTYPES_B, EXPECTED_B)):
+        assert list(table) == list(EXPRESSIONS)
+        assert {e: set(aus) for e, aus in table.items()} == expected
+        for aus in table.values():
+            assert all(v == 0.8 for v in aus.values())
+    preset = EastWestPreset()
+    assert preset.cultures == ("A", "B")
+    assert {e: set(a) for e, a in preset.prototypes_of("A").items()} == EXPECTED_A
+    assert {e: set(a) for e, a in preset.prototypes_of("B").items()} == EXPECTED_B
+    assert preset.changed_expressions("A", "B") == ["fearful", "sad", "angry", "disgusted"]
+    summary = culture_summary(preset)
+    assert summary.loc[(summary.culture == "B") & (summary.expression == "angry"),
+                       "aus"].item() == "4+7+24"
+
+
+def test_preset_defaults_and_partial_override() -> None:
+    p = EastWestPreset()
+    assert p.n_posers == 60 and p.seed == 0
+    custom = EastWestPreset(prototypes={"west": {}, "east": {"happy": {12: 0.9}}})
+    assert custom.cultures == ("west", "east")
+    assert custom.prototypes_of("east")["happy"] == {12: 0.9}
+    assert custom.prototypes_of("east")["sad"] == PROTOTYPES_A["sad"]  # filled from A
+    assert custom.changed_expressions("west", "east") == ["happy"]
+    toml_like = EastWestPreset(prototypes={"A": {"happy": {"6": 0.5, "12": "0.7"}}})
+    assert toml_like.prototypes_of("A")["happy"] == {6: 0.5, 12: 0.7}
+
+
+def test_unknown_expression_lists_the_seven_valid_ones() -> None:
+    with pytest.raises(ValidationError) as err:
+        EastWestPreset(prototypes={"A": {"joy": {12: 0.8}}})
+    msg = str(err.value)
+    assert "unknown expression 'joy'" in msg
+    for e in EXPRESSIONS:
+        assert e in msg
+
+
+@pytest.mark.parametrize(
+    ("protos", "match"),
+    [({"A": {"happy": {3: 0.8}}}, "unknown AU 3"),
+     ({"A": {"happy": {12: 1.5}}}, "0..1"),
+     ({"A": {"happy": {"x": 0.5}}}, "whole number"),
+     ({"": {}}, "culture name"),
+     ({}, "at least one culture")],
+)
+def test_bad_prototypes_are_rejected(protos: object, match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        EastWestPreset(prototypes=protos)  # type: ignore[arg-type]
+
+
+def test_extra_keys_and_unknown_culture_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        EastWestPreset(posers=3)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="unknown culture 'C'.*'A', 'B'"):
+        sample_poser_expressions("C", EastWestPreset(), np.random.default_rng(0))
+
+
+def test_sampled_posers_vary_around_the_prototypes() -> None:
+    preset = EastWestPreset(n_posers=20)
+    posers = sample_poser_expressions("B", preset, np.random.default_rng(1))
+    assert len(posers) == 20
+    assert len({p.identity for p in posers}) == 20
+    assert len({p.expressiveness for p in posers}) == 20
+    for p in posers:
+        assert p.subject == f"{p.sex}{p.number:02d}"
+        assert [im.expression for im in p.images] == list(EXPRESSIONS)
+        for im in p.images:
+            assert set(im.aus) == set(STUDY_AUS)
+            assert all(0.0 <= v <= 1.0 for v in im.aus.values())
+            assert {au for au, v in im.aus.items() if v > 0} <= EXPECTED_B[im.expression]
+            assert isinstance(im.identity, FaceIdentity)
+            assert im.identity.shape == p.identity.shape
+    angry = np.array([p.images[EXPRESSIONS.index("angry")].aus[24] for p in posers])
+    assert 0.6 < angry.mean() < 1.0 and angry.std() > 0.02
+    rolls = {im.identity.roll for p in posers for im in p.images}
+    assert len(rolls) > 100  # a head pose per image
+    # the first posers do not depend on how many are drawn
+    fewer = sample_poser_expressions("B", EastWestPreset(n_posers=5), np.random.default_rng(1))
+    assert fewer == posers[:5]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_write_synthetic_database_is_deterministic_with_kdef_names(tmp_path: Path) -> None:
+    preset = _small()
+    t1 = write_synthetic_database(tmp_path / "one", "A", preset)
+    t2 = write_synthetic_database(tmp_path / "two", "A", preset)
+    f1, f2 = _files(tmp_path / "one"), _files(tmp_path / "two")
+    assert f1 == f2
+    pd.testing.assert_frame_equal(t1, t2)
+    pngs = [k for k in f1 if k.endswith(".png")]
+    assert set(f1) == set(pngs) | {"true_aus.csv"}
+    assert len(pngs) == 3 * 7
+    for name in pngs:
+        m = KDEF_NAME.match(name)
+        assert m, name
+        assert m.group(1) == m.group(2)
+    assert {KDEF_NAME.match(n).group(3) for n in pngs} == set(KDEF_EXPR)  # type: ignore[union-attr]
+    other = write_synthetic_database(tmp_path / "three", "A", _small(seed=8))
+    assert _files(tmp_path / "three") != f1
+    assert not other.equals(t1)
+    culture_b = write_synthetic_database(tmp_path / "b", "B", preset)
+    assert not culture_b.equals(t1)
+
+
+def test_true_aus_table(tmp_path: Path) -> None:
+    preset = _small(intensity_sd=0.0, expressiveness_sd=0.0)
+    table = write_synthetic_database(tmp_path, "B", preset)
+    on_disk = pd.read_csv(tmp_path / "true_aus.csv")
+    assert tuple(on_disk.columns) == TRUE_AUS_COLUMNS
+    assert len(on_disk) == 3 * 7 * 20
+    pd.testing.assert_frame_equal(on_disk, table, check_dtype=False)
+    for (path, subject, expr), grp in on_disk.groupby(["path", "subject", "expression"]):
+        m = KDEF_NAME.match(path)
+        assert m and KDEF_EXPR[m.group(3)] == expr and m.group(1)[1:] == subject
+        assert (tmp_path / path).is_file()
+        assert sorted(grp["au"]) == sorted(STUDY_AUS)
+        posed = dict(zip(grp["au"], grp["intensity"], strict=True))
+        assert {au for au, v in posed.items() if v > 0} == EXPECTED_B[expr]
+        assert all(v == pytest.approx(0.8) for v in posed.values() if v > 0)
+
+
+def test_images_are_the_renderer_output(tmp_path: Path) -> None:
+    calls: list[tuple[FaceIdentity, dict[int, float]]] = []
+
+    def flat(identity: FaceIdentity, aus: dict[int, float], *, size: int,
+             color: bool) -> np.ndarray:
+        calls.append((identity, dict(aus)))
+        return np.full((size, size, 3) if color else (size, size), 77, np.uint8)
+
+    preset = _small(n_posers=2, size=64, color=True, layout="folder")
+    table = write_synthetic_database(tmp_path, "A", preset, renderer=flat)
+    assert len(calls) == 14
+    paths = sorted(set(table["path"]))
+    assert all(re.match(r"^(neutral|happy|fearful|sad|angry|surprised|disgusted)/[FM]\d{2}_1\.png$",
+                        p) for p in paths)
+    from PIL import Image
+
+    with Image.open(tmp_path / paths[0]) as im:
+        assert im.mode == "RGB" and im.size == (64, 64)
+        assert np.asarray(im).max() == 77
+
+    def wrong(identity: FaceIdentity, aus: dict[int, float], *, size: int,
+              color: bool) -> np.ndarray:
+        return np.zeros((size, size, 3), np.float32)
+
+    with pytest.raises(ValueError, match="renderer returned"):
+        write_synthetic_database(tmp_path / "bad", "A", _small(n_posers=1, size=64),
+                                 renderer=wrong)
+
+
+def test_more_than_99_posers_need_the_folder_layout() -> None:
+    with pytest.raises(ValueError, match="at most 99 posers"):
+        write_synthetic_database("/nonexistent/never-written", "A",
+                                 EastWestPreset(n_posers=100, layout="kdef"))
+    posers = sample_poser_expressions("A", EastWestPreset(n_posers=100),
+                                      np.random.default_rng(0))
+    assert posers[-1].subject.endswith("100") and posers[0].subject[1:] == "001"
