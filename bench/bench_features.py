@@ -1,7 +1,7 @@
 """Feature extraction speed of every backbone, against a dense-matmul reference.
 
 Run:  .venv/bin/python bench/bench_features.py            (2 threads, batches 32 and 64)
-      .venv/bin/python bench/bench_features.py --threads 4 --batches 16 32 --repeats 3
+      .venv/bin/python bench/bench_features.py --threads 2 1 --batches 8 32 --repeats 3
 
 For each backbone it measures images/s of ``backbone(x)`` under ``torch.inference_mode``
 (input already normalized; ``to_input`` is timed apart) in three variants, each in its own
@@ -178,7 +178,8 @@ def measure(variant: str, threads: int, batches: list[int], repeats: int) -> dic
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[2],
+                    help="torch threads; several values are measured one after another")
     ap.add_argument("--batches", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
@@ -187,26 +188,31 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.child:  # one variant per process: tune_malloc() cannot be undone
-        part = measure(args.variants[0], args.threads, args.batches, args.repeats)
+        part = measure(args.variants[0], args.threads[0], args.batches, args.repeats)
         args.out.write_text(json.dumps(part))
         return
 
-    common = ["--threads", str(args.threads), "--batches", *map(str, args.batches),
-              "--repeats", str(args.repeats)]
+    sizes = ["--batches", *map(str, args.batches), "--repeats", str(args.repeats)]
     parts = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in args.variants:
-            out = Path(tmp) / f"{variant}.json"
-            subprocess.run([sys.executable, __file__, "--child", "--variants", variant,
-                            "--out", str(out), *common], check=True)
-            parts.append(json.loads(out.read_text()))
+        for threads in args.threads:
+            for variant in args.variants:
+                out = Path(tmp) / f"{variant}-{threads}.json"
+                subprocess.run([sys.executable, __file__, "--child", "--variants", variant,
+                                "--threads", str(threads), "--out", str(out), *sizes],
+                               check=True)
+                part = json.loads(out.read_text())
+                part["threads"] = threads
+                parts.append(part)
     result = {
-        "command": "python bench/bench_features.py " + " ".join(common),
+        "command": "python bench/bench_features.py " + " ".join(
+            ["--threads", *map(str, args.threads), *sizes]),
         "machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
-                    "torch": torch.__version__, "threads": args.threads,
-                    "load_average_at_end": os.getloadavg()},
+                    "torch": torch.__version__,
+                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "timing": "images/s from the best of --repeats interleaved rounds after one warm-up; "
-                  "each variant in its own process with its own matmul reference",
+                  "each (threads, variant) in its own process with its own matmul reference",
         "reference": "2048x2048 float32 torch.mm, best over the rounds, same process and threads",
         "variants": parts,
     }

@@ -64,11 +64,6 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def _warm(_: int) -> int:
-    process_one(str(next(DEFAULT_DATA.glob("*.jpg")))) if DEFAULT_DATA.is_dir() else None
-    return os.getpid()
-
-
 def time_it(fn: Callable[[], int], repeats: int) -> tuple[float, list[float], int]:
     times, out = [], 0
     for _ in range(repeats):
@@ -141,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
             "2 threads, OpenCV 1 each",
         )
     with ProcessPoolExecutor(max_workers=2, initializer=_worker_init) as pool:
-        list(pool.map(_warm, range(4)))
+        list(pool.map(process_one, files[:4]))  # start both workers, load their cascades
         record(
             "processes-2",
             lambda: sum(r[0] for r in pool.map(process_one, files, chunksize=4)),

@@ -23,11 +23,11 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture
 def kdef_tree(tmp_path, london) -> Path:
-    """3 complete subjects from London photos; F01's sad image has no face."""
+    """4 complete subjects from London photos; F01's sad image has no face."""
     root = tmp_path / "KDEF"
     photos = sorted((london / "neutral").glob("*.jpg"))
     i = 0
-    for sid in ("F01", "F02", "F03"):
+    for sid in ("F01", "F02", "F03", "F04"):
         folder = root / f"A{sid}"
         folder.mkdir(parents=True)
         for code in CODES:
@@ -64,7 +64,7 @@ def test_ingest_preprocess_report(tmp_path, kdef_tree):
     res = runner.invoke(app, ["preprocess", str(out)])
     assert res.exit_code == 0, res.output
     prep = run.read_table("preprocess")
-    assert len(prep) == 21  # every image of the 3 complete subjects is a candidate
+    assert len(prep) == 28  # every image of the 4 complete subjects is a candidate
     missed = prep[~prep["detected"]]
     assert missed["path"].str.endswith("AF01SAS.JPG").tolist() == [True]
     assert missed["reason"].iloc[0].startswith("no face detected")
@@ -78,8 +78,8 @@ def test_ingest_preprocess_report(tmp_path, kdef_tree):
     res = runner.invoke(app, ["preprocess", str(out)])  # second run: everything cached
     assert res.exit_code == 0, res.output
     stage = run.read_manifest()["stages"]["preprocess"]
-    assert stage["from_cache"] == stage["processed"] == 21
-    assert "21 from cache" in res.output
+    assert stage["from_cache"] == stage["processed"] == 28
+    assert "28 from cache" in res.output
 
     res = runner.invoke(app, ["report", str(out)])
     assert res.exit_code == 0, res.output
@@ -101,7 +101,16 @@ seed = 1
 name = "K"
 preset = "kdef"
 root = "{kdef_tree}"
-n_subjects = 2
+n_subjects = 3
+
+[model]
+backbone = "mobilenet_v2"
+weights = "random"
+
+[training]
+protocol = "quick"
+runs = 2
+iterations = 6
 """)
     res = runner.invoke(app, ["validate", str(study)])
     assert res.exit_code == 0 and "ok" in res.output
@@ -111,7 +120,20 @@ n_subjects = 2
     assert (run.path / "report.html").exists()
     assert (run.path / "config.toml").exists()
     m = run.read_manifest()
-    assert m["seed"] == 1 and {"ingest", "preprocess"} <= set(m["stages"])
+    assert m["seed"] == 1
+    assert {"ingest", "preprocess", "features", "train", "evaluate"} <= set(m["stages"])
+    assert m["training"]["weights_random"] is True
+    acc = run.read_table("accuracy")
+    assert set(acc["condition"]) == {"matched"} and set(acc["run"]) == {0, 1}
+    curves = run.read_table("training_curves")
+    assert curves[curves["split"] == "train"].groupby("run").size().tolist() == [6, 6]
+    html = (run.path / "report.html").read_text()
+    assert "RANDOM weights" in html and 'id="classification"' in html
+    # a second run is up to date: features come from the cache, training is skipped
+    res = runner.invoke(app, ["run", str(study)])
+    assert res.exit_code == 0, res.output
+    assert "up to date" in res.output
+    assert run.read_manifest()["stages"]["features"]["computed"] == 0
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path):

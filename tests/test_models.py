@@ -74,6 +74,20 @@ def _gray_images() -> np.ndarray:
     return np.stack([ramp, checker]).round().astype(np.uint8)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run these small (batch 1-2) forwards on one thread, restored afterwards.
+
+    With 2 threads on a machine whose cores are busy with other processes, every OpenMP
+    region waits for a descheduled thread: a MobileNetV2 forward of 2 images took 2.3 s
+    instead of 0.04 s on one thread (docs/models.md, Speed).
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def hub_tmp(tmp_path):
     """torch hub directory set to a temporary folder, restored afterwards."""
@@ -442,3 +456,31 @@ def test_download_failure_is_a_weights_error(hub_tmp, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(WeightsError, match="could not download .*network unreachable"):
         resolve_weights("alexnet", allow_download=True)
+
+
+# ------------------------------------------------------------------------- runtime
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_channels_last_gives_the_same_features(name):
+    """The fast layout (docs/models.md, Speed) changes no feature beyond float rounding."""
+    model = build_backbone(name)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = model(x)
+        fast = model.to(memory_format=torch.channels_last)(
+            x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
+    assert [k for k in model.state_dict()] == [k for k in build_backbone(name).state_dict()]
+
+
+def test_tune_malloc_in_a_subprocess():
+    import subprocess
+    import sys
+
+    code = ("from facedialect.models.runtime import tune_malloc; "
+            "print(tune_malloc(), tune_malloc())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    expected = "True" if sys.platform.startswith("linux") else "False"
+    assert out[0] == out[1] in {expected, "False"}  # False on non-glibc Linux (musl)

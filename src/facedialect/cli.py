@@ -198,12 +198,65 @@ def report(
     console.print(f"report: {path}", highlight=False)
 
 
+@app.command()
+@friendly
+def train(
+    study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto (a GPU when there is "
+                                        "one).")] = "auto",
+) -> None:
+    """Extract cached features and train every database's networks (resumable)."""
+    from facedialect.classification import train_stage
+    from facedialect.config import load_study
+    from facedialect.store import RunDir
+
+    study = load_study(study_file)
+    run = RunDir(study.study.output)
+    with run.lock(), _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def tick(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        summary = train_stage(run, study, device=None if device == "auto" else device,
+                              progress=tick)
+    for db, info in summary["dbs"].items():
+        failed = info.get("failed") or {}
+        console.print(f"{db}: {info['runs']} runs trained"
+                      + (f"; failed: {failed}" if failed else ""), highlight=False)
+    console.print(f"wrote {run.path / 'heads'} and {run.table_path('training_curves')}",
+                  highlight=False)
+
+
+@app.command()
+@friendly
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory (holds config.toml).")],
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+) -> None:
+    """Test every database's networks on every database (matched and swapped)."""
+    from facedialect.classification import evaluate_stage
+    from facedialect.config import load_study
+    from facedialect.store import RunDir
+
+    run = RunDir(run_dir)
+    study = load_study(run.path / "config.toml")
+    with run.lock():
+        res = evaluate_stage(run, study, device=None if device == "auto" else device)
+    for key, value in res["mean_correct"].items():
+        console.print(f"{key}: mean correct rate {value:.3f}", highlight=False)
+    console.print(f"wrote {run.table_path('confusion')}, {run.table_path('accuracy')} and "
+                  f"{run.table_path('stats_classification')}", highlight=False)
+
+
 @app.command("run")
 @friendly
 def run_cmd(
     study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
 ) -> None:
-    """Run every stage that exists in order (ingest, pre-process, report)."""
+    """Run every stage in order: ingest, pre-process, train, evaluate, report."""
     from facedialect.config import load_study
     from facedialect.study import run_study
 
@@ -220,7 +273,7 @@ def demo(
     posers: Annotated[int, typer.Option(help="Synthetic posers per culture.")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic cultures.")] = 0,
 ) -> None:
-    """Offline example: two synthetic cultures (built-in face), pre-processed and reported."""
+    """Offline example: two synthetic cultures (built-in face), trained, tested, reported."""
     from facedialect.study import run_demo
 
     path = run_demo(out, posers=posers, seed=seed, console=console, progress=_progress)

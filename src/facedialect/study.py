@@ -54,8 +54,38 @@ def run_study(study: Study, *, console: Console | None = None,
         else:
             s = preprocess_stage(run, study.preprocess, **kwargs)
         say(f"  {s.detected}/{s.processed} faces detected ({s.from_cache} from cache)")
+        _train_and_evaluate(run, study, say, progress)
         say("[bold]report[/]")
         return build_report(run)
+
+
+def _train_and_evaluate(run: RunDir, study: Study, say: Callable[..., Any],
+                        progress: Callable[[], Any] | None) -> None:
+    from facedialect.classification import evaluate_stage, protocol_of, train_stage
+
+    proto = protocol_of(study)
+    say(f"[bold]train[/]: {study.model.backbone} ({study.model.weights}), protocol "
+        f"{proto.name}: {proto.runs} runs x {proto.iterations} iterations per database")
+    if progress is not None:
+        with progress() as bar:
+            tasks: dict[str, Any] = {}
+
+            def tick(label: str, done: int, total: int) -> None:
+                if label not in tasks:
+                    tasks[label] = bar.add_task(label, total=total)
+                bar.update(tasks[label], completed=done, total=total)
+
+            summary = train_stage(run, study, progress=tick)
+    else:
+        summary = train_stage(run, study)
+    for db, info in summary["dbs"].items():
+        failed = info.get("failed") or {}
+        say(f"  {db}: {info['runs']} runs" + (f", {len(failed)} failed" if failed else "")
+            + (" (up to date)" if info.get("skipped") else ""))
+    say("[bold]evaluate[/]")
+    res = evaluate_stage(run, study)
+    for key, value in res["mean_correct"].items():
+        say(f"  {key}: mean correct rate {value:.3f}")
 
 
 DEMO_STUDY = """\
@@ -68,6 +98,12 @@ name = "facedialect demo: synthetic east-west cultures"
 output = "run"
 seed = {seed}
 cache_dir = "cache"
+
+[model]
+backbone = "mobilenet_v2"   # ImageNet weights ship offline in a package (RESOURCES.md)
+
+[training]
+protocol = "quick"
 
 [[databases]]
 name = "west"

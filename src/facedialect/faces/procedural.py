@@ -620,9 +620,12 @@ _DEPTH.setflags(write=False)
 _YAW_SHIFT: Final[float] = 0.09
 #: One canonical unit (half the jaw width) as a fraction of the image side: the jaw spans
 #: 54% of the width and the head with the ears about 60%.
-_UNIT_FRACTION: Final[float] = 0.27
+_UNIT_FRACTION: Final[float] = 0.23
 #: Height of the canonical origin (between the eyes) as a fraction of the image side.
-_EYE_LINE: Final[float] = 0.43
+_EYE_LINE: Final[float] = 0.39
+
+
+_CHIN: Final[int] = 8  # iBUG index of the chin tip
 
 
 def canonical_landmarks(identity: FaceIdentity, aus: Mapping[int, float]) -> np.ndarray:
@@ -640,8 +643,16 @@ def canonical_landmarks(identity: FaceIdentity, aus: Mapping[int, float]) -> np.
     numpy.ndarray
         ``(68, 2)`` float64.
     """
-    aus = validate_aus(aus)
+    aus = dict(validate_aus(aus))
     pts = MEAN_SHAPE + np.tensordot(np.asarray(identity.shape), _MODE_STACK, axes=1)
+    # AU26 and AU27 move the same jaw: their drops add up to at most AU27's full drop.
+    d26 = AU_CATALOGUE_PROCEDURAL[26].displacement[_CHIN, 1]
+    d27 = AU_CATALOGUE_PROCEDURAL[27].displacement[_CHIN, 1]
+    drop = aus.get(26, 0.0) * d26 + aus.get(27, 0.0) * d27
+    if drop > d27 > 0:
+        for au in (26, 27):
+            if au in aus:
+                aus[au] *= d27 / drop
     for au in STUDY_AUS:
         v = aus.get(au, 0.0)
         if v > 0.0:

@@ -259,10 +259,24 @@ def normalize_region(
         raise ValueError("the region is empty: no pixel to normalize")
     if not np.all(np.isfinite(values)):
         raise ValueError("the region contains NaN or infinite values")
-    mu = float(values.mean())
-    sigma = float(values.std())
-    if np.ptp(values) == 0.0 or not sigma > 0.0:
+    if values.min() == values.max():
         # zero variance: shift so the region is exactly the target mean
         return np.clip(img - values[0] + mean, 0.0, 255.0)
-    a, t = _fit_clipped_linear(_ClippedStats((values - mu) / sigma, float(mean)), float(sd))
-    return np.clip(a * ((img - mu) / sigma - t) + mean, 0.0, 255.0)
+
+    # Standardize in steps that neither overflow nor underflow, whatever the scale of
+    # the values: divide by the largest magnitude, map the region's range to [0, 1],
+    # then subtract the mean and divide by the SD (> 0, as the range is 1).
+    scale = float(np.max(np.abs(values)))
+    low = float(np.min(values / scale))
+    span = float(np.max(values / scale)) - low
+    if not span > 0.0:  # differences below double precision: treat as constant
+        return np.clip(img - values[0] + mean, 0.0, 255.0)
+    unit = (values / scale - low) / span
+    mu = float(unit.mean())
+    sigma = float(unit.std())
+
+    def standardize(x: np.ndarray) -> np.ndarray:
+        return ((x / scale - low) / span - mu) / sigma
+
+    a, t = _fit_clipped_linear(_ClippedStats(standardize(values), float(mean)), float(sd))
+    return np.clip(a * (standardize(img) - t) + mean, 0.0, 255.0)

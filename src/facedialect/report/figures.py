@@ -109,3 +109,96 @@ def exclusions_figure(images: pd.DataFrame) -> bytes | None:
     ax.tick_params(axis="x", rotation=0, labelsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     return fig_to_png(fig)
+
+
+def training_curves_figure(curves: pd.DataFrame, window: int = 25) -> bytes:
+    """Training and validation correct rate and loss, mean and SD across runs (paper Fig. 2).
+
+    Training values are per iteration (mini-batch), smoothed per run with a moving average
+    of ``window`` iterations before the mean and SD across runs; validation values are
+    per epoch.
+    """
+    dbs = list(dict.fromkeys(curves["db"]))
+    fig, axes = plt.subplots(2, len(dbs), figsize=(4.2 * len(dbs), 5.2), squeeze=False,
+                             sharex="col")
+    for c, db in enumerate(dbs):
+        part = curves[curves["db"] == db]
+        for r, metric in enumerate(("correct_rate", "loss")):
+            ax = axes[r, c]
+            tr = part[part["split"] == "train"].pivot(index="iteration", columns="run",
+                                                      values=metric)
+            tr = tr.rolling(window, min_periods=1).mean()
+            m, s = tr.mean(axis=1), tr.std(axis=1).fillna(0)
+            ax.plot(m.index, m.values, color="C0", lw=1.2, label="training")
+            ax.fill_between(m.index, m - s, m + s, color="C0", alpha=0.25, lw=0)
+            va = part[part["split"] == "validation"].groupby("iteration")[metric]
+            vm, vs = va.mean(), va.std().fillna(0)
+            ax.errorbar(vm.index, vm.values, yerr=vs.values, color="C3", fmt="o-", ms=3,
+                        lw=1, capsize=2, label="validation")
+            ax.set_ylabel("correct rate" if metric == "correct_rate" else "loss")
+            if metric == "correct_rate":
+                ax.set_ylim(0, 1)
+                ax.set_title(f"{db} ({tr.shape[1]} runs)")
+            ax.spines[["top", "right"]].set_visible(False)
+        axes[1, c].set_xlabel("iteration")
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    return fig_to_png(fig)
+
+
+def confusion_figure(mean_conf: pd.DataFrame) -> bytes:
+    """Mean confusion matrices, one panel per (trained on, tested on) pair (Figs. 3-4)."""
+    pairs = list(dict.fromkeys(zip(mean_conf["train_db"], mean_conf["test_db"], strict=True)))
+    dbs = list(dict.fromkeys(mean_conf["train_db"]))
+    n = len(dbs)
+    fig, axes = plt.subplots(n, n, figsize=(3.6 * n, 3.9 * n), squeeze=False,
+                             layout="constrained")
+    for ax in axes.ravel():
+        ax.axis("off")
+    short = [e[:3] for e in EXPRESSIONS]
+    for a, b in pairs:
+        part = mean_conf[(mean_conf["train_db"] == a) & (mean_conf["test_db"] == b)]
+        mat = (part.pivot(index="true", columns="predicted", values="rate")
+               .reindex(index=list(EXPRESSIONS), columns=list(EXPRESSIONS)).to_numpy())
+        ax = axes[dbs.index(a), dbs.index(b)]
+        ax.axis("on")
+        ax.imshow(mat, cmap="Blues", vmin=0, vmax=1)
+        for i in range(7):
+            for j in range(7):
+                v = mat[i, j]
+                if np.isfinite(v):
+                    txt = f"{v:.2f}"
+                    ax.text(j, i, "1" if txt.startswith("1") else txt[1:], ha="center",
+                            va="center", fontsize=6.5, color="white" if v > 0.6 else "black")
+        ax.set_xticks(range(7), short, fontsize=7, rotation=90)
+        ax.set_yticks(range(7), short, fontsize=7)
+        cond = "matched" if a == b else "swapped"
+        ax.set_title(f"trained {a}, tested {b}\n({cond})", fontsize=8)
+        ax.set_xlabel("chosen", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
+    return fig_to_png(fig)
+
+
+def correct_rate_figure(accuracy: pd.DataFrame) -> bytes:
+    """Correct rate per expression, matched vs swapped, per training database (mean, SD)."""
+    dbs = list(dict.fromkeys(accuracy["train_db"]))
+    fig, axes = plt.subplots(1, len(dbs), figsize=(4.6 * len(dbs), 3.0), squeeze=False,
+                             sharey=True)
+    for c, db in enumerate(dbs):
+        ax = axes[0, c]
+        part = accuracy[accuracy["train_db"] == db]
+        g = (part.groupby(["condition", "expression"])["correct_rate"]
+             .agg(["mean", "std"]).reset_index())
+        x = np.arange(len(EXPRESSIONS))
+        for k, cond in enumerate(("matched", "swapped")):
+            sub = g[g["condition"] == cond].set_index("expression").reindex(list(EXPRESSIONS))
+            if sub["mean"].isna().all():
+                continue
+            ax.bar(x + (k - 0.5) * 0.38, sub["mean"], 0.38, yerr=sub["std"].fillna(0),
+                   capsize=2, label=cond, color=("C0", "C1")[k])
+        ax.set_xticks(x, [e[:4] for e in EXPRESSIONS], fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"networks trained on {db}", fontsize=9)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0, 0].set_ylabel("correct rate")
+    axes[0, 0].legend(fontsize=8)
+    return fig_to_png(fig)

@@ -114,6 +114,80 @@ def preprocess_section(run: RunDir) -> Section | None:
     return Section("preprocessing", "Pre-processing", blocks)
 
 
+def _training_facts(run: RunDir) -> dict:
+    return run.read_manifest().get("training", {})
+
+
+@register_section
+def training_section(run: RunDir) -> Section | None:
+    """Training curves (paper Fig. 2), the protocol, and failed runs."""
+    if not run.has_table("training_curves"):
+        return None
+    from facedialect.report.figures import training_curves_figure
+
+    curves = run.read_table("training_curves")
+    facts = _training_facts(run)
+    proto = facts.get("protocol", {})
+    blocks: list = []
+    if facts.get("weights_random"):
+        blocks.append(Text("WARNING: the backbone has RANDOM weights (weights = 'random'): "
+                           "these numbers test the software, not the science."))
+    blocks.append(Text(
+        f"Backbone {facts.get('backbone', '?')}, frozen; new head FC 4096-4096-7 with "
+        f"dropout {proto.get('dropout')} and He initialisation, trained with SGD "
+        f"(momentum {proto.get('momentum')}, batch {proto.get('batch_size')}, learning "
+        f"rates {proto.get('lr_schedule')}) for {proto.get('iterations')} iterations, "
+        f"{proto.get('runs')} runs per database, each with its own split, order, dropout "
+        f"and initialisation seeds. Protocol '{proto.get('name')}'."))
+    for note in proto.get("notes", []):
+        blocks.append(Text(f"Deviation from the paper: {note}."))
+    blocks.append(Figure(training_curves_figure(curves), "Correct rate and loss during "
+                         "training (blue: mini-batches, moving average of 25 iterations, "
+                         "mean ± SD across runs) and on the validation subjects after each "
+                         "epoch (red), from tables/training_curves.csv.", "training_curves"))
+    last = curves[curves["split"] == "validation"].sort_values("iteration")
+    last = last.groupby(["db", "run"]).tail(1)
+    blocks.append(Table(last.groupby("db")["correct_rate"].agg(["mean", "std", "count"])
+                        .reset_index(), "Final validation correct rate per database "
+                        "(mean, SD across runs).", "final_validation"))
+    return Section("training", "Training", blocks)
+
+
+@register_section
+def classification_section(run: RunDir) -> Section | None:
+    """Matched and swapped testing: confusion matrices, correct rates, statistics."""
+    if not run.has_table("accuracy"):
+        return None
+    from facedialect.analysis.classification import mean_confusion, overall_correct
+    from facedialect.report.figures import confusion_figure, correct_rate_figure
+
+    conf = run.read_table("confusion")
+    acc = run.read_table("accuracy")
+    stats = run.read_table("stats_classification")
+    per_run = overall_correct(acc)
+    summary = (per_run.groupby(["train_db", "test_db", "condition", "variants"])
+               ["correct_rate"].agg(["mean", "std", "count"]).reset_index()
+               .rename(columns={"count": "runs"}))
+    blocks: list = [
+        Text("Each network was tested on the test subjects of its own run: of its own "
+             "database (matched) and of every other database (swapped), on all 50 "
+             "variants of each test image (variants = all) and on the plain image alone "
+             "(variants = plain). SCIENCE §6."),
+        Table(summary, "Mean correct rate (over expressions) per network, mean and SD "
+              "across runs.", "correct_rate_summary"),
+        Figure(confusion_figure(mean_confusion(conf[conf["variants"] == "all"])),
+               "Confusion matrices averaged over runs (rows: true expression, columns: "
+               "chosen; rows sum to 1), all 50 variants, from tables/confusion.csv.",
+               "confusion"),
+        Figure(correct_rate_figure(acc[acc["variants"] == "all"]), "Correct rate per "
+               "expression, matched vs swapped (mean ± SD across runs), from "
+               "tables/accuracy.csv.", "correct_rate"),
+        Table(stats, "t-tests and two-way ANOVAs on per-run correct rates (runs as "
+              "replicates; scipy / statsmodels).", "stats_classification"),
+    ]
+    return Section("classification", "Classification: matched and swapped", blocks)
+
+
 @register_section
 def provenance_section(run: RunDir) -> Section | None:
     """Versions, seed, input hashes, stage timings, and the resolved study file."""

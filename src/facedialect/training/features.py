@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from facedialect.models.backbones import Backbone
+from facedialect.models.runtime import tune_malloc
 from facedialect.preprocess.augment import N_VARIANTS, make_variants
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.store import atomic_write_bytes, cache_root
@@ -108,7 +109,10 @@ def extract_features(
         Number of faces whose features were computed (0 when all were cached).
     """
     todo = [k for k in dict.fromkeys(face_keys) if not cache.has(k)]
-    backbone = backbone.to(device).eval()
+    if not todo:
+        return 0
+    tune_malloc()  # keeps activation buffers mapped: ~3x faster on CPU (docs/models.md)
+    backbone = backbone.to(device, memory_format=torch.channels_last).eval()
     total = len(todo)
     if progress:
         progress(0, total)
@@ -116,7 +120,7 @@ def extract_features(
     for start in range(0, total, per):
         keys = todo[start:start + per]
         stack = np.concatenate([make_variants(load_face(k), params) for k in keys])
-        x = backbone.to_input(stack).to(device)
+        x = backbone.to_input(stack).to(device, memory_format=torch.channels_last)
         feats = torch.cat([backbone(x[i:i + batch_size])
                            for i in range(0, len(x), batch_size)])
         feats = feats.float().cpu().numpy().reshape(len(keys), N_VARIANTS, -1)

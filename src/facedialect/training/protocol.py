@@ -72,10 +72,10 @@ PAPER = Protocol(
 
 #: Sized for 2 CPU cores: fewer runs and iterations, variants and a larger learning rate.
 QUICK = Protocol(
-    name="quick", runs=4, iterations=600, lr_schedule=((0, 1e-3), (400, 1e-4)),
+    name="quick", runs=4, iterations=240, lr_schedule=((0, 1e-3), (160, 1e-4)),
     variants=10,
-    notes=("quick protocol: 4 runs, 600 iterations, 10 of 50 variants, learning rate 1e-3 "
-           "then 1e-4 at 400 (not the paper's)",),
+    notes=("quick protocol: 4 runs, 240 iterations, 10 of 50 variants, learning rate 1e-3 "
+           "then 1e-4 at 160 (not the paper's)",),
 )
 
 PROTOCOLS = {"paper": PAPER, "quick": QUICK}

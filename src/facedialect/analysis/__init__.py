@@ -1,0 +1,1 @@
+"""Analyses: functions that take arrays or DataFrames and return DataFrames (no I/O)."""

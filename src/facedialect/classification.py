@@ -1,0 +1,302 @@
+"""The classification stages: features, training (R runs at once) and evaluation.
+
+``train_stage`` extracts (cached) backbone features of every included face, splits each
+database's subjects per run, trains the runs' heads together and writes
+``heads/{db}.pt``, ``tables/splits.csv`` and ``tables/training_curves.csv``.
+``evaluate_stage`` tests every database's networks on every database (matched and
+swapped) and writes ``tables/confusion.csv``, ``tables/accuracy.csv`` and
+``tables/stats_classification.csv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facedialect.analysis.classification import (
+    accuracy_from_confusion,
+    classification_stats,
+    confusion_rows,
+)
+from facedialect.config import Study
+from facedialect.errors import InputError
+from facedialect.labels import EXPRESSIONS
+from facedialect.models.weights import load_backbone
+from facedialect.stages import load_face, preprocess_cache
+from facedialect.store import RunDir, atomic_write_bytes
+from facedialect.training.features import FeatureCache, backbone_tag, extract_features
+from facedialect.training.protocol import Protocol, resolve_protocol
+from facedialect.training.splits import run_seeds, split_run
+from facedialect.training.trainer import MultiRunHead, RunPlan, train_runs
+
+Progress = Callable[[str, int, int], None]
+
+#: Columns of ``tables/training_curves.csv``.
+CURVE_COLUMNS = ["db", "run", "iteration", "split", "loss", "correct_rate"]
+#: Columns of ``tables/splits.csv``.
+SPLIT_COLUMNS = ["db", "run", "path", "subject", "expression", "part"]
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is available, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def protocol_of(study: Study) -> Protocol:
+    """The study's training protocol with its overrides."""
+    t = study.training
+    return resolve_protocol(t.protocol, runs=t.runs, iterations=t.iterations,
+                            batch_size=t.batch_size, momentum=t.momentum)
+
+
+def included_faces(run: RunDir) -> pd.DataFrame:
+    """Included images with a detected face and their cache keys, per database."""
+    images = run.read_table("images")
+    prep = run.read_table("preprocess")
+    faces = images[images["included"].astype(bool)].merge(
+        prep.loc[prep["detected"].astype(bool), ["path", "cache_key"]], on="path",
+        how="inner")
+    return faces.sort_values(["db", "subject", "expression", "path"]).reset_index(drop=True)
+
+
+def _runs_per_group(in_dim: int, hidden: int, device: str, runs: int) -> int:
+    per_run = 4 * 3 * (in_dim * hidden + hidden * hidden + hidden * 8)  # param+grad+momentum
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info()
+        budget = 0.6 * free
+    else:
+        budget = 6e9
+    return max(1, min(runs, int(budget // per_run)))
+
+
+def _load_db_features(fcache: FeatureCache, faces: pd.DataFrame) -> torch.Tensor:
+    return torch.from_numpy(fcache.load(list(faces["cache_key"])))
+
+
+def train_stage(run: RunDir, study: Study, *, device: str | None = None,
+                progress: Progress | None = None, checkpoint_every: int = 500
+                ) -> dict[str, Any]:
+    """Extract features and train every database's runs; resumable.
+
+    Parameters
+    ----------
+    run : RunDir
+        The run directory (ingest and pre-processing done).
+    study : Study
+        The study (model, training sections).
+    device : str, optional
+        ``cpu`` or ``cuda`` (default: a GPU when there is one).
+    progress : callable, optional
+        ``progress(label, done, total)``.
+    checkpoint_every : int
+        Iterations between training checkpoints.
+
+    Returns
+    -------
+    dict
+        Summary for the CLI: protocol, backbone, per-database runs and failures.
+    """
+    device = device or default_device()
+    proto = protocol_of(study)
+    faces = included_faces(run)
+    if faces.empty:
+        raise InputError("no included faces to train on: check tables/images.csv and "
+                         "tables/preprocess.csv (run `facedialect preprocess`)")
+    for db, part in faces.groupby("db"):
+        missing = [e for e in EXPRESSIONS if not (part["expression"] == e).any()]
+        if missing:
+            raise InputError(f"database {db!r} has no included image of {missing}; every "
+                             f"expression needs images to train a 7-way classifier")
+    backbone = load_backbone(study.model.backbone, study.model.weights)
+    tag = backbone_tag(backbone)
+    fcache = FeatureCache(tag, study.study.cache_dir)
+    pcache = preprocess_cache(study.study.cache_dir)
+    summary: dict[str, Any] = {"protocol": proto.as_dict(), "backbone": tag, "dbs": {}}
+    with run.stage("features", backbone=tag) as info:
+        n = extract_features(
+            list(faces["cache_key"]), lambda k: load_face(k, pcache), backbone,
+            study.preprocess, fcache, device=device,
+            progress=(lambda d, t: progress("features", d, t)) if progress else None)
+        info.update(computed=n, faces=len(faces))
+    summary["features_computed"] = n
+    del backbone
+    split_rows, curve_rows = [], []
+    heads_dir = run.path / "heads"
+    with run.stage("train", protocol=proto.name, backbone=tag, device=device) as info:
+        for db in dict.fromkeys(d.name for d in study.databases):
+            part = faces[faces["db"] == db].reset_index(drop=True)
+            if part.empty:
+                continue
+            labels = torch.tensor([EXPRESSIONS.index(e) for e in part["expression"]])
+            plans = []
+            for r in range(proto.runs):
+                seeds = run_seeds(study.study.seed, db, r)
+                where = split_run(part, seeds.split, proto.split)
+                split_rows.append(pd.DataFrame({
+                    "db": db, "run": r, "path": part["path"], "subject": part["subject"],
+                    "expression": part["expression"], "part": where}))
+                plans.append(RunPlan(r, seeds, np.flatnonzero(where == "train"),
+                                     np.flatnonzero(where == "validation")))
+            sig = _heads_signature(tag, proto, plans, study.study.seed)
+            target = heads_dir / f"{db}.pt"
+            if target.exists() and torch.load(target, weights_only=True).get("signature") == sig:
+                saved = torch.load(target, weights_only=True)
+                curve_rows.append(_curves_from_saved(db, saved))
+                summary["dbs"][db] = {"runs": proto.runs, "skipped": "up to date"}
+                continue
+            feats = _load_db_features(fcache, part)
+            group = _runs_per_group(feats.shape[2], proto.hidden, device, proto.runs)
+            outs, checkpoints = [], []
+            for g0 in range(0, len(plans), group):
+                chunk = plans[g0:g0 + group]
+                label = f"train {db} runs {g0}-{g0 + len(chunk) - 1}"
+                ck = run.path / "checkpoints" / f"{db}_runs{g0}-{g0 + len(chunk) - 1}.pt"
+                out = train_runs(
+                    feats, labels, chunk, proto, device=device, checkpoint=ck,
+                    checkpoint_every=checkpoint_every,
+                    progress=(lambda d, t, _label=label: progress(_label, d, t))
+                    if progress else None)
+                outs.append((chunk, out))
+                checkpoints.append(ck)
+            saved = _save_heads(target, sig, tag, proto, outs)
+            for ck in checkpoints:
+                ck.unlink(missing_ok=True)
+            curve_rows.append(_curves_from_saved(db, saved))
+            failed = {int(k): v for k, v in zip(saved["failed_runs"].tolist(),
+                                                 saved["failed_reasons"], strict=True)}
+            summary["dbs"][db] = {"runs": proto.runs, "failed": failed,
+                                  "seconds": sum(o.seconds for _, o in outs)}
+        run.write_table("splits", pd.concat(split_rows, ignore_index=True)[SPLIT_COLUMNS])
+        run.write_table("training_curves", pd.concat(curve_rows, ignore_index=True))
+        info.update(runs=proto.runs, weights_random=tag.endswith("|random"))
+    run.update_manifest(training={"protocol": proto.as_dict(), "backbone": tag,
+                                  "weights_random": tag.endswith("|random"),
+                                  "device": device})
+    return summary
+
+
+def _heads_signature(tag: str, proto: Protocol, plans: list[RunPlan], seed: int) -> str:
+    h = hashlib.sha256(f"{tag}|{proto.as_dict()}|{seed}".encode())
+    for p in plans:
+        h.update(np.asarray(p.train_idx, np.int64).tobytes())
+        h.update(np.asarray(p.val_idx, np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _save_heads(target: Path, sig: str, tag: str, proto: Protocol,
+                outs: list[tuple[list[RunPlan], Any]]) -> dict[str, Any]:
+    import io
+
+    state: dict[str, Any] = {"signature": sig, "backbone": tag, "protocol": proto.name,
+                             "dropout": proto.dropout}
+    for name in ("w1", "b1", "w2", "b2", "w3", "b3"):
+        state[name] = torch.cat([getattr(o.head, name).detach().cpu() for _, o in outs])
+    state["runs"] = torch.tensor([p.run for chunk, _ in outs for p in chunk])
+    state["train_loss"] = torch.from_numpy(np.concatenate([o.train_loss for _, o in outs], 1))
+    state["train_correct"] = torch.from_numpy(
+        np.concatenate([o.train_correct for _, o in outs], 1))
+    val = [row for _, o in outs for row in o.validation]
+    state["validation"] = torch.tensor(
+        [[v["run"], v["iteration"], v["loss"], v["correct_rate"]] for v in val],
+        dtype=torch.float64).reshape(-1, 4)
+    failed = {k: v for _, o in outs for k, v in o.failed.items()}
+    state["failed_runs"] = torch.tensor(sorted(failed), dtype=torch.long)
+    state["failed_reasons"] = [failed[k] for k in sorted(failed)]
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(target, buf.getvalue())
+    return state
+
+
+def load_heads(path: Path) -> tuple[MultiRunHead, dict[str, Any]]:
+    """Load ``heads/{db}.pt`` as a :class:`MultiRunHead` plus its metadata."""
+    state = torch.load(path, weights_only=True)
+    r, d, h = state["w1"].shape
+    head = MultiRunHead([0] * r, d, h, dropout=float(state["dropout"]))
+    head.load_state_dict({k: state[k] for k in ("w1", "b1", "w2", "b2", "w3", "b3")})
+    return head.eval(), state
+
+
+def _curves_from_saved(db: str, saved: dict[str, Any]) -> pd.DataFrame:
+    loss = saved["train_loss"].numpy()
+    corr = saved["train_correct"].numpy()
+    runs = saved["runs"].tolist()
+    its = np.arange(1, loss.shape[0] + 1)
+    train = pd.DataFrame({
+        "db": db, "run": np.repeat(runs, len(its)), "iteration": np.tile(its, len(runs)),
+        "split": "train", "loss": loss.T.ravel(), "correct_rate": corr.T.ravel()})
+    val = saved["validation"].numpy()
+    valdf = pd.DataFrame({"db": db, "run": val[:, 0].astype(int),
+                          "iteration": val[:, 1].astype(int), "split": "validation",
+                          "loss": val[:, 2], "correct_rate": val[:, 3]})
+    return pd.concat([train, valdf], ignore_index=True)[CURVE_COLUMNS]
+
+
+@torch.no_grad()
+def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> dict[str, Any]:
+    """Test every database's networks on every database (matched and swapped).
+
+    Each network is tested on the test subjects of its own run index, on all 50
+    variants (``variants = all``) and on the plain image (``variants = plain``).
+    Failed runs are left out and listed in the summary.
+    """
+    device = device or default_device()
+    faces = included_faces(run)
+    splits = run.read_table("splits")
+    manifest = run.read_manifest()
+    tag = manifest.get("training", {}).get("backbone")
+    if tag is None:
+        raise InputError(f"{run.path}: no trained networks; run `facedialect train` first")
+    fcache = FeatureCache(tag, study.study.cache_dir)
+    dbs = [d.name for d in study.databases if (run.path / "heads" / f"{d.name}.pt").exists()]
+    feats = {db: _load_db_features(fcache, faces[faces["db"] == db].reset_index(drop=True))
+             for db in dbs}
+    keys = {db: faces.loc[faces["db"] == db, "path"].tolist() for db in dbs}
+    rows = []
+    failed_all: dict[str, dict[int, str]] = {}
+    with run.stage("evaluate") as info:
+        for train_db in dbs:
+            head, state = load_heads(run.path / "heads" / f"{train_db}.pt")
+            head = head.to(device)
+            failed = dict(zip(state["failed_runs"].tolist(), state["failed_reasons"],
+                              strict=True))
+            failed_all[train_db] = failed
+            for r_pos, r in enumerate(state["runs"].tolist()):
+                if r in failed:
+                    continue
+                for test_db in dbs:
+                    sp = splits[(splits["db"] == test_db) & (splits["run"] == r)
+                                & (splits["part"] == "test")]
+                    pos = {p: i for i, p in enumerate(keys[test_db])}
+                    idx = np.array([pos[p] for p in sp["path"]])
+                    x = feats[test_db][torch.as_tensor(idx)]
+                    n, v, d = x.shape
+                    logits = head.forward_run(
+                        r_pos, x.reshape(n * v, d).to(device=device, dtype=torch.float32))
+                    pred = logits.argmax(-1).reshape(n, v).cpu().numpy()
+                    true = np.array([EXPRESSIONS.index(e) for e in sp["expression"]])
+                    cond = "matched" if test_db == train_db else "swapped"
+                    common = dict(train_db=train_db, test_db=test_db, condition=cond, run=r)
+                    rows.append(confusion_rows(np.repeat(true, v), pred.ravel(),
+                                               variants="all", **common))
+                    rows.append(confusion_rows(true, pred[:, 0], variants="plain", **common))
+        confusion = pd.concat(rows, ignore_index=True)
+        accuracy = accuracy_from_confusion(confusion)
+        stats_all = classification_stats(accuracy, "all").assign(variants="all")
+        stats_plain = classification_stats(accuracy, "plain").assign(variants="plain")
+        run.write_table("confusion", confusion)
+        run.write_table("accuracy", accuracy)
+        run.write_table("stats_classification", pd.concat([stats_all, stats_plain],
+                                                          ignore_index=True))
+        info.update(networks=int(confusion[["train_db", "run"]].drop_duplicates().shape[0]))
+    means = (accuracy[accuracy["variants"] == "all"]
+             .groupby(["train_db", "test_db", "condition"])["correct_rate"].mean())
+    return {"mean_correct": {f"{a} -> {b} ({c})": round(float(v), 3)
+                             for (a, b, c), v in means.items()},
+            "failed": failed_all}
