@@ -164,3 +164,24 @@ def test_ingest_rejects_bad_option(tmp_path, kdef_tree):
     assert res.exit_code == 2
     assert "colour" in res.output and "Traceback" not in res.output
     assert not os.path.exists(tmp_path / "r" / "tables" / "images.csv")
+
+
+def test_missing_alexnet_weights_stop_with_a_clear_message(tmp_path, kdef_tree, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
+    study = tmp_path / "study.toml"
+    study.write_text(f"""
+[study]
+name = "alexnet offline"
+output = "out"
+
+[[databases]]
+name = "K"
+preset = "kdef"
+root = "{kdef_tree}"
+n_subjects = 3
+""")
+    res = runner.invoke(app, ["run", str(study)])
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output
+    assert "alexnet-owt-7be5be79.pth" in res.output
+    assert str(tmp_path / "torch") in res.output.replace("\n", "")

@@ -113,7 +113,8 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
         if missing:
             raise InputError(f"database {db!r} has no included image of {missing}; every "
                              f"expression needs images to train a 7-way classifier")
-    backbone = load_backbone(study.model.backbone, study.model.weights)
+    backbone = load_backbone(study.model.backbone, study.model.weights,
+                             allow_download=study.model.allow_download)
     tag = backbone_tag(backbone)
     fcache = FeatureCache(tag, study.study.cache_dir)
     pcache = preprocess_cache(study.study.cache_dir)

@@ -100,6 +100,8 @@ class ModelConfig(_Section):
         "alexnet", description="Frozen ImageNet backbone.")
     weights: str = Field("imagenet", description="'imagenet' (resolved offline/cache), "
                          "'random' (tests only; flagged everywhere) or a path to a .pth file.")
+    allow_download: bool = Field(False, description="Allow downloading known ImageNet weight "
+                                 "files (checksummed) into the torch hub cache.")
 
 
 class TrainingConfig(_Section):

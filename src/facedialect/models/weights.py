@@ -16,7 +16,6 @@ exactly (only the ImageNet classifier's keys are dropped, explicitly).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from collections.abc import Mapping
 from functools import lru_cache
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from facedialect import imageio
 from facedialect.errors import FacedialectError
 from facedialect.models.backbones import (
     Backbone,
@@ -214,11 +214,7 @@ def file_sha256(path: str | Path) -> str:
 
 @lru_cache(maxsize=32)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return imageio.file_sha256(path)
 
 
 def verify_sha256(path: str | Path, expected: str) -> str:
