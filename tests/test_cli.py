@@ -134,6 +134,10 @@ iterations = 6
     assert res.exit_code == 0, res.output
     assert "up to date" in res.output
     assert run.read_manifest()["stages"]["features"]["computed"] == 0
+    res = runner.invoke(app, ["train", str(study)])
+    assert res.exit_code == 0 and "2 runs trained" in res.output, res.output
+    res = runner.invoke(app, ["evaluate", str(run.path)])
+    assert res.exit_code == 0 and "K -> K (matched)" in res.output, res.output
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path):

@@ -209,19 +209,13 @@ def train(
     from facedialect.classification import train_stage
     from facedialect.config import load_study
     from facedialect.store import RunDir
+    from facedialect.study import labelled_ticker
 
     study = load_study(study_file)
     run = RunDir(study.study.output)
     with run.lock(), _progress() as bar:
-        tasks: dict[str, Any] = {}
-
-        def tick(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
         summary = train_stage(run, study, device=None if device == "auto" else device,
-                              progress=tick)
+                              progress=labelled_ticker(bar))
     for db, info in summary["dbs"].items():
         failed = info.get("failed") or {}
         console.print(f"{db}: {info['runs']} runs trained"

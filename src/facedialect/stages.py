@@ -8,13 +8,11 @@ drawn from the tables the stage wrote.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -253,13 +251,3 @@ def save_study(run: RunDir, study: Study) -> None:
     atomic_write_text(run.path / "config.toml", study.to_toml())
     run.update_manifest(seed=study.study.seed, study=study.study.name,
                         study_file_sha256=hashlib.sha256(study.to_toml().encode()).hexdigest())
-
-
-def study_summary(run: RunDir) -> dict[str, Any]:
-    """Headline counts of the databases for the CLI."""
-    return databases.summarize(run.read_table("images"))
-
-
-def dumps(obj: Any) -> str:
-    """JSON for the CLI's ``--json`` output."""
-    return json.dumps(obj, indent=2, default=str)

@@ -59,6 +59,18 @@ def run_study(study: Study, *, console: Console | None = None,
         return build_report(run)
 
 
+def labelled_ticker(bar: Any) -> Callable[[str, int, int], None]:
+    """Adapt a rich ``Progress`` to ``progress(label, done, total)``: one bar per label."""
+    tasks: dict[str, Any] = {}
+
+    def tick(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total)
+        bar.update(tasks[label], completed=done, total=total)
+
+    return tick
+
+
 def _train_and_evaluate(run: RunDir, study: Study, say: Callable[..., Any],
                         progress: Callable[[], Any] | None) -> None:
     from facedialect.classification import evaluate_stage, protocol_of, train_stage
@@ -68,14 +80,7 @@ def _train_and_evaluate(run: RunDir, study: Study, say: Callable[..., Any],
         f"{proto.name}: {proto.runs} runs x {proto.iterations} iterations per database")
     if progress is not None:
         with progress() as bar:
-            tasks: dict[str, Any] = {}
-
-            def tick(label: str, done: int, total: int) -> None:
-                if label not in tasks:
-                    tasks[label] = bar.add_task(label, total=total)
-                bar.update(tasks[label], completed=done, total=total)
-
-            summary = train_stage(run, study, progress=tick)
+            summary = train_stage(run, study, progress=labelled_ticker(bar))
     else:
         summary = train_stage(run, study)
     for db, info in summary["dbs"].items():
