@@ -189,3 +189,41 @@ n_subjects = 3
     assert "Traceback" not in res.output
     assert "alexnet-owt-7be5be79.pth" in res.output
     assert str(tmp_path / "torch") in res.output.replace("\n", "")
+
+
+@pytest.mark.parametrize("swapped", ["test", "all"])
+def test_two_databases_swapped_testing(tmp_path, kdef_tree, swapped):
+    study = tmp_path / "study.toml"
+    dbs = "".join(f"""
+[[databases]]
+name = "{name}"
+preset = "kdef"
+root = "{kdef_tree}"
+n_subjects = 3
+""" for name in ("A", "B"))
+    study.write_text(f"""
+[study]
+name = "two"
+output = "out"
+{dbs}
+[model]
+backbone = "mobilenet_v2"
+weights = "random"
+
+[training]
+protocol = "quick"
+runs = 2
+iterations = 3
+
+[evaluation]
+swapped_subjects = "{swapped}"
+""")
+    res = runner.invoke(app, ["run", str(study)])
+    assert res.exit_code == 0, res.output
+    conf = RunDir(tmp_path / "out").read_table("confusion")
+    assert set(conf["condition"]) == {"matched", "swapped"}
+    n = conf[conf["variants"] == "all"].groupby("condition")["n"].max()
+    assert n["matched"] == 50  # one test subject x 50 variants per expression
+    assert n["swapped"] == (50 if swapped == "test" else 150)  # or all 3 subjects
+    stats = RunDir(tmp_path / "out").read_table("stats_classification")
+    assert "ANOVA condition x expression (A-trained)" in set(stats["test"])

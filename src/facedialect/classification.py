@@ -60,8 +60,8 @@ def included_faces(run: RunDir) -> pd.DataFrame:
     images = run.read_table("images")
     prep = run.read_table("preprocess")
     faces = images[images["included"].astype(bool)].merge(
-        prep.loc[prep["detected"].astype(bool), ["path", "cache_key"]], on="path",
-        how="inner")
+        prep.loc[prep["detected"].astype(bool), ["db", "path", "cache_key"]],
+        on=["db", "path"], how="inner")
     return faces.sort_values(["db", "subject", "expression", "path"]).reset_index(drop=True)
 
 
@@ -243,8 +243,10 @@ def _curves_from_saved(db: str, saved: dict[str, Any]) -> pd.DataFrame:
 def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> dict[str, Any]:
     """Test every database's networks on every database (matched and swapped).
 
-    Each network is tested on the test subjects of its own run index, on all 50
-    variants (``variants = all``) and on the plain image (``variants = plain``).
+    Each network is tested on the test subjects of its own run index (for swapped
+    testing, optionally on all included images of the other database:
+    ``[evaluation] swapped_subjects = "all"``), on all 50 variants (``variants = all``)
+    and on the plain image (``variants = plain``).
     Failed runs are left out and listed in the summary.
     """
     device = device or default_device()
@@ -272,8 +274,9 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
                 if r in failed:
                     continue
                 for test_db in dbs:
-                    sp = splits[(splits["db"] == test_db) & (splits["run"] == r)
-                                & (splits["part"] == "test")]
+                    sp = splits[(splits["db"] == test_db) & (splits["run"] == r)]
+                    if test_db == train_db or study.evaluation.swapped_subjects == "test":
+                        sp = sp[sp["part"] == "test"]
                     pos = {p: i for i, p in enumerate(keys[test_db])}
                     idx = np.array([pos[p] for p in sp["path"]])
                     x = feats[test_db][torch.as_tensor(idx)]

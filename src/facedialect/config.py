@@ -116,6 +116,14 @@ class TrainingConfig(_Section):
                                    "not stated).")
 
 
+class EvaluationConfig(_Section):
+    """``[evaluation]``: matched and swapped testing (SCIENCE §6)."""
+
+    swapped_subjects: Literal["test", "all"] = Field(
+        "test", description="Swapped testing on the other database's test subjects of the "
+        "same run index ('test', the paper's choice) or on all its included images ('all').")
+
+
 class TuningConfig(_Section):
     """``[tuning]``: AU stimuli and tuning analysis (SCIENCE §7)."""
 
@@ -149,6 +157,7 @@ class Study(_Section):
     preprocess: PreprocessParams = Field(default_factory=PreprocessParams)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
@@ -266,6 +275,7 @@ def load_study(path: str | Path) -> Study:
 
 
 __all__ = [
-    "EXPRESSIONS", "STUDY_AUS", "DatabaseConfig", "ModelConfig", "ReportConfig", "Study",
-    "StudySection", "TrainingConfig", "TuningConfig", "load_study", "parse_study",
+    "EXPRESSIONS", "STUDY_AUS", "DatabaseConfig", "EvaluationConfig", "ModelConfig",
+    "ReportConfig", "Study", "StudySection", "TrainingConfig", "TuningConfig", "load_study",
+    "parse_study",
 ]

@@ -12,7 +12,7 @@ from facedialect.labels import EXPRESSIONS
 
 #: Columns of ``tables/confusion.csv``.
 CONFUSION_COLUMNS = ["train_db", "test_db", "condition", "variants", "run", "true",
-                     "predicted", "rate"]
+                     "predicted", "rate", "n"]
 #: Columns of ``tables/accuracy.csv``.
 ACCURACY_COLUMNS = ["train_db", "test_db", "condition", "variants", "run", "expression",
                     "correct_rate"]
@@ -33,8 +33,8 @@ def confusion_rows(true: np.ndarray, predicted: np.ndarray, **keys: object) -> p
     Returns
     -------
     pandas.DataFrame
-        49 rows with :data:`CONFUSION_COLUMNS`; rows of an expression with no sample have
-        NaN rates.
+        49 rows with :data:`CONFUSION_COLUMNS` (``n``: samples of the true expression);
+        rows of an expression with no sample have NaN rates.
     """
     k = len(EXPRESSIONS)
     counts = np.zeros((k, k), dtype=np.float64)
@@ -44,7 +44,8 @@ def confusion_rows(true: np.ndarray, predicted: np.ndarray, **keys: object) -> p
     t, p = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     df = pd.DataFrame({"true": np.asarray(EXPRESSIONS)[t.ravel()],
                        "predicted": np.asarray(EXPRESSIONS)[p.ravel()],
-                       "rate": rates.ravel()})
+                       "rate": rates.ravel(),
+                       "n": np.repeat(counts.sum(1), k).astype(int)})
     for name, value in keys.items():
         df[name] = value
     return df[CONFUSION_COLUMNS]
@@ -76,6 +77,8 @@ def _anova(df: pd.DataFrame, factor: str, label: str) -> list[dict[str, object]]
     data = df.rename(columns={factor: "factor"})
     if data["factor"].nunique() < 2 or data["expression"].nunique() < 2:
         return []
+    if data.groupby(["factor", "expression"]).size().min() < 2:
+        return []  # runs are the replicates: at least 2 per cell
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = smf.ols("correct_rate ~ C(factor) * C(expression)", data=data).fit()

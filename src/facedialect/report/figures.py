@@ -58,8 +58,8 @@ def contact_sheets(run: RunDir, cache: ArrayCache, per_expression: int = 4) -> l
     """
     images = run.read_table("images")
     prep = run.read_table("preprocess")
-    merged = images.merge(prep[["path", "detected", "x", "y", "w", "h", "cache_key"]],
-                          on="path", how="inner")
+    merged = images.merge(prep[["db", "path", "detected", "x", "y", "w", "h", "cache_key"]],
+                          on=["db", "path"], how="inner")
     merged = merged[merged["included"].astype(bool) & merged["detected"].astype(bool)]
     names = []
     for db, part in merged.groupby("db", sort=False):

@@ -115,6 +115,101 @@ def _gen(seed: int, *counter: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(state[0] >> np.uint64(1)))
 
 
+#: Part of the checkpoint signature: bump when the update rule or the checkpoint layout
+#: changes, so that an old checkpoint is not resumed by different code.
+TRAINER_VERSION = "trainer-2"
+
+
+class _Step:
+    """One SGD step of every run, forward and backward written out, without autograd.
+
+    The layer gradients go straight into the momentum buffers (``buf = m buf + g`` is
+    one ``baddbmm_``) or, without momentum, straight into the weights: no gradient
+    tensor is allocated, zeroed or read back, and all large buffers live as long as the
+    trainer, so no memory is mapped and page-faulted per iteration. This is
+    ``torch.optim.SGD`` (dampening 0, no Nesterov, no weight decay) on the sum over
+    runs of each run's mean cross-entropy, up to the rounding of float sums.
+    """
+
+    def __init__(self, head: MultiRunHead, momentum: float) -> None:
+        self.head = head
+        self.momentum = float(momentum)
+        self.params = [head.w1, head.b1, head.w2, head.b2, head.w3, head.b3]
+        self.bufs = ([torch.zeros_like(p, memory_format=torch.contiguous_format)
+                      for p in self.params] if self.momentum else [])
+        self._act: dict[int, dict[str, torch.Tensor]] = {}
+
+    def buffers(self, bt: int) -> dict[str, torch.Tensor]:
+        """Activation buffers for a mini-batch of ``bt`` samples per run (cached)."""
+        if bt not in self._act:
+            h = self.head
+            r, d, hid = h.w1.shape
+            kw = dict(device=h.w1.device, dtype=h.w1.dtype)
+            self._act[bt] = {
+                "m1": torch.empty(r, bt, d, **kw), "m2": torch.empty(r, bt, hid, **kw),
+                "x": torch.empty(r, bt, d, **kw), "h1": torch.empty(r, bt, hid, **kw),
+                "h2": torch.empty(r, bt, hid, **kw), "dh": torch.empty(r, bt, hid, **kw),
+                "dh1": torch.empty(r, bt, hid, **kw),
+            }
+        return self._act[bt]
+
+    def _update(self, i: int, a: torch.Tensor, da: torch.Tensor, lr: float) -> None:
+        """Weight ``params[i]`` (and its bias ``params[i + 1]``) from inputs ``a``, grads ``da``."""
+        w, b = self.params[i], self.params[i + 1]
+        gb = da.sum(1, keepdim=True)
+        if self.momentum:
+            mw, mb = self.bufs[i], self.bufs[i + 1]
+            mw.baddbmm_(a.transpose(1, 2), da, beta=self.momentum)
+            w.add_(mw, alpha=-lr)
+            mb.mul_(self.momentum).add_(gb)
+            b.add_(mb, alpha=-lr)
+        else:
+            w.baddbmm_(a.transpose(1, 2), da, alpha=-lr)
+            b.add_(gb, alpha=-lr)
+
+    def freeze(self, dead: torch.Tensor) -> None:
+        """Zero the momentum of failed runs, so their weights stop moving."""
+        for buf in self.bufs:
+            buf[dead] = 0.0
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, act: dict[str, torch.Tensor],
+                 alive: torch.Tensor, lr: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Train every run on its mini-batch ``x`` ``(R, bt, D)``, labels ``y`` ``(R, bt)``.
+
+        ``act`` holds the scaled dropout keep-masks ``m1`` and ``m2`` (0 or 1 / (1 - p)).
+        Runs that are not ``alive``, or whose loss is not finite now, get no update.
+        Returns the per-run loss ``(R,)``, the logits ``(R, bt, 7)`` and whether each
+        run's loss is finite ``(R,)``.
+        """
+        h = self.head
+        xm = torch.mul(x, act["m1"], out=act["x"])
+        h1 = torch.baddbmm(h.b1, xm, h.w1, out=act["h1"]).clamp_min_(0.0).mul_(act["m2"])
+        h2 = torch.baddbmm(h.b2, h1, h.w2, out=act["h2"]).clamp_min_(0.0)
+        logits = torch.baddbmm(h.b3, h2, h.w3)
+        logp = torch.log_softmax(logits, -1)
+        per = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
+        finite = torch.isfinite(per)
+        use = alive & finite
+        bt = x.shape[1]
+        dz = logp.exp_()
+        dz.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(dz[..., :1], -1.0)).div_(bt)
+        if not bool(use.all()):  # failed runs: no gradient at all, even from NaN inputs
+            off = ~use
+            for t in (dz, xm, h1, h2):
+                t[off] = 0.0
+            self.freeze(alive & ~finite)  # and no momentum from before they failed
+        dh = torch.bmm(dz, h.w3.transpose(1, 2), out=act["dh"])
+        self._update(4, h2, dz, lr)
+        dh.mul_(h2 > 0)
+        dh1 = torch.bmm(dh, h.w2.transpose(1, 2), out=act["dh1"])
+        self._update(2, h1, dh, lr)
+        dh1.mul_(act["m2"]).mul_(h1 > 0)
+        self._update(0, xm, dh1, lr)
+        return per, logits, finite
+
+
 @dataclass
 class TrainOutcome:
     """What :func:`train_runs` returns."""
@@ -132,7 +227,7 @@ def _signature(plans: Sequence[RunPlan], proto: Protocol, in_dim: int) -> str:
     import hashlib
 
     h = hashlib.sha256(repr(proto.as_dict()).encode())
-    h.update(str(in_dim).encode())
+    h.update(f"{in_dim}|{TRAINER_VERSION}".encode())
     for p in plans:
         h.update(repr((p.run, p.seeds)).encode())
         h.update(np.asarray(p.train_idx, np.int64).tobytes())
@@ -213,7 +308,7 @@ def train_runs(
     bpe = math.ceil(n_samples / proto.batch_size)
     head = MultiRunHead([p.seeds.init for p in plans], in_dim, proto.hidden,
                         dropout=proto.dropout).to(device)
-    opt = torch.optim.SGD(head.parameters(), lr=proto.lr_at(0), momentum=proto.momentum)
+    step = _Step(head, proto.momentum)
     its = proto.iterations
     loss_hist = np.full((its, r_count), np.nan, dtype=np.float32)
     corr_hist = np.full((its, r_count), np.nan, dtype=np.float32)
@@ -227,7 +322,8 @@ def train_runs(
         state = torch.load(ckpt, map_location=device, weights_only=True)
         if state.get("signature") == sig:
             head.load_state_dict(state["head"])
-            opt.load_state_dict(state["opt"])
+            for buf, saved in zip(step.bufs, state["momentum"], strict=True):
+                buf.copy_(saved)
             start = int(state["iteration"])
             loss_hist[:start] = state["loss"].numpy()[:start]
             corr_hist[:start] = state["correct"].numpy()[:start]
@@ -246,7 +342,7 @@ def train_runs(
         buf = io.BytesIO()
         torch.save({
             "signature": sig, "iteration": iteration, "head": head.state_dict(),
-            "opt": opt.state_dict(), "loss": torch.from_numpy(loss_hist),
+            "momentum": [b.cpu() for b in step.bufs], "loss": torch.from_numpy(loss_hist),
             "correct": torch.from_numpy(corr_hist), "alive": alive.cpu(),
             "failed_runs": torch.tensor(sorted(failed), dtype=torch.long),
             "failed_reasons": [failed[k] for k in sorted(failed)],
@@ -272,37 +368,20 @@ def train_runs(
         x = _to_device_batch(feats, img, var, device)
         y = labels[img].to(device)
         bt = x.shape[1]
-        m1 = torch.stack([torch.rand(bt, in_dim, generator=_gen(p.seeds.dropout, t, 1,
-                                                                 device=device), device=device)
-                          for p in plans]) >= proto.dropout
-        m2 = torch.stack([torch.rand(bt, hidden, generator=_gen(p.seeds.dropout, t, 2,
-                                                                device=device), device=device)
-                          for p in plans]) >= proto.dropout
-        for group in opt.param_groups:
-            group["lr"] = proto.lr_at(t)
-        logits = head(x, (m1, m2))
-        per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                              reduction="none").reshape(r_count, bt).mean(1)
-        finite = torch.isfinite(per)
+        act = step.buffers(bt)
+        for m, k, width in ((act["m1"], 1, in_dim), (act["m2"], 2, hidden)):
+            for r, p in enumerate(plans):  # per-run, per-iteration dropout stream
+                torch.rand(bt, width, generator=_gen(p.seeds.dropout, t, k, device=device),
+                           device=device, out=m[r])
+            m.ge_(proto.dropout).mul_(1.0 / (1.0 - proto.dropout))
+        per, logits, finite = step(x, y, act, alive, proto.lr_at(t))
         newly = (~finite) & alive
         if bool(newly.any()):
             for r in torch.nonzero(newly).flatten().tolist():
                 failed[plans[r].run] = f"non-finite training loss at iteration {t + 1}"
             alive = alive & finite
-        opt.zero_grad(set_to_none=False)
-        torch.where(alive, per, torch.zeros_like(per)).sum().backward()
-        if not bool(alive.all()):
-            dead = ~alive
-            with torch.no_grad():
-                for prm in head.parameters():
-                    prm.grad[dead] = 0.0
-                    st = opt.state.get(prm)
-                    if st and st.get("momentum_buffer") is not None:
-                        st["momentum_buffer"][dead] = 0.0
-        opt.step()
-        with torch.no_grad():
-            loss_hist[t] = per.detach().cpu().numpy()
-            corr_hist[t] = (logits.argmax(-1) == y).float().mean(1).cpu().numpy()
+        loss_hist[t] = per.cpu().numpy()
+        corr_hist[t] = (logits.argmax(-1) == y).float().mean(1).cpu().numpy()
         if b == bpe - 1 or t == its - 1:
             for r, p in enumerate(plans):
                 if len(p.val_idx) == 0:

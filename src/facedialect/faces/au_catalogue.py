@@ -1,0 +1,201 @@
+"""FACS action units as recipes in the ICT face model's blendshape weights.
+
+Each AU is a fixed mix of the model's 53 ARKit-style blendshapes (the model's own AU
+table, with AU23, AU25 and AU26 composed here, and some strengths tuned by eye on
+renders; docs/faces-3d.md gives the reasons). An AU at intensity ``i`` contributes
+``i * recipe``; several AUs add up linearly. AUs whose shapes come in ``_L``/``_R``
+pairs also exist one-sided, as ``"12L"`` (the subject's left, image right) and
+``"12R"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+__all__ = [
+    "AU_CATALOGUE",
+    "BLENDSHAPE_NAMES",
+    "MODEL_AUS",
+    "AUEntry",
+    "au_keys",
+    "au_weights",
+    "parse_au_key",
+]
+
+#: The model's 53 blendshapes, in the order of ``FaceModel3D.expression_names``.
+BLENDSHAPE_NAMES: Final[tuple[str, ...]] = (
+    "browDown_L", "browDown_R", "browInnerUp_L", "browInnerUp_R", "browOuterUp_L",
+    "browOuterUp_R", "cheekPuff_L", "cheekPuff_R", "cheekSquint_L", "cheekSquint_R",
+    "eyeBlink_L", "eyeBlink_R", "eyeLookDown_L", "eyeLookDown_R", "eyeLookIn_L",
+    "eyeLookIn_R", "eyeLookOut_L", "eyeLookOut_R", "eyeLookUp_L", "eyeLookUp_R",
+    "eyeSquint_L", "eyeSquint_R", "eyeWide_L", "eyeWide_R", "jawForward", "jawLeft",
+    "jawOpen", "jawRight", "mouthClose", "mouthDimple_L", "mouthDimple_R", "mouthFrown_L",
+    "mouthFrown_R", "mouthFunnel", "mouthLeft", "mouthLowerDown_L", "mouthLowerDown_R",
+    "mouthPress_L", "mouthPress_R", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmile_L", "mouthSmile_R",
+    "mouthStretch_L", "mouthStretch_R", "mouthUpperUp_L", "mouthUpperUp_R", "noseSneer_L",
+    "noseSneer_R",
+)
+_INDEX: Final[dict[str, int]] = {n: i for i, n in enumerate(BLENDSHAPE_NAMES)}
+
+
+@dataclass(frozen=True)
+class AUEntry:
+    """One action unit.
+
+    Attributes
+    ----------
+    number : int
+        FACS number.
+    name : str
+        FACS name.
+    recipe : dict[str, float]
+        Blendshape name -> weight at intensity 1 (both sides).
+    note : str
+        Where the recipe comes from (model table, composed, tuned).
+    """
+
+    number: int
+    name: str
+    recipe: dict[str, float]
+    note: str = "model table"
+
+    @property
+    def sided(self) -> bool:
+        """True when every shape of the recipe has an ``_L``/``_R`` form."""
+        return all(k.endswith(("_L", "_R")) for k in self.recipe)
+
+
+def _both(shape: str, w: float) -> dict[str, float]:
+    return {f"{shape}_L": w, f"{shape}_R": w}
+
+
+#: FACS number -> entry: the 20 study AUs and AU14, AU18, AU28, AU45.
+AU_CATALOGUE: Final[dict[int, AUEntry]] = {
+    1: AUEntry(1, "inner brow raiser", _both("browInnerUp", 1.0)),
+    2: AUEntry(2, "outer brow raiser", _both("browOuterUp", 1.0)),
+    4: AUEntry(4, "brow lowerer", _both("browDown", 2.0),
+               "model table; weight 2.0 (browDown reads weakly at 1.0)"),
+    5: AUEntry(5, "upper lid raiser", _both("eyeWide", 1.3),
+               "model table; weight 1.3 so the sclera shows above the iris"),
+    6: AUEntry(6, "cheek raiser", _both("cheekSquint", 1.4),
+               "model table; weight 1.4 so the cheeks visibly lift in a smile"),
+    7: AUEntry(7, "lid tightener", _both("eyeSquint", 1.6),
+               "model table; weight 1.6 (eyeSquint is subtle at 1.0 and AU5 cancels it)"),
+    9: AUEntry(9, "nose wrinkler", _both("noseSneer", 1.0)),
+    10: AUEntry(10, "upper lip raiser", {"mouthShrugUpper": 1.0, **_both("mouthUpperUp", 0.3)},
+                "model table (mouthShrugUpper) + mouthUpperUp 0.3 so the lip visibly rises"),
+    11: AUEntry(11, "nasolabial deepener", _both("mouthUpperUp", 0.6),
+                "model table at 0.6 (kept below AU10's upper-lip lift)"),
+    12: AUEntry(12, "lip corner puller", _both("mouthSmile", 1.0)),
+    14: AUEntry(14, "dimpler", _both("mouthDimple", 1.0)),
+    15: AUEntry(15, "lip corner depressor", _both("mouthFrown", 1.0)),
+    16: AUEntry(16, "lower lip depressor", _both("mouthLowerDown", 1.0)),
+    17: AUEntry(17, "chin raiser", {"mouthShrugLower": 1.0}),
+    18: AUEntry(18, "lip pucker", {"mouthPucker": 1.0}),
+    20: AUEntry(20, "lip stretcher", _both("mouthStretch", 1.0)),
+    22: AUEntry(22, "lip funneler", {"mouthFunnel": 1.0}),
+    23: AUEntry(23, "lip tightener",
+                {**_both("mouthPress", 0.8), "mouthRollUpper": 0.25, "mouthRollLower": 0.25,
+                 "mouthPucker": 0.15},
+                "composed: lips pressed (mouthPress 0.8), red margins narrowed (mouthRoll "
+                "0.25 each) and drawn in a little (mouthPucker 0.15)"),
+    24: AUEntry(24, "lip pressor", {**_both("mouthPress", 1.3), "mouthShrugLower": 0.35},
+                "model table at 1.3 + mouthShrugLower 0.35: pressing pushes the lower lip "
+                "up (mouthPress alone barely shows)"),
+    25: AUEntry(25, "lips part",
+                {"jawOpen": 0.08, **_both("mouthLowerDown", 0.45), **_both("mouthUpperUp", 0.2)},
+                "composed: lips apart with the jaw nearly closed (jawOpen 0.08, lower lip "
+                "down 0.45, upper lip up 0.2)"),
+    26: AUEntry(26, "jaw drop", {"jawOpen": 0.45, **_both("mouthLowerDown", 0.2)},
+                "composed: jaw half open (jawOpen 0.45) with the lips relaxed apart "
+                "(mouthLowerDown 0.2)"),
+    27: AUEntry(27, "mouth stretch", {"jawOpen": 1.0}),
+    28: AUEntry(28, "lip suck", {"mouthRollLower": 1.0, "mouthRollUpper": 1.0}),
+    45: AUEntry(45, "blink", _both("eyeBlink", 1.0)),
+}
+
+#: Every FACS number the model supports, ascending.
+MODEL_AUS: Final[tuple[int, ...]] = tuple(sorted(AU_CATALOGUE))
+
+_KEY = re.compile(r"^\s*(?:AU)?\s*(\d+)\s*([LR]?)\s*$", re.IGNORECASE)
+
+
+def au_keys() -> list[str]:
+    """All valid AU keys: ``"1"``, ``"2"``, ... and one-sided ``"1L"``, ``"1R"``, ..."""
+    out: list[str] = []
+    for n in MODEL_AUS:
+        out.append(str(n))
+        if AU_CATALOGUE[n].sided:
+            out += [f"{n}L", f"{n}R"]
+    return out
+
+
+def parse_au_key(key: int | str) -> tuple[int, str]:
+    """Parse an AU key (``12``, ``"12"``, ``"AU12"``, ``"12L"``) to ``(number, side)``.
+
+    ``side`` is ``""`` (both), ``"L"`` or ``"R"``.
+
+    Raises
+    ------
+    ValueError
+        On an unknown AU or a side the AU does not have (the message lists the valid keys).
+    """
+    valid = ", ".join(au_keys())
+    if isinstance(key, bool):
+        raise ValueError(f"unknown AU {key!r}; valid AUs: {valid}")
+    if isinstance(key, int | np.integer):
+        number, side = int(key), ""
+    elif isinstance(key, str) and (m := _KEY.match(key)):
+        number, side = int(m.group(1)), m.group(2).upper()
+    else:
+        raise ValueError(f"unknown AU {key!r}; valid AUs: {valid}")
+    if number not in AU_CATALOGUE or (side and not AU_CATALOGUE[number].sided):
+        raise ValueError(f"unknown AU {key!r}; valid AUs: {valid}")
+    return number, side
+
+
+def au_weights(aus: Mapping[int | str, float]) -> np.ndarray:
+    """Blendshape weights of a set of AU intensities.
+
+    Parameters
+    ----------
+    aus : Mapping[int | str, float]
+        AU key (see :func:`parse_au_key`) -> intensity in ``[0, 1]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(53,)`` float32 weights in :data:`BLENDSHAPE_NAMES` order; linear in the
+        intensities.
+
+    Raises
+    ------
+    ValueError
+        On an unknown AU (listing the valid ones) or an intensity that is not a finite
+        number in ``[0, 1]``.
+    """
+    if not isinstance(aus, Mapping):
+        raise ValueError(f"aus must be a mapping AU -> intensity, got {type(aus).__name__}")
+    w = np.zeros(len(BLENDSHAPE_NAMES), np.float64)
+    for key, value in aus.items():
+        number, side = parse_au_key(key)
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"AU{key} intensity must be a number, got {value!r}") from None
+        if not math.isfinite(x) or not 0.0 <= x <= 1.0:
+            raise ValueError(f"AU{key} intensity must be in 0..1, got {value!r}")
+        if x == 0.0:
+            continue
+        for shape, weight in AU_CATALOGUE[number].recipe.items():
+            if side and not shape.endswith("_" + side):
+                continue
+            w[_INDEX[shape]] += x * weight
+    return w.astype(np.float32)

@@ -1,0 +1,520 @@
+"""A CPU z-buffer renderer for the 3-D face model (numpy only, no display, no GPU).
+
+Frontal orthographic camera, Lambert + ambient light with smooth (per-vertex) normals,
+2x super-sampling reduced with ``cv2.INTER_AREA``. The model has no albedo texture, so
+the renderer paints one per vertex: skin, darker brows, reddish lips, a dark lash line;
+eyes are the sclera shell with an iris and pupil painted on it; teeth, gums, tongue and
+the mouth socket have their own materials and are darkened by their depth behind the
+front teeth, so an open mouth shows teeth and a dark cavity. Eyelash, lacrimal and
+eye-occlusion geometry (which needs alpha textures) and the hidden iris spheres are not
+drawn.
+
+Rasterization is vectorised over triangles: triangles are binned by the size of their
+pixel bounding box, every candidate pixel of a bin is tested with barycentric
+coordinates at once, and the nearest fragment per pixel wins (``np.maximum.at`` depth
+buffer).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from facedialect.faces.model3d import VERTEX_RANGES, FaceModel3D, load_model
+from facedialect.faces.procedural import FaceIdentity
+
+__all__ = [
+    "Appearance",
+    "Camera",
+    "IDENTITY_MAP",
+    "identity_coefficients",
+    "pose_vertices",
+    "project_landmarks",
+    "render_face_3d",
+    "render_model",
+]
+
+_LIGHT = np.array([-0.35, 0.45, 1.0]) / np.linalg.norm([-0.35, 0.45, 1.0])
+_AMBIENT = 0.38
+_DIFFUSE = 0.66
+_SCLERA = 0.78
+_IRIS_R = 0.58
+_PUPIL_R = 0.22
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Orthographic frontal camera.
+
+    Attributes
+    ----------
+    center : tuple[float, float]
+        Model point (cm) at the image centre.
+    field : float
+        Width of the image in cm (the image is square).
+    """
+
+    center: tuple[float, float] = (0.0, 0.9)
+    field: float = 27.0
+
+    def to_pixels(self, xy: np.ndarray, size: int) -> np.ndarray:
+        """Map model ``(x, y)`` in cm to pixel ``(col, row)`` (row 0 at the top)."""
+        k = size / self.field
+        out = np.empty((xy.shape[0], 2), dtype=np.float64)
+        out[:, 0] = (xy[:, 0] - self.center[0]) * k + size / 2.0
+        out[:, 1] = size / 2.0 - (xy[:, 1] - self.center[1]) * k
+        return out
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """Colours of a rendered face (RGB in ``[0, 1]``)."""
+
+    skin: tuple[float, float, float] = (0.86, 0.70, 0.60)
+    brow: tuple[float, float, float] = (0.22, 0.16, 0.12)
+    lips: tuple[float, float, float] = (0.72, 0.42, 0.40)
+    iris: tuple[float, float, float] = (0.30, 0.24, 0.18)
+    background: tuple[float, float, float] = (0.62, 0.62, 0.62)
+    brow_strength: float = 0.8
+
+
+# ---------------------------------------------------------------------------------------
+# Per-model preparation (cached)
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Prep:
+    tris: np.ndarray            # (T, 3) kept triangles
+    tri_kind: np.ndarray        # (T,) 0 skin, 1 sclera left (+x), 2 sclera right (-x)
+    interior: np.ndarray        # (V,) 1 for mouth socket, gums, tongue, teeth
+    teeth: np.ndarray           # (V,) bool
+    socket_eye: np.ndarray      # (V,) 1 for the eye sockets
+    w_brow: np.ndarray          # (V,) 0..1
+    w_lips: np.ndarray          # (V,) 0..1
+    w_lash: np.ndarray          # (V,) 0..1
+    two_sided: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    sclera_l: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    sclera_r: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+
+    @functools.cached_property
+    def paint(self) -> np.ndarray:
+        """(V, 6) lips, brow, lash, eye socket, interior, teeth weights."""
+        return np.stack([self.w_lips, self.w_brow, self.w_lash, self.socket_eye,
+                         self.interior, self.teeth.astype(np.float32)], axis=1
+                        ).astype(np.float64)
+
+
+_PREP: weakref.WeakKeyDictionary[FaceModel3D, _Prep] = weakref.WeakKeyDictionary()
+
+
+def _paint_weights(model: FaceModel3D) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Brow, lip and lash-line weights per vertex, painted in the frontal plane."""
+    v = model.neutral.astype(np.float64)
+    lm = v[model.landmarks68]
+    res = 40.0  # px per cm on the paint canvas
+    x0, y0, n = -10.0, 10.0, 800
+
+    def to_canvas(p: np.ndarray) -> np.ndarray:
+        return np.stack([(p[:, 0] - x0) * res, (y0 - p[:, 1]) * res], axis=1)
+
+    def sample(canvas: np.ndarray) -> np.ndarray:
+        c = to_canvas(v)
+        ix = np.clip(np.round(c[:, 0]).astype(int), 0, n - 1)
+        iy = np.clip(np.round(c[:, 1]).astype(int), 0, n - 1)
+        return canvas[iy, ix]
+
+    front = np.zeros(model.n_vertices, bool)
+    front[: VERTEX_RANGES["face"][1] + 1] = True
+    # brows: from the iBUG brow contour (its upper edge) down, tapering outward
+    brow = np.zeros((n, n), np.float32)
+    for idx in (list(range(17, 22)), list(range(22, 27))[::-1]):   # outer -> inner
+        top = lm[idx, :2]
+        thick = np.linspace(0.45, 0.85, len(idx))
+        bottom = top - np.stack([np.zeros(len(idx)), thick], axis=1)
+        bottom[0, 1] += 0.15
+        poly = np.concatenate([top + [0, 0.08], bottom[::-1]])
+        cv2.fillPoly(brow, [np.round(to_canvas(poly)).astype(np.int32)], 1.0,
+                     lineType=cv2.LINE_AA)
+    brow = cv2.GaussianBlur(brow, (0, 0), 0.12 * res)
+    w_brow = sample(brow) * (front & (v[:, 2] > 7.0))
+    # lips: the outer lip contour
+    lips = np.zeros((n, n), np.float32)
+    cv2.fillPoly(lips, [np.round(to_canvas(lm[48:60, :2])).astype(np.int32)], 1.0,
+                 lineType=cv2.LINE_AA)
+    lips = cv2.GaussianBlur(lips, (0, 0), 0.08 * res)
+    w_lips = np.clip(sample(lips) * 1.3, 0, 1) * (front & (v[:, 2] > 8.5))
+    # lash line: the upper lid edge
+    lash = np.zeros((n, n), np.float32)
+    for idx in ([36, 37, 38, 39], [42, 43, 44, 45]):
+        pts = np.round(to_canvas(lm[idx, :2] + [0, 0.05])).astype(np.int32)
+        cv2.polylines(lash, [pts], False, 1.0, thickness=int(0.14 * res),
+                      lineType=cv2.LINE_AA)
+    lash = cv2.GaussianBlur(lash, (0, 0), 0.05 * res)
+    w_lash = sample(lash) * (front & (v[:, 2] > 7.0))
+    return (w_brow.astype(np.float32), w_lips.astype(np.float32),
+            w_lash.astype(np.float32))
+
+
+def _prepare(model: FaceModel3D) -> _Prep:
+    if model in _PREP:
+        return _PREP[model]
+    mats = list(model.materials)
+    drop = {mats.index(m) for m in ("M_IrisLeft", "M_IrisRight", "M_LacrimalFluid",
+                                    "M_EyeBlend", "M_EyeOcclusion", "M_EyeLashes")
+            if m in mats}
+    keep = ~np.isin(model.triangle_material, list(drop))
+    tris = model.triangles[keep]
+    tmat = model.triangle_material[keep]
+    kind = np.zeros(len(tris), np.int8)
+    sl, sr = mats.index("M_ScleraLeft"), mats.index("M_ScleraRight")
+    # which sclera lies at +x (the subject's left): decide from the geometry
+    xl = model.neutral[np.unique(model.triangles[model.triangle_material == sl]), 0].mean()
+    kind[tmat == sl] = 1 if xl > 0 else 2
+    kind[tmat == sr] = 2 if xl > 0 else 1
+    nv = model.n_vertices
+    interior = np.zeros(nv, np.float32)
+    for r in ("mouth_socket", "gums_tongue", "teeth"):
+        a, b = VERTEX_RANGES[r]
+        interior[a: b + 1] = 1.0
+    teeth = np.zeros(nv, bool)
+    teeth[VERTEX_RANGES["teeth"][0]: VERTEX_RANGES["teeth"][1] + 1] = True
+    socket_eye = np.zeros(nv, np.float32)
+    socket_eye[VERTEX_RANGES["eye_sockets"][0]: VERTEX_RANGES["eye_sockets"][1] + 1] = 1.0
+    w_brow, w_lips, w_lash = _paint_weights(model)
+    ids = {1: np.zeros(0, int), 2: np.zeros(0, int)}
+    for k in (1, 2):
+        ids[k] = np.unique(tris[kind == k])
+    two_sided = interior[tris].min(axis=1) > 0.5     # mouth interior: drawn two-sided
+    prep = _Prep(tris, kind, interior, teeth, socket_eye, w_brow, w_lips, w_lash,
+                 two_sided, ids[1], ids[2])
+    _PREP[model] = prep
+    return prep
+
+
+# ---------------------------------------------------------------------------------------
+# Rasterizer
+# ---------------------------------------------------------------------------------------
+
+
+def _rasterize(p: np.ndarray, z: np.ndarray, tris: np.ndarray, w: int, h: int,
+               two_sided: np.ndarray | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Z-buffer the triangles; return per covered pixel (pixel index, tri, l0, l1).
+
+    ``p`` are pixel coordinates (pixel ``i`` covers ``[i, i+1)``; centres at ``i+0.5``),
+    ``z`` grows toward the viewer. Only triangles facing the camera are drawn, except
+    those flagged in ``two_sided``.
+    """
+    a, b, c = p[tris[:, 0]], p[tris[:, 1]], p[tris[:, 2]]
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    # counter-clockwise in model space (y up) is clockwise in pixels (y down): area < 0
+    front = area < -1e-12
+    if two_sided is not None:
+        front |= two_sided & (np.abs(area) > 1e-12)
+    lo = np.floor(np.minimum(np.minimum(a, b), c) - 0.5).astype(np.int64) + 1
+    hi = np.floor(np.maximum(np.maximum(a, b), c) - 0.5).astype(np.int64)
+    lo = np.maximum(lo, 0)
+    hi[:, 0] = np.minimum(hi[:, 0], w - 1)
+    hi[:, 1] = np.minimum(hi[:, 1], h - 1)
+    ext = hi - lo + 1
+    ok = front & (ext[:, 0] > 0) & (ext[:, 1] > 0)
+    big = np.maximum(ext[:, 0], ext[:, 1])
+    pix_l, tri_l, z_l, l0_l, l1_l = [], [], [], [], []
+    k_lo = 0
+    for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024,
+              4096):
+        sel = np.flatnonzero(ok & (big > k_lo) & (big <= k))
+        k_lo = k
+        if sel.size == 0:
+            continue
+        # chunk so that n * k * k stays moderate
+        step = max(1, 2_000_000 // (k * k))
+        for s in range(0, sel.size, step):
+            t = sel[s: s + step]
+            oy, ox = np.divmod(np.arange(k * k), k)
+            # work relative to each triangle's first candidate pixel: small numbers,
+            # so float32 is exact enough and the pixel grid is one shared row
+            cx, cy = (ox + 0.5).astype(np.float32)[None, :], (oy + 0.5).astype(np.float32)[None, :]
+            base = lo[t].astype(np.float64)
+            ta = (a[t] - base).astype(np.float32)
+            tb = (b[t] - base).astype(np.float32)
+            tc = (c[t] - base).astype(np.float32)
+            inv = (1.0 / area[t]).astype(np.float32)[:, None]
+            inb = (ox[None, :] < ext[t, 0:1]) & (oy[None, :] < ext[t, 1:2])
+            l0 = ((tb[:, 0:1] - cx) * (tc[:, 1:2] - cy)
+                  - (tb[:, 1:2] - cy) * (tc[:, 0:1] - cx)) * inv
+            l1 = ((tc[:, 0:1] - cx) * (ta[:, 1:2] - cy)
+                  - (tc[:, 1:2] - cy) * (ta[:, 0:1] - cx)) * inv
+            eps = np.float32(-1e-6)
+            m = inb & (l0 >= eps) & (l1 >= eps) & (l0 + l1 <= 1.0 - eps)
+            rows, cols = np.nonzero(m)
+            tt = t[rows]
+            L0 = l0[rows, cols].astype(np.float64)
+            L1 = l1[rows, cols].astype(np.float64)
+            zz = (L0 * z[tris[tt, 0]] + L1 * z[tris[tt, 1]]
+                  + (1.0 - L0 - L1) * z[tris[tt, 2]])
+            px = lo[tt, 0] + ox[cols]
+            py = lo[tt, 1] + oy[cols]
+            pix_l.append(py * w + px)
+            tri_l.append(tt)
+            z_l.append(zz)
+            l0_l.append(L0)
+            l1_l.append(L1)
+    if not pix_l:
+        e = np.zeros(0, np.int64)
+        return e, e, np.zeros(0), np.zeros(0)
+    pix = np.concatenate(pix_l)
+    tri = np.concatenate(tri_l)
+    zz = np.concatenate(z_l)
+    L0 = np.concatenate(l0_l)
+    L1 = np.concatenate(l1_l)
+    zbuf = np.full(w * h, -np.inf)
+    np.maximum.at(zbuf, pix, zz)
+    win = zz >= zbuf[pix]
+    pix, tri, L0, L1 = pix[win], tri[win], L0[win], L1[win]
+    # ties (shared edges at equal depth): keep the first per pixel, deterministically
+    order = np.lexsort((tri, pix))
+    pix, tri, L0, L1 = pix[order], tri[order], L0[order], L1[order]
+    first = np.ones(pix.size, bool)
+    first[1:] = pix[1:] != pix[:-1]
+    return pix[first], tri[first], L0[first], L1[first]
+
+
+def _vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    a, b, c = v[tris[:, 0]], v[tris[:, 1]], v[tris[:, 2]]
+    fn = np.cross(b - a, c - a)
+    n = np.zeros_like(v)
+    for j in range(3):
+        for k in range(3):
+            n[:, k] += np.bincount(tris[:, j], weights=fn[:, k], minlength=len(v))
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    return n
+
+
+def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
+                 color: bool = False, *, camera: Camera | None = None,
+                 appearance: Appearance | None = None, supersample: int = 2) -> np.ndarray:
+    """Render posed model vertices.
+
+    Parameters
+    ----------
+    model : FaceModel3D
+        The model (triangles, materials).
+    vertices : numpy.ndarray
+        ``(V, 3)`` vertices, e.g. from :meth:`FaceModel3D.shape` (and :func:`pose_vertices`).
+    size : int
+        Image side in pixels (64..2048).
+    color : bool
+        RGB ``(size, size, 3)`` instead of grayscale ``(size, size)`` (ITU-R 601 luma).
+    camera : Camera, optional
+        Framing (default: head and neck, the face about half the width).
+    appearance : Appearance, optional
+        Colours (default: mid skin tone on a mid-gray background).
+    supersample : int
+        Anti-aliasing factor (rendered at ``size * supersample``, reduced with INTER_AREA).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 image; the same inputs always give the same pixels.
+    """
+    if not isinstance(size, int | np.integer) or not 64 <= int(size) <= 2048:
+        raise ValueError(f"size must be an integer in 64..2048, got {size!r}")
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.shape != (model.n_vertices, 3) or not np.all(np.isfinite(v)):
+        raise ValueError(f"vertices must be finite with shape ({model.n_vertices}, 3), "
+                         f"got {v.shape}")
+    cam = camera or Camera()
+    look = appearance or Appearance()
+    prep = _prepare(model)
+    s = int(size) * int(supersample)
+    p = cam.to_pixels(v[:, :2], s)
+    pix, tri, L0, L1 = _rasterize(p, v[:, 2], prep.tris, s, s, prep.two_sided)
+    L2 = 1.0 - L0 - L1
+    tv = prep.tris[tri]
+
+    normals = _vertex_normals(v, prep.tris)
+    # every per-vertex attribute interpolated at once: normal, position, paint weights
+    attrs = np.concatenate([normals, v, prep.paint], axis=1)
+    f = (L0[:, None] * attrs[tv[:, 0]] + L1[:, None] * attrs[tv[:, 1]]
+         + L2[:, None] * attrs[tv[:, 2]])
+    n, pos = f[:, 0:3], f[:, 3:6]
+    w_lips, w_brow, w_lash, w_socket, inner, w_teeth = (f[:, 6 + i] for i in range(6))
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    flip = prep.two_sided[tri] & (n[:, 2] < 0)
+    n[flip] *= -1.0
+    lam = np.clip(n @ _LIGHT, 0.0, 1.0)
+    shade = _AMBIENT + _DIFFUSE * lam
+
+    skin = np.asarray(look.skin, np.float64)
+    albedo = np.broadcast_to(skin, (pix.size, 3)).copy()
+    wl = w_lips[:, None]
+    albedo = albedo * (1 - wl) + np.asarray(look.lips) * wl
+    wb = (look.brow_strength * w_brow)[:, None]
+    albedo = albedo * (1 - wb) + np.asarray(look.brow) * wb
+    wk = (0.75 * w_lash)[:, None]
+    albedo = albedo * (1 - wk) + np.asarray(look.brow) * 0.5 * wk
+    es = w_socket[:, None]
+    albedo = albedo * (1 - 0.75 * es)
+
+    # mouth interior: teeth white, gums/tongue/socket pinkish, darkened by depth
+    is_in = inner > 0.5
+    if np.any(is_in):
+        teeth_v = prep.teeth
+        z_front = float(v[teeth_v, 2].max())
+        tw = w_teeth[is_in][:, None]
+        col = tw * np.array([0.93, 0.91, 0.85]) + (1 - tw) * np.array([0.55, 0.28, 0.28])
+        depth = np.maximum(z_front - pos[is_in, 2], 0.0)
+        dark = np.exp(-depth / 2.2)[:, None]
+        albedo[is_in] = col * dark
+        shade[is_in] = 0.55 + 0.45 * shade[is_in]
+
+    # eyes: sclera shell with a painted iris and pupil
+    kind = prep.tri_kind[tri]
+    for k, ids in ((1, prep.sclera_l), (2, prep.sclera_r)):
+        sel = kind == k
+        if not np.any(sel) or ids.size == 0:
+            continue
+        centre = v[ids].mean(axis=0)
+        r = np.hypot(pos[sel, 0] - centre[0], pos[sel, 1] - centre[1])
+        front_half = pos[sel, 2] > centre[2]
+        iris_w = (1 - _smoothstep(_IRIS_R - 0.06, _IRIS_R + 0.02, r)) * front_half
+        pupil_w = (1 - _smoothstep(_PUPIL_R - 0.04, _PUPIL_R + 0.03, r)) * front_half
+        ring = np.exp(-(((r - _IRIS_R + 0.04) / 0.06) ** 2)) * front_half
+        col = np.broadcast_to(np.full(3, _SCLERA), (int(sel.sum()), 3))
+        iris = np.asarray(look.iris) * (1 - 0.45 * ring)[:, None]
+        col = col * (1 - iris_w[:, None]) + iris * iris_w[:, None]
+        col = col * (1 - pupil_w[:, None]) + 0.04 * pupil_w[:, None]
+        albedo[sel] = col
+        shade[sel] = 0.6 + 0.4 * shade[sel]
+
+    rgb_frag = np.clip(albedo * shade[:, None], 0.0, 1.0)
+    img = np.empty((s * s, 3), np.float32)
+    img[:] = np.asarray(look.background, np.float32)
+    img[pix] = rgb_frag
+    img = img.reshape(s, s, 3)
+    if supersample > 1:
+        img = cv2.resize(img, (int(size), int(size)), interpolation=cv2.INTER_AREA)
+    rgb = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if color:
+        return rgb
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def project_landmarks(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
+                      camera: Camera | None = None) -> np.ndarray:
+    """Pixel ``(col, row)`` of the 68 iBUG landmarks in a :func:`render_model` image.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(68, 2)`` float64; landmark 0 and the eye 36-41 are on the image's left.
+    """
+    v = np.asarray(vertices, dtype=np.float64)[model.landmarks68]
+    return (camera or Camera()).to_pixels(v[:, :2], int(size))
+
+
+def pose_vertices(vertices: np.ndarray, roll: float = 0.0, yaw: float = 0.0,
+                  pivot: tuple[float, float, float] = (0.0, 1.0, 2.0)) -> np.ndarray:
+    """Rotate a head: ``yaw`` degrees about the vertical axis, then ``roll`` in the image plane.
+
+    Positive roll turns the face clockwise on screen (as :class:`FaceIdentity` does);
+    positive yaw turns the face toward the image's right.
+    """
+    v = np.asarray(vertices, dtype=np.float64) - np.asarray(pivot)
+    ya, ro = math.radians(yaw), math.radians(-roll)
+    ry = np.array([[math.cos(ya), 0, math.sin(ya)], [0, 1, 0],
+                   [-math.sin(ya), 0, math.cos(ya)]])
+    rz = np.array([[math.cos(ro), -math.sin(ro), 0], [math.sin(ro), math.cos(ro), 0],
+                   [0, 0, 1]])
+    return (v @ (rz @ ry).T + np.asarray(pivot)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# FaceIdentity adapter (for faces.cultures.write_synthetic_database)
+# ---------------------------------------------------------------------------------------
+
+#: How :class:`FaceIdentity.shape` maps to identity components: mode -> (component, gain).
+#: The ICT identity components are ordered by variance; the first eight are used, one
+#: per procedural mode, with a gain of 0.6 so that 3 SD stays a plausible face.
+IDENTITY_MAP: dict[str, tuple[int, float]] = {
+    "face_width": (0, 0.6),
+    "face_length": (1, 0.6),
+    "jaw_width": (2, 0.6),
+    "eye_spacing": (3, 0.6),
+    "nose_length": (4, 0.6),
+    "mouth_width": (5, 0.6),
+    "brow_height": (6, 0.6),
+    "lip_thickness": (7, 0.6),
+}
+
+
+def identity_coefficients(identity: FaceIdentity) -> np.ndarray:
+    """Map a :class:`FaceIdentity`'s shape coefficients to the model's first components."""
+    from facedialect.faces.procedural import _MODE_NAMES
+
+    c = np.zeros(max(i for i, _ in IDENTITY_MAP.values()) + 1, np.float32)
+    for name, value in zip(_MODE_NAMES, identity.shape, strict=True):
+        i, g = IDENTITY_MAP[name]
+        c[i] = g * value
+    return c
+
+
+@functools.lru_cache(maxsize=1)
+def _default_model() -> FaceModel3D:
+    return load_model()
+
+
+def _appearance(identity: FaceIdentity) -> Appearance:
+    skin = tuple(float(x) for x in identity.skin_rgb())
+    hair = 0.08 + 0.55 * identity.hair_gray
+    brow = (hair * 1.1, hair * 0.85, hair * 0.65)
+    lips = tuple(float(s * m) for s, m in zip(skin, (0.86, 0.58, 0.58), strict=True))
+    ig = identity.iris_gray
+    bg = identity.background_gray
+    return Appearance(skin=skin, brow=brow, lips=lips,  # type: ignore[arg-type]
+                      iris=(ig * 0.95, ig * 0.8, ig * 0.6), background=(bg, bg, bg),
+                      brow_strength=0.85 if identity.sex == "M" else 0.75)
+
+
+def render_face_3d(identity: FaceIdentity, aus: Mapping[int | str, float], size: int = 256,
+                   color: bool = False, *, model: FaceModel3D | None = None) -> np.ndarray:
+    """Draw a :class:`FaceIdentity` with the 3-D model (a drop-in for ``render_face``).
+
+    Mapping: the 8 shape coefficients drive the first 8 identity components
+    (:data:`IDENTITY_MAP`); ``roll`` rolls the head, ``yaw`` turns it by ``10 * yaw``
+    degrees, ``shift`` and ``scale`` move and size the camera field; skin tone, hair
+    (brow) colour, iris and background come from the identity. Hair, hairstyle,
+    hairline, clothing and ``texture_seed`` are not drawn by this renderer.
+
+    Raises
+    ------
+    ValueError
+        On an unknown AU or an intensity outside 0..1.
+    AssetMissingError
+        When the model is not installed.
+    """
+    from facedialect.faces.au_catalogue import au_weights
+
+    w = au_weights(aus)
+    m = model or _default_model()
+    v = m.shape(identity_coefficients(identity), w)
+    v = pose_vertices(v, roll=identity.roll, yaw=10.0 * identity.yaw)
+    base = Camera()
+    field_cm = base.field / identity.scale
+    cam = Camera(center=(base.center[0] - identity.shift[0] * field_cm,
+                         base.center[1] + identity.shift[1] * field_cm), field=field_cm)
+    return render_model(m, v, size=size, color=color, camera=cam,
+                        appearance=_appearance(identity))
