@@ -40,7 +40,7 @@ __all__ = [
     "render_model",
 ]
 
-_LIGHT = np.array([-0.35, 0.45, 1.0]) / np.linalg.norm([-0.35, 0.45, 1.0])
+_LIGHT = (np.array([-0.35, 0.45, 1.0]) / np.linalg.norm([-0.35, 0.45, 1.0])).astype(np.float32)
 _AMBIENT = 0.38
 _DIFFUSE = 0.66
 _SCLERA = 0.78
@@ -108,7 +108,7 @@ class _Prep:
         """(V, 6) lips, brow, lash, eye socket, interior, teeth weights."""
         return np.stack([self.w_lips, self.w_brow, self.w_lash, self.socket_eye,
                          self.interior, self.teeth.astype(np.float32)], axis=1
-                        ).astype(np.float64)
+                        ).astype(np.float32)
 
 
 _PREP: weakref.WeakKeyDictionary[FaceModel3D, _Prep] = weakref.WeakKeyDictionary()
@@ -342,12 +342,13 @@ def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
     s = int(size) * int(supersample)
     p = cam.to_pixels(v[:, :2], s)
     pix, tri, L0, L1 = _rasterize(p, v[:, 2], prep.tris, s, s, prep.two_sided)
+    L0, L1 = L0.astype(np.float32), L1.astype(np.float32)
     L2 = 1.0 - L0 - L1
     tv = prep.tris[tri]
 
     normals = _vertex_normals(v, prep.tris)
     # every per-vertex attribute interpolated at once: normal, position, paint weights
-    attrs = np.concatenate([normals, v, prep.paint], axis=1)
+    attrs = np.concatenate([normals, v, prep.paint], axis=1, dtype=np.float32)
     f = (L0[:, None] * attrs[tv[:, 0]] + L1[:, None] * attrs[tv[:, 1]]
          + L2[:, None] * attrs[tv[:, 2]])
     n, pos = f[:, 0:3], f[:, 3:6]
@@ -358,7 +359,7 @@ def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
     lam = np.clip(n @ _LIGHT, 0.0, 1.0)
     shade = _AMBIENT + _DIFFUSE * lam
 
-    skin = np.asarray(look.skin, np.float64)
+    skin = np.asarray(look.skin, np.float32)
     albedo = np.broadcast_to(skin, (pix.size, 3)).copy()
     wl = w_lips[:, None]
     albedo = albedo * (1 - wl) + np.asarray(look.lips) * wl
