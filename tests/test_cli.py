@@ -217,6 +217,11 @@ iterations = 3
 
 [evaluation]
 swapped_subjects = "{swapped}"
+
+[tuning]
+base_face = "builtin"
+aus = [1, 12, 26]
+levels = 3
 """)
     res = runner.invoke(app, ["run", str(study)])
     assert res.exit_code == 0, res.output
@@ -225,5 +230,16 @@ swapped_subjects = "{swapped}"
     n = conf[conf["variants"] == "all"].groupby("condition")["n"].max()
     assert n["matched"] == 50  # one test subject x 50 variants per expression
     assert n["swapped"] == (50 if swapped == "test" else 150)  # or all 3 subjects
-    stats = RunDir(tmp_path / "out").read_table("stats_classification")
+    run = RunDir(tmp_path / "out")
+    stats = run.read_table("stats_classification")
     assert "ANOVA condition x expression (A-trained)" in set(stats["test"])
+    stim = (run.path / "stimuli" / "stimuli.csv").read_text().splitlines()
+    assert len(stim) == 1 + 1 + 3 * 2  # header, null image, 3 AUs x 2 levels
+    prof = run.read_table("au_profiles")
+    assert len(prof) == 2 * 7 * (1 + 3 * 2)
+    assert (prof.loc[prof["level"] == 0, "mean"] == 0).all()
+    assert len(run.read_table("profile_similarity")) == 49
+    links = run.read_table("similarity_vs_confusion")
+    assert set(zip(links["trained"], links["tested"])) == {("A", "B"), ("B", "A")}
+    assert set(run.read_table("pca")["pc"]) == {1, 2, 3}
+    assert 'id="tuning"' in (run.path / "report.html").read_text()

@@ -308,3 +308,16 @@ def test_identity_and_pose_change_the_face(model):
     assert np.abs(render_face_3d(rolled, {}, 128, model=model) - base).mean() > 1.0
     with pytest.raises(ValueError, match="size"):
         render_face_3d(FaceIdentity(), {}, 10, model=model)
+
+
+@needs_model
+def test_pose_directions(model):
+    from facedialect.faces.render3d import pose_vertices, project_landmarks
+
+    v = model.shape()
+    base = project_landmarks(model, v, 256)
+    rolled = project_landmarks(model, pose_vertices(v, roll=10.0), 256)
+    # positive roll turns the face clockwise on screen: the image-right eye goes down
+    assert rolled[45, 1] > base[45, 1] + 2 and rolled[36, 1] < base[36, 1] - 2
+    turned = project_landmarks(model, pose_vertices(v, yaw=10.0), 256)
+    assert turned[30, 0] > base[30, 0] + 2

@@ -142,7 +142,9 @@ def peak_or_trough(profiles: pd.DataFrame) -> pd.DataFrame:
     p = profiles[profiles["level"] > 0]
     idx = p.groupby(["db", "unit", "au"], sort=False)["mean"].apply(lambda s: s.abs().idxmax())
     pick = p.loc[idx.to_numpy(), ["db", "unit", "au", "mean"]]
-    return pick.pivot_table(index="au", columns=["db", "unit"], values="mean")
+    wide = pick.pivot_table(index="au", columns=["db", "unit"], values="mean")
+    order = list(dict.fromkeys(zip(pick["db"], pick["unit"], strict=True)))
+    return wide.reindex(columns=pd.MultiIndex.from_tuples(order, names=["db", "unit"]))
 
 
 def profile_pca(profiles: pd.DataFrame, n_components: int = 3

@@ -22,12 +22,13 @@ import math
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 import cv2
 import numpy as np
 
 from facedialect.faces.model3d import VERTEX_RANGES, FaceModel3D, load_model
-from facedialect.faces.procedural import FaceIdentity
+from facedialect.faces.procedural import IDENTITY_MODES, FaceIdentity
 
 __all__ = [
     "Appearance",
@@ -450,7 +451,7 @@ def pose_vertices(vertices: np.ndarray, roll: float = 0.0, yaw: float = 0.0,
 #: How :class:`FaceIdentity.shape` maps to identity components: mode -> (component, gain).
 #: The ICT identity components are ordered by variance; the first eight are used, one
 #: per procedural mode, with a gain of 0.6 so that 3 SD stays a plausible face.
-IDENTITY_MAP: dict[str, tuple[int, float]] = {
+IDENTITY_MAP: Final[dict[str, tuple[int, float]]] = {
     "face_width": (0, 0.6),
     "face_length": (1, 0.6),
     "jaw_width": (2, 0.6),
@@ -464,10 +465,8 @@ IDENTITY_MAP: dict[str, tuple[int, float]] = {
 
 def identity_coefficients(identity: FaceIdentity) -> np.ndarray:
     """Map a :class:`FaceIdentity`'s shape coefficients to the model's first components."""
-    from facedialect.faces.procedural import _MODE_NAMES
-
     c = np.zeros(max(i for i, _ in IDENTITY_MAP.values()) + 1, np.float32)
-    for name, value in zip(_MODE_NAMES, identity.shape, strict=True):
+    for name, value in zip(IDENTITY_MODES, identity.shape, strict=True):
         i, g = IDENTITY_MAP[name]
         c[i] = g * value
     return c
@@ -482,7 +481,7 @@ def _appearance(identity: FaceIdentity) -> Appearance:
     skin = tuple(float(x) for x in identity.skin_rgb())
     hair = 0.08 + 0.55 * identity.hair_gray
     brow = (hair * 1.1, hair * 0.85, hair * 0.65)
-    lips = tuple(float(s * m) for s, m in zip(skin, (0.86, 0.58, 0.58), strict=True))
+    lips = tuple(float(s * m) for s, m in zip(skin, (0.8, 0.52, 0.52), strict=True))
     ig = identity.iris_gray
     bg = identity.background_gray
     return Appearance(skin=skin, brow=brow, lips=lips,  # type: ignore[arg-type]

@@ -202,3 +202,121 @@ def correct_rate_figure(accuracy: pd.DataFrame) -> bytes:
     axes[0, 0].set_ylabel("correct rate")
     axes[0, 0].legend(fontsize=8)
     return fig_to_png(fig)
+
+
+_MARKERS = dict(zip(EXPRESSIONS, ["o", "^", "s", "v", "D", "P", "X"], strict=True))
+
+
+def stimuli_sheet(stimuli: pd.DataFrame, every: int = 2) -> bytes:
+    """Contact sheet of the AU stimuli (rows: AUs; columns: every ``every``-th level)."""
+    import cv2
+
+    aus = [a for a in dict.fromkeys(stimuli["au"]) if a != 0]
+    levels = sorted(int(v) for v in stimuli["level"].unique())
+    cols = levels[::every] if levels[-1] in levels[::every] else levels[::every] + levels[-1:]
+    null = stimuli[stimuli["au"] == 0]["path"].iloc[0]
+    fig, axes = plt.subplots(len(aus), len(cols), figsize=(0.9 * len(cols) + 0.6,
+                                                           0.9 * len(aus)), squeeze=False)
+    for r, au in enumerate(aus):
+        for c, lv in enumerate(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            row = stimuli[(stimuli["au"] == au) & (stimuli["level"] == lv)]
+            path = null if lv == 0 else row["path"].iloc[0]
+            ax.imshow(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), cmap="gray", vmin=0,
+                      vmax=255)
+            if c == 0:
+                ax.set_ylabel(f"AU{au}", fontsize=7)
+            if r == 0:
+                inten = 0.0 if lv == 0 else float(row["intensity"].iloc[0])
+                ax.set_title(f"{inten:.1f}", fontsize=7)
+    fig.subplots_adjust(wspace=0.03, hspace=0.03)
+    return fig_to_png(fig)
+
+
+def profile_heatmaps(profiles: pd.DataFrame, similarity: pd.DataFrame | None) -> bytes:
+    """Every unit's AU x level profile, normalised by its largest |value| (paper Fig. 7)."""
+    dbs = list(dict.fromkeys(profiles["db"]))
+    fig, axes = plt.subplots(len(dbs), 7, figsize=(14, 3.3 * len(dbs)), squeeze=False,
+                             layout="constrained")
+    same = {}
+    if similarity is not None and len(similarity):
+        s = similarity[similarity["unit_a"] == similarity["unit_b"]]
+        same = dict(zip(s["unit_a"], s["spearman_r"], strict=True))
+    im = None
+    for r, db in enumerate(dbs):
+        for c, unit in enumerate(EXPRESSIONS):
+            ax = axes[r, c]
+            p = profiles[(profiles["db"] == db) & (profiles["unit"] == unit)]
+            mat = p.pivot(index="au", columns="level", values="mean")
+            vals = mat.to_numpy()
+            top = np.nanmax(np.abs(vals)) or 1.0
+            im = ax.imshow(vals / top, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+            ax.set_yticks(range(len(mat.index)), [str(a) for a in mat.index], fontsize=6)
+            ax.set_xticks([0, len(mat.columns) - 1], ["0", "1"], fontsize=6)
+            title = f"{db}: {unit}"
+            if r == 0 and unit in same:
+                title += f"\nr_s = {same[unit]:.2f}"
+            ax.set_title(title, fontsize=8)
+            if c == 0:
+                ax.set_ylabel("AU", fontsize=7)
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.6, label="response / max |response|")
+    return fig_to_png(fig)
+
+
+def similarity_confusion_figure(links: pd.DataFrame) -> bytes:
+    """Profile r_s matrix beside the swapped confusion matrix, and their scatter (Fig. 9)."""
+    pairs = list(dict.fromkeys(zip(links["trained"], links["tested"], strict=True)))
+    fig, axes = plt.subplots(len(pairs), 3, figsize=(11, 3.5 * len(pairs)), squeeze=False,
+                             layout="constrained")
+    short = [e[:3] for e in EXPRESSIONS]
+    for k, (a, b) in enumerate(pairs):
+        part = links[(links["trained"] == a) & (links["tested"] == b)]
+        for col, (value, title, cmap, lo) in enumerate((
+                ("profile_r", f"r_s: {b} unit (row) vs {a} unit (col)", "RdBu_r", -1),
+                ("confusion_rate", f"trained {a}, tested {b}: rate", "Blues", 0))):
+            mat = (part.pivot(index="true", columns="predicted", values=value)
+                   .reindex(index=list(EXPRESSIONS), columns=list(EXPRESSIONS)))
+            ax = axes[k, col]
+            ax.imshow(mat.to_numpy(), cmap=cmap, vmin=lo, vmax=1)
+            ax.set_xticks(range(7), short, fontsize=7, rotation=90)
+            ax.set_yticks(range(7), short, fontsize=7)
+            ax.set_title(title, fontsize=8)
+        ax = axes[k, 2]
+        ax.scatter(part["profile_r"], part["confusion_rate"], s=12)
+        ax.set_xlabel("profile r_s", fontsize=8)
+        ax.set_ylabel("confusion rate", fontsize=8)
+        ax.set_title(f"r_s = {part['spearman_r'].iloc[0]:.2f} (p = {part['p'].iloc[0]:.2g})",
+                     fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+    return fig_to_png(fig)
+
+
+def pca_figure(scores: pd.DataFrame, variance: pd.DataFrame) -> bytes:
+    """PC1-2 and PC1-3 of the profiles: symbol per expression, filled/open per database."""
+    dbs = list(dict.fromkeys(scores["db"]))
+    wide = scores.pivot_table(index=["db", "unit"], columns="pc", values="score")
+    ratio = dict(zip(variance["pc"], variance["explained_variance_ratio"], strict=True))
+    pcs = [c for c in (2, 3) if c in wide.columns]
+    fig, axes = plt.subplots(1, len(pcs), figsize=(5 * len(pcs), 4), squeeze=False)
+    for ax, pc in zip(axes[0], pcs, strict=True):
+        for (db, unit), row in wide.iterrows():
+            filled = dbs.index(db) == 0
+            ax.scatter(row[1], row[pc], marker=_MARKERS[unit], s=60,
+                       facecolors=f"C{EXPRESSIONS.index(unit)}" if filled else "none",
+                       edgecolors=f"C{EXPRESSIONS.index(unit)}", linewidths=1.4)
+        ax.set_xlabel(f"PC1 ({ratio.get(1, 0):.0%})")
+        ax.set_ylabel(f"PC{pc} ({ratio.get(pc, 0):.0%})")
+        ax.axhline(0, color="0.8", lw=0.8)
+        ax.axvline(0, color="0.8", lw=0.8)
+    handles = [plt.Line2D([], [], marker=_MARKERS[e], ls="", color=f"C{i}", label=e)
+               for i, e in enumerate(EXPRESSIONS)]
+    handles += [plt.Line2D([], [], marker="o", ls="", color="k", label=f"{dbs[0]} (filled)")]
+    if len(dbs) > 1:
+        handles += [plt.Line2D([], [], marker="o", ls="", mfc="none", color="k",
+                               label=f"{dbs[1]} (open)")]
+    axes[0, -1].legend(handles=handles, fontsize=7, loc="center left",
+                       bbox_to_anchor=(1.02, 0.5))
+    return fig_to_png(fig)

@@ -189,6 +189,57 @@ def classification_section(run: RunDir) -> Section | None:
 
 
 @register_section
+def tuning_section(run: RunDir) -> Section | None:
+    """AU stimuli, tuning profiles, similarity vs confusion, PCA (paper Figs. 7-10)."""
+    skipped = run.read_manifest().get("skipped", {}).get("tuning")
+    if not run.has_table("au_profiles"):
+        return Section("tuning", "AU tuning", [Text(skipped)]) if skipped else None
+    from facedialect.report.figures import (
+        pca_figure,
+        profile_heatmaps,
+        similarity_confusion_figure,
+        stimuli_sheet,
+    )
+
+    prof = run.read_table("au_profiles")
+    sim = run.read_table("profile_similarity") if run.has_table("profile_similarity") else None
+    blocks: list = [Text(
+        "Each AU rose from 0 to 1 in steps on the base face (the built-in procedural face) "
+        "while every other AU stayed off; level 0 is the same null image for all AUs. The "
+        "stimuli were pre-processed like the training images and passed through every "
+        "network; a unit's response is its FC3 value before softmax minus its value for "
+        "the null image, averaged over runs (SCIENCE §7).")]
+    stim = run.path / "stimuli" / "stimuli.csv"
+    if stim.exists():
+        blocks.append(Figure(stimuli_sheet(pd.read_csv(stim)), "The stimuli: rows AUs, "
+                             "columns intensity (every second level), from stimuli/.",
+                             "stimuli"))
+    blocks.append(Figure(profile_heatmaps(prof, sim), "Tuning profiles (AU x level), each "
+                         "normalised by its largest absolute value; r_s: Spearman "
+                         "correlation of the same unit's profiles across databases (null "
+                         "level excluded), from tables/au_profiles.csv (paper Fig. 7).",
+                         "profiles"))
+    if sim is not None:
+        same = sim[sim["unit_a"] == sim["unit_b"]]
+        blocks.append(Table(same, "Same-expression profile correlations with p and "
+                            "Bonferroni-corrected p (over the 7).", "profile_similarity"))
+    if run.has_table("similarity_vs_confusion"):
+        links = run.read_table("similarity_vs_confusion")
+        blocks.append(Figure(similarity_confusion_figure(links), "Profile similarity "
+                             "(7 x 7 r_s) beside the swapped confusion matrix and their "
+                             "scatter over the 49 cells (paper Fig. 9), from "
+                             "tables/similarity_vs_confusion.csv.", "similarity_confusion"))
+        blocks.append(Table(links[["trained", "tested", "spearman_r", "p"]]
+                            .drop_duplicates(), "Similarity vs confusion.",
+                            "similarity_vs_confusion_summary"))
+    if run.has_table("pca"):
+        blocks.append(Figure(pca_figure(run.read_table("pca"), run.read_table("pca_variance")),
+                             "PCA of the profiles reduced to their peak or trough per AU "
+                             "(paper Fig. 10), from tables/pca.csv.", "pca"))
+    return Section("tuning", "AU tuning", blocks)
+
+
+@register_section
 def provenance_section(run: RunDir) -> Section | None:
     """Versions, seed, input hashes, stage timings, and the resolved study file."""
     if not run.manifest_path.exists():

@@ -1,0 +1,120 @@
+"""The AU tuning stage: stimuli through every trained network, profiles and comparisons.
+
+Writes ``stimuli/`` (images and ``stimuli.csv``) and the tables ``au_responses``,
+``au_profiles``, ``profile_similarity``, ``similarity_vs_confusion``, ``pca`` and
+``pca_variance`` (docs/outputs.md). SCIENCE §7.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facedialect.analysis.classification import mean_confusion
+from facedialect.analysis.tuning import (
+    profile_pca,
+    profile_similarity,
+    similarity_vs_confusion,
+    tuning_profiles,
+    tuning_responses,
+)
+from facedialect.classification import load_heads
+from facedialect.config import Study
+from facedialect.errors import InputError
+from facedialect.faces.stimuli import (
+    builtin_renderer,
+    render_stimuli,
+    stimulus_table,
+    write_stimuli,
+)
+from facedialect.models.weights import load_backbone
+from facedialect.preprocess.pipeline import preprocess_face
+from facedialect.store import RunDir
+
+
+def tuning_stage(run: RunDir, study: Study) -> dict[str, Any]:
+    """Render the AU stimuli, pass them through every network, write the tuning tables.
+
+    Raises
+    ------
+    InputError
+        When the base face cannot be made yet or a stimulus has no detectable face.
+    """
+    cfg = study.tuning
+    if cfg.base_face != "builtin":
+        raise InputError(
+            f"[tuning] base_face = {cfg.base_face!r} needs the photo-textured 3D face, which "
+            "is not built yet; use base_face = \"builtin\" (the procedural face)")
+    manifest = run.read_manifest()
+    tag = manifest.get("training", {}).get("backbone")
+    if tag is None:
+        raise InputError(f"{run.path}: no trained networks; run `facedialect train` first")
+    with run.stage("tuning", base_face=cfg.base_face) as info:
+        table = stimulus_table(cfg.aus, cfg.levels)
+        images = render_stimuli(table, builtin_renderer())
+        table = write_stimuli(run.path / "stimuli", table, images)
+        faces = []
+        for r, img in zip(table.itertuples(index=False), images, strict=True):
+            res = preprocess_face(img, study.preprocess)
+            if res.image is None:
+                raise InputError(f"stimulus {r.path}: {res.reason}; the base face must be "
+                                 f"detectable at every AU level")
+            faces.append(res.image)
+        backbone = load_backbone(study.model.backbone, study.model.weights,
+                                 allow_download=study.model.allow_download)
+        with torch.inference_mode():
+            x = backbone.to_input(np.stack(faces))
+            feats = torch.cat([backbone(x[i:i + 32]) for i in range(0, len(x), 32)])
+        responses = []
+        for db in [d.name for d in study.databases]:
+            path = run.path / "heads" / f"{db}.pt"
+            if not path.exists():
+                continue
+            head, state = load_heads(path)
+            failed = set(state["failed_runs"].tolist())
+            runs = state["runs"].tolist()
+            keep = [i for i, r in enumerate(runs) if r not in failed]
+            with torch.no_grad():
+                logits = np.stack([head.forward_run(i, feats.float()).numpy() for i in keep])
+            responses.append(tuning_responses(logits, table, db=db,
+                                              runs=[runs[i] for i in keep]))
+        resp = pd.concat(responses, ignore_index=True)
+        prof = tuning_profiles(resp)
+        run.write_table("au_responses", resp)
+        run.write_table("au_profiles", prof)
+        dbs = list(dict.fromkeys(prof["db"]))
+        sims, links = [], []
+        conf = (mean_confusion(run.read_table("confusion"))
+                if run.has_table("confusion") else None)
+        for i, a in enumerate(dbs):
+            for b in dbs[i + 1:]:
+                sim = profile_similarity(prof, a, b)
+                sims.append(sim)
+                if conf is None:
+                    continue
+                c = conf[conf["variants"] == "all"]
+                for trained, tested in ((a, b), (b, a)):
+                    summary, cells = similarity_vs_confusion(sim, c, trained, tested)
+                    links.append(cells.assign(trained=trained, tested=tested,
+                                              spearman_r=summary["spearman_r"],
+                                              p=summary["p"]))
+        if sims:
+            run.write_table("profile_similarity", pd.concat(sims, ignore_index=True))
+        if links:
+            cols = ["trained", "tested", "spearman_r", "p", "true", "predicted",
+                    "profile_r", "confusion_rate"]
+            run.write_table("similarity_vs_confusion",
+                            pd.concat(links, ignore_index=True)[cols])
+        scores, variance = profile_pca(prof)
+        run.write_table("pca", scores)
+        run.write_table("pca_variance", variance)
+        info.update(stimuli=len(table), networks=int(resp[["db", "run"]]
+                                                     .drop_duplicates().shape[0]))
+    same = (pd.concat(sims) if sims else pd.DataFrame())
+    same = same[same["unit_a"] == same["unit_b"]] if len(same) else same
+    return {"stimuli": len(table),
+            "same_unit_r": {f"{r.db_a}-{r.db_b} {r.unit_a}": round(r.spearman_r, 2)
+                            for r in same.itertuples()}}
