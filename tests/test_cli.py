@@ -240,6 +240,6 @@ levels = 3
     assert (prof.loc[prof["level"] == 0, "mean"] == 0).all()
     assert len(run.read_table("profile_similarity")) == 49
     links = run.read_table("similarity_vs_confusion")
-    assert set(zip(links["trained"], links["tested"])) == {("A", "B"), ("B", "A")}
+    assert set(zip(links["trained"], links["tested"], strict=True)) == {("A", "B"), ("B", "A")}
     assert set(run.read_table("pca")["pc"]) == {1, 2, 3}
     assert 'id="tuning"' in (run.path / "report.html").read_text()
