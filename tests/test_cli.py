@@ -243,3 +243,18 @@ levels = 3
     assert set(zip(links["trained"], links["tested"], strict=True)) == {("A", "B"), ("B", "A")}
     assert set(run.read_table("pca")["pc"]) == {1, 2, 3}
     assert 'id="tuning"' in (run.path / "report.html").read_text()
+
+
+def test_stimuli_command(tmp_path):
+    out = tmp_path / "stim"
+    res = runner.invoke(app, ["stimuli", "--out", str(out), "--aus", "12,26", "--levels", "4",
+                              "--size", "128"])
+    assert res.exit_code == 0, res.output
+    lines = (out / "stimuli.csv").read_text().splitlines()
+    assert lines[0] == "au,level,intensity,path" and len(lines) == 1 + 1 + 2 * 3
+    assert (out / "null.png").exists() and (out / "AU12_L03.png").exists()
+    assert (out / "contact_sheet.png").stat().st_size > 5000
+    bad = runner.invoke(app, ["stimuli", "--out", str(out), "--aus", "3"])
+    assert bad.exit_code == 2 and "valid: [1, 2, 4" in bad.output
+    bad = runner.invoke(app, ["stimuli", "--out", str(out), "--base-face", "me.jpg"])
+    assert bad.exit_code == 2 and "not available yet" in bad.output

@@ -20,8 +20,9 @@ from facedialect.errors import FacedialectError, StudyFileError
 
 app = typer.Typer(
     name="facedialect",
-    help="Cross-cultural facial-expression research: ingest face databases, pre-process them "
-    "as the reference study did, and report (more stages arrive with later releases).",
+    help="Cross-cultural facial-expression research: ingest face databases, pre-process "
+    "them as the reference study did, train and cross-test classifiers, measure AU tuning, "
+    "and report. Start with `facedialect demo`.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -110,7 +111,7 @@ def _run_preprocess_params(run_dir: Path) -> tuple[Any, Path | None]:
 def validate(
     study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
 ) -> None:
-    """Check a study file (keys, types, paths) without doing any work."""
+    """Check a study file (keys, types, paths); do no work."""
     from facedialect.config import load_study
 
     study = load_study(study_file)
@@ -136,7 +137,7 @@ def ingest(
         "--option", "-o", help="Preset option KEY=VALUE (repeatable), e.g. "
         "-o subject_regex='(?P<subject>\\d+)_'.")] = None,
 ) -> None:
-    """Parse and validate one database; write tables/images.csv and print a summary."""
+    """Parse and check one database; write tables/images.csv."""
     from facedialect.config import DatabaseConfig
     from facedialect.stages import ingest_stage
     from facedialect.store import RunDir
@@ -164,7 +165,7 @@ def preprocess(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding tables/images.csv.")],
     workers: Annotated[int, typer.Option(help="Threads (0 = one per CPU core).")] = 0,
 ) -> None:
-    """Detect, normalise and mask every face (cached); write tables/preprocess.csv."""
+    """Detect, normalise and mask every face (cached)."""
     from facedialect.stages import preprocess_stage
     from facedialect.store import RunDir
 
@@ -186,7 +187,7 @@ def preprocess(
 def report(
     run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
 ) -> None:
-    """Assemble the self-contained HTML report of a run directory."""
+    """Write the self-contained HTML report of a run."""
     from facedialect.report import build_report
     from facedialect.store import RunDir
 
@@ -205,7 +206,7 @@ def train(
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto (a GPU when there is "
                                         "one).")] = "auto",
 ) -> None:
-    """Extract cached features and train every database's networks (resumable)."""
+    """Extract features and train every database's networks."""
     from facedialect.classification import train_stage
     from facedialect.config import load_study
     from facedialect.store import RunDir
@@ -230,7 +231,7 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="The run directory (holds config.toml).")],
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
 ) -> None:
-    """Test every database's networks on every database (matched and swapped)."""
+    """Test every network on every database (matched, swapped)."""
     from facedialect.classification import evaluate_stage
     from facedialect.config import load_study
     from facedialect.store import RunDir
@@ -245,12 +246,74 @@ def evaluate(
                   f"{run.table_path('stats_classification')}", highlight=False)
 
 
+@app.command()
+@friendly
+def stimuli(
+    out: Annotated[Path, typer.Option(help="Folder for the images, stimuli.csv and the "
+                                      "contact sheet.")],
+    base_face: Annotated[str, typer.Option(help="builtin (procedural face) or 3d (the ICT "
+                                           "model's average face).")] = "builtin",
+    aus: Annotated[str, typer.Option(help="Comma-separated AUs (default: the 20 study "
+                                     "AUs).")] = "",
+    levels: Annotated[int, typer.Option(help="Intensity steps from 0 to 1.")] = 11,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 256,
+) -> None:
+    """Render an AU stimulus series (AUs x levels + null)."""
+    from facedialect.errors import InputError
+    from facedialect.faces.procedural import STUDY_AUS
+    from facedialect.faces.stimuli import (
+        render_stimuli,
+        renderer_for,
+        stimulus_table,
+        write_stimuli,
+    )
+    from facedialect.report.figures import stimuli_sheet
+    from facedialect.store import atomic_write_bytes
+
+    try:
+        au_list = [int(a) for a in aus.split(",") if a.strip()] or list(STUDY_AUS)
+        table = stimulus_table(au_list, levels)
+        renderer = renderer_for(base_face, size)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    images = render_stimuli(table, renderer)
+    done = write_stimuli(out, table, images)
+    atomic_write_bytes(Path(out) / "contact_sheet.png", stimuli_sheet(done))
+    console.print(f"{len(done)} stimuli ({len(au_list)} AUs x {levels - 1} levels + the null "
+                  f"image) in {out}; contact sheet {Path(out) / 'contact_sheet.png'}",
+                  highlight=False)
+
+
+assets_app = typer.Typer(help="Install downloaded assets (the 3D face model).",
+                         no_args_is_help=True)
+app.add_typer(assets_app, name="assets")
+
+
+@assets_app.command("install")
+@friendly
+def assets_install(
+    name: Annotated[str, typer.Argument(help="Asset name: ict-facekit.")],
+    from_path: Annotated[Path | None, typer.Option("--from", help="A local copy of the "
+                                                   "asset file.")] = None,
+    allow_download: Annotated[bool, typer.Option(help="Download from the public "
+                                                 "source.")] = False,
+) -> None:
+    """Install an asset into the cache (checksummed)."""
+    from facedialect.errors import InputError
+    from facedialect.faces.assets import install_ict_facekit
+
+    if name != "ict-facekit":
+        raise InputError(f"unknown asset {name!r}; known: ict-facekit")
+    path = install_ict_facekit(from_path, allow_download=allow_download)
+    console.print(f"installed {name}: {path}", highlight=False)
+
+
 @app.command("run")
 @friendly
 def run_cmd(
     study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
 ) -> None:
-    """Run every stage in order: ingest, pre-process, train, evaluate, report."""
+    """Run a whole study: every stage in order, resumable."""
     from facedialect.config import load_study
     from facedialect.study import run_study
 
@@ -267,7 +330,7 @@ def demo(
     posers: Annotated[int, typer.Option(help="Synthetic posers per culture.")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic cultures.")] = 0,
 ) -> None:
-    """Offline example: two synthetic cultures (built-in face), trained, tested, reported."""
+    """Run the offline example study (synthetic cultures)."""
     from facedialect.study import run_demo
 
     path = run_demo(out, posers=posers, seed=seed, console=console, progress=_progress)

@@ -128,7 +128,8 @@ class TuningConfig(_Section):
     """``[tuning]``: AU stimuli and tuning analysis (SCIENCE §7)."""
 
     base_face: str = Field("average", description="'average' (average neutral face of the "
-                           "study's databases), 'builtin', or a path to a photo.")
+                           "study's databases; to come), 'builtin' (procedural face), '3d' "
+                           "(the ICT 3D model's average face), or a path to a photo (to come).")
     aus: list[int] = Field(default_factory=lambda: list(STUDY_AUS), description="AUs to vary.")
     levels: int = Field(11, ge=2, description="Intensity steps from 0 to 1.")
 

@@ -91,15 +91,18 @@ def _train_and_evaluate(run: RunDir, study: Study, say: Callable[..., Any],
     res = evaluate_stage(run, study)
     for key, value in res["mean_correct"].items():
         say(f"  {key}: mean correct rate {value:.3f}")
-    if study.tuning.base_face != "builtin":
+    from facedialect.faces.stimuli import BASE_FACES
+
+    if study.tuning.base_face not in BASE_FACES:
         note = (f"AU tuning skipped: base_face = {study.tuning.base_face!r} needs the "
-                "photo-textured 3D face, not built yet; set [tuning] base_face = \"builtin\"")
+                f"photo-textured 3D face, not built yet; set [tuning] base_face to one of "
+                f"{list(BASE_FACES)}")
         run.update_manifest(skipped={"tuning": note})
         say(f"[yellow]{note}[/]")
         return
     from facedialect.tuning import tuning_stage
 
-    say("[bold]AU tuning[/]: built-in face")
+    say(f"[bold]AU tuning[/]: base face {study.tuning.base_face}")
     tun = tuning_stage(run, study)
     say(f"  {tun['stimuli']} stimuli; same-expression profile r_s: "
         + ", ".join(f"{k} {v}" for k, v in tun["same_unit_r"].items()))

@@ -25,8 +25,8 @@ from facedialect.classification import load_heads
 from facedialect.config import Study
 from facedialect.errors import InputError
 from facedialect.faces.stimuli import (
-    builtin_renderer,
     render_stimuli,
+    renderer_for,
     stimulus_table,
     write_stimuli,
 )
@@ -44,17 +44,17 @@ def tuning_stage(run: RunDir, study: Study) -> dict[str, Any]:
         When the base face cannot be made yet or a stimulus has no detectable face.
     """
     cfg = study.tuning
-    if cfg.base_face != "builtin":
-        raise InputError(
-            f"[tuning] base_face = {cfg.base_face!r} needs the photo-textured 3D face, which "
-            "is not built yet; use base_face = \"builtin\" (the procedural face)")
+    try:
+        renderer = renderer_for(cfg.base_face)
+    except ValueError as exc:
+        raise InputError(f"[tuning] {exc}") from None
     manifest = run.read_manifest()
     tag = manifest.get("training", {}).get("backbone")
     if tag is None:
         raise InputError(f"{run.path}: no trained networks; run `facedialect train` first")
     with run.stage("tuning", base_face=cfg.base_face) as info:
         table = stimulus_table(cfg.aus, cfg.levels)
-        images = render_stimuli(table, builtin_renderer())
+        images = render_stimuli(table, renderer)
         table = write_stimuli(run.path / "stimuli", table, images)
         faces = []
         for r, img in zip(table.itertuples(index=False), images, strict=True):

@@ -8,12 +8,12 @@ the repository. :func:`install_ict_facekit` copies a verified local copy into th
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Final
 
 from facedialect.errors import FacedialectError
+from facedialect.imageio import file_sha256
 from facedialect.store import atomic_write_bytes, cache_root
 
 __all__ = [
@@ -115,14 +115,6 @@ def find_ict_facekit(path: str | Path | None = None) -> Path:
     )
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def install_ict_facekit(from_path: str | Path | None, allow_download: bool = False,
                         cache_dir: str | Path | None = None) -> Path:
     """Install the ICT Face Model Light into the cache.
@@ -160,14 +152,14 @@ def install_ict_facekit(from_path: str | Path | None, allow_download: bool = Fal
         src = src / ICT_FACEKIT_FILE
     if not src.is_file():
         raise AssetMissingError(f"{src}: no such file; " + _HOW_TO_GET)
-    digest = _sha256_file(src)
+    digest = file_sha256(src)
     if digest != ICT_FACEKIT_SHA256:
         raise AssetMissingError(
             f"{src}: sha256 {digest} differs from the expected {ICT_FACEKIT_SHA256}; "
             "the file is corrupt or a different conversion")
     dest_dir = cache_root(cache_dir) / "assets" / ICT_FACEKIT_NAME
     dest = dest_dir / ICT_FACEKIT_FILE
-    if not (dest.is_file() and _sha256_file(dest) == digest):
+    if not (dest.is_file() and file_sha256(dest) == digest):
         atomic_write_bytes(dest, src.read_bytes())
     for extra in ("LICENSE", "README.md"):
         side = src.parent / extra

@@ -27,6 +27,31 @@ def builtin_renderer(size: int = 256, identity: FaceIdentity | None = None) -> R
     return lambda aus: render_face(ident, aus, size=size, color=False)
 
 
+#: Base faces that need no photo: the procedural face and the 3D model's average face.
+BASE_FACES = ("builtin", "3d")
+
+
+def renderer_for(base_face: str, size: int = 256) -> Renderer:
+    """The renderer of a base face: ``builtin`` (procedural) or ``3d`` (ICT model average).
+
+    Raises
+    ------
+    ValueError
+        For other base faces (photos and average faces need the photo-textured 3D face,
+        which is not built yet).
+    """
+    if base_face == "builtin":
+        return builtin_renderer(size)
+    if base_face == "3d":
+        from facedialect.faces.render3d import render_face_3d
+
+        ident = FaceIdentity.default()
+        return lambda aus: render_face_3d(ident, aus, size=size, color=False)
+    raise ValueError(f"base face {base_face!r} is not available yet: use one of "
+                     f"{list(BASE_FACES)} (photo and average faces need the photo-textured "
+                     f"3D face, still to come)")
+
+
 def stimulus_table(aus: Sequence[int] = STUDY_AUS, levels: int = 11) -> pd.DataFrame:
     """One row per stimulus: the null image first, then every AU at levels 1..N-1.
 
