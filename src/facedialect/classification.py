@@ -66,7 +66,7 @@ def included_faces(run: RunDir) -> pd.DataFrame:
 
 
 def _runs_per_group(in_dim: int, hidden: int, device: str, runs: int) -> int:
-    per_run = 4 * 3 * (in_dim * hidden + hidden * hidden + hidden * 8)  # param+grad+momentum
+    per_run = 4 * 2 * (in_dim * hidden + hidden * hidden + hidden * 8)  # weights + momentum
     if device.startswith("cuda"):
         free, _ = torch.cuda.mem_get_info()
         budget = 0.6 * free

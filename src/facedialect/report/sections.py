@@ -120,7 +120,7 @@ def _training_facts(run: RunDir) -> dict:
 
 @register_section
 def training_section(run: RunDir) -> Section | None:
-    """Training curves (paper Fig. 2), the protocol, and failed runs."""
+    """Training curves (paper Fig. 2) and the protocol with its deviations."""
     if not run.has_table("training_curves"):
         return None
     from facedialect.report.figures import training_curves_figure

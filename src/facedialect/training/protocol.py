@@ -64,7 +64,8 @@ class Protocol:
 
 
 #: SCIENCE §5. The paper names no momentum; MATLAB's 'sgdm' default of 0.9 is used
-#: (docs/training.md: the paper's curve shape needs it).
+#: (docs/training.md: on synthetic data momentum 0 follows the paper's time course more
+#: closely; the choice should be settled on real data).
 PAPER = Protocol(
     name="paper", runs=40, iterations=12_000,
     notes=("momentum 0.9 is not stated in the paper (MATLAB sgdm default)",),
