@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,22 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from _common import cpu_model  # noqa: E402  (bench/ is on sys.path when run)
 from facedialect.models import BACKBONES, WeightsError, build_backbone, load_backbone
 from facedialect.models.runtime import tune_malloc
 
 ROOT = Path(__file__).resolve().parents[1]
 LONDON = ROOT.parent / "shared" / "datasets" / "london-frl" / "neutral"
-
-
-def cpu_model() -> str:
-    """CPU model name (Linux /proc/cpuinfo), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gray_faces(n: int, seed: int = 0) -> tuple[np.ndarray, str]:

@@ -44,7 +44,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -58,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _common import cpu_model  # noqa: E402  (bench/ is on sys.path when run)
 from facedialect.classification import included_faces, load_heads
 from facedialect.labels import EXPRESSIONS
 from facedialect.training.protocol import PAPER, QUICK, Protocol
@@ -75,17 +75,6 @@ RESULTS = ROOT / "bench" / "results"
 DB = "A"
 HIDDEN = 4096
 BATCH = 32
-
-
-def cpu_model() -> str:
-    """CPU model name (Linux /proc/cpuinfo), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine() -> dict[str, Any]:
