@@ -66,14 +66,25 @@ class Section:
 
 SectionBuilder = Callable[[RunDir], "Section | None"]
 
-#: Builders in report order; later stages register theirs with :func:`register_section`.
+#: Builders in registration order; later stages register theirs with
+#: :func:`register_section`. The report puts the summary first and provenance last
+#: (see :data:`LAST_SECTIONS`), whatever the registration order.
 SECTION_BUILDERS: list[SectionBuilder] = []
+
+#: Section ids that always close the report, in this order.
+LAST_SECTIONS: tuple[str, ...] = ("provenance",)
 
 
 def register_section(builder: SectionBuilder) -> SectionBuilder:
     """Add a section builder to the report (decorator)."""
     SECTION_BUILDERS.append(builder)
     return builder
+
+
+def order_sections(sections: list[Section]) -> list[Section]:
+    """Registration order, except the ids in :data:`LAST_SECTIONS`, which go last."""
+    last = [s for name in LAST_SECTIONS for s in sections if s.id == name]
+    return [s for s in sections if s.id not in LAST_SECTIONS] + last
 
 
 def esc(value: object) -> str:
@@ -171,7 +182,7 @@ def build_report(run_dir: str | Path | RunDir, out: str | Path | None = None) ->
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     manifest = run.read_manifest()
     title = manifest.get("report_title") or manifest.get("study") or run.path.name
-    built = [s for s in (b(run) for b in SECTION_BUILDERS) if s is not None]
+    built = order_sections([s for s in (b(run) for b in SECTION_BUILDERS) if s is not None])
     meta = (f"facedialect {__version__} · run directory {run.path} · "
             f"seed {manifest.get('seed', 'n/a')} · updated {manifest.get('updated', 'n/a')}")
     doc = render_html(f"facedialect report: {title}", built, meta)

@@ -27,12 +27,130 @@ def _images(run: RunDir) -> pd.DataFrame | None:
     return run.read_table("images") if run.has_table("images") else None
 
 
+#: The reference study's numbers (KDEF vs KRC, AlexNet; SCIENCE.md §6-7), shown beside
+#: the study's own for orientation.
+PAPER_MATCHED_SWAPPED: dict[str, tuple[float, float]] = {"KDEF": (0.76, 0.41),
+                                                          "KRC": (0.75, 0.50)}
+PAPER_SAME_EXPRESSION_R: dict[str, float] = {
+    "happy": 0.71, "surprised": 0.69, "disgusted": 0.49, "fearful": 0.39, "neutral": 0.25,
+    "sad": 0.18, "angry": 0.12}
+PAPER_SIMILARITY_CONFUSION_R: tuple[float, float] = (0.59, 0.49)
+
+
+def _headline_accuracy(run: RunDir) -> pd.DataFrame | None:
+    if not run.has_table("accuracy"):
+        return None
+    from facedialect.analysis.classification import overall_correct
+
+    per_run = overall_correct(run.read_table("accuracy"))
+    per_run = per_run[per_run["variants"] == "all"]
+    rows = []
+    for train_db, part in per_run.groupby("train_db", sort=False):
+        row: dict = {"trained on": train_db}
+        for cond in ("matched", "swapped"):
+            c = part[part["condition"] == cond]
+            if len(c):
+                # per network: mean over the databases it was tested on in this condition
+                net = c.groupby("run")["correct_rate"].mean()
+                row[cond] = f"{net.mean():.2f} ± {net.std(ddof=1) if len(net) > 1 else 0:.2f}"
+        row["runs"] = int(part["run"].nunique())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _headline_similarity(run: RunDir) -> pd.DataFrame | None:
+    if not run.has_table("profile_similarity"):
+        return None
+    sim = run.read_table("profile_similarity")
+    same = sim[sim["unit_a"] == sim["unit_b"]].copy()
+    if same.empty:
+        return None
+    same["pair"] = same["db_a"] + " vs " + same["db_b"]
+    table = same.pivot_table(index="unit_a", columns="pair", values="spearman_r",
+                             sort=False).reset_index().rename(columns={"unit_a": "expression"})
+    table["paper (KDEF vs KRC)"] = table["expression"].map(PAPER_SAME_EXPRESSION_R)
+    first = [c for c in table.columns if " vs " in c][0]
+    return table.sort_values(first, ascending=False).round(2)
+
+
+def _headline_links(run: RunDir) -> pd.DataFrame | None:
+    if not run.has_table("similarity_vs_confusion"):
+        return None
+    links = run.read_table("similarity_vs_confusion")
+    return (links[["trained", "tested", "spearman_r", "p"]].drop_duplicates()
+            .reset_index(drop=True))
+
+
+def deviations(run: RunDir) -> list[str]:
+    """Every way this run departs from the reference study's protocol (for the summary).
+
+    Read from the manifest (training protocol notes, weights, backbone, skipped stages)
+    and the resolved study file (subjects per database, base face).
+    """
+    import tomllib
+
+    m = run.read_manifest()
+    out: list[str] = []
+    training = m.get("training", {})
+    if training.get("weights_random"):
+        out.append("the backbone has RANDOM weights: these numbers test the software, "
+                   "not the science")
+    backbone = str(training.get("backbone", ""))
+    if backbone and not backbone.startswith("alexnet"):
+        out.append(f"backbone {backbone.split('|')[0]} instead of the paper's AlexNet")
+    out.extend(training.get("protocol", {}).get("notes", []))
+    cfg_path = run.path / "config.toml"
+    if cfg_path.exists():
+        try:
+            cfg = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError:
+            cfg = {}
+        for db in cfg.get("databases", []):
+            n = db.get("n_subjects")
+            if n != 60:
+                out.append(f"database {db.get('name')}: "
+                           f"{'all' if n is None else n} subjects instead of 60")
+        base = cfg.get("tuning", {}).get("base_face")
+        if base and run.has_table("au_profiles"):
+            out.append(f"AU stimuli made by facedialect on base face {base!r}, not with "
+                       "FaceGen on the average neutral female KDEF face")
+    for stage, note in m.get("skipped", {}).items():
+        out.append(f"{stage}: {note}")
+    return out
+
+
 @register_section
 def summary_section(run: RunDir) -> Section | None:
-    """Headline numbers first: databases, subjects and images kept, faces detected."""
+    """Headline numbers first, then the databases at a glance and every deviation."""
     images = _images(run)
     if images is None:
         return None
+    blocks: list = []
+    acc = _headline_accuracy(run)
+    if acc is not None:
+        paper = ", ".join(f"{k} {v[0]:.2f} matched / {v[1]:.2f} swapped"
+                          for k, v in PAPER_MATCHED_SWAPPED.items())
+        blocks.append(Table(acc, "Mean correct rate over the 7 expressions (all 50 variants), "
+                            "mean ± SD across runs: tested on its own database (matched) "
+                            f"and on the other(s) (swapped). The paper: {paper}.",
+                            "headline_accuracy"))
+    sim = _headline_similarity(run)
+    if sim is not None:
+        blocks.append(Table(sim, "Spearman r_s between the two databases' AU tuning profiles "
+                            "of the same expression unit (high: the networks read that "
+                            "expression from the same facial movements), beside the paper's "
+                            "values.", "headline_profile_r"))
+    links = _headline_links(run)
+    if links is not None:
+        blocks.append(Table(links, "Does profile similarity predict confusion? Spearman r_s "
+                            "over the 49 cells between the 7 x 7 profile correlations and "
+                            "the swapped confusion rates (paper: "
+                            f"{PAPER_SIMILARITY_CONFUSION_R[0]} and "
+                            f"{PAPER_SIMILARITY_CONFUSION_R[1]}).", "headline_links"))
+    if run.has_table("robustness"):
+        rob = run.read_table("robustness")
+        blocks.append(Table(rob, "Robustness: the same unit's profile with all subjects vs "
+                            "the main selection (Spearman r_s).", "headline_robustness"))
     rows = []
     prep = run.read_table("preprocess") if run.has_table("preprocess") else None
     for db, part in images.groupby("db", sort=False):
@@ -46,9 +164,15 @@ def summary_section(run: RunDir) -> Section | None:
             row["faces detected"] = (f"{int(p['detected'].sum())}/{len(p)} "
                                      f"({p['detected'].mean():.1%})" if len(p) else "n/a")
         rows.append(row)
-    blocks: list = [Table(pd.DataFrame(rows), "Databases at a glance.", "summary")]
+    blocks.append(Table(pd.DataFrame(rows), "Databases at a glance (exclusions: see "
+                        "Databases and Pre-processing).", "summary"))
     if prep is None:
         blocks.append(Text("Pre-processing has not run yet (`facedialect preprocess`)."))
+    devs = deviations(run)
+    if devs:
+        blocks.append(Table(pd.DataFrame({"deviation from the reference study": devs}),
+                            "Every way this run departs from the paper's protocol.",
+                            "deviations"))
     return Section("summary", "Summary", blocks)
 
 

@@ -1,0 +1,129 @@
+"""Open an HTML file in headless Chromium and report script errors and broken images.
+
+A test helper, driven over the Chrome DevTools Protocol (websocket-client): the page is
+loaded, every exception, console error and log error is collected, and every ``<img>``
+is checked to have loaded (``complete`` with a natural width above 0).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium-family browser on PATH, or None."""
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@dataclass
+class PageCheck:
+    """What the browser saw."""
+
+    errors: list[str] = field(default_factory=list)
+    images: list[dict] = field(default_factory=list)
+    title: str = ""
+    sections: list[str] = field(default_factory=list)
+
+    @property
+    def broken_images(self) -> list[dict]:
+        return [i for i in self.images if not i["ok"]]
+
+
+def _wait_port(profile: Path, proc: subprocess.Popen, timeout: float) -> int:
+    port_file = profile / "DevToolsActivePort"
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if port_file.exists():
+            text = port_file.read_text().split()
+            if text:
+                return int(text[0])
+        if proc.poll() is not None:
+            raise RuntimeError(f"chromium exited with {proc.returncode}")
+        time.sleep(0.05)
+    raise TimeoutError("chromium did not open its DevTools port")
+
+
+def check_page(html: Path, browser: str, timeout: float = 60.0) -> PageCheck:
+    """Load ``html`` in headless Chromium and collect errors and image states."""
+    import websocket
+
+    with tempfile.TemporaryDirectory() as tmp:
+        profile = Path(tmp)
+        proc = subprocess.Popen(
+            [browser, "--headless=new", "--no-sandbox", "--disable-gpu",
+             "--disable-dev-shm-usage", "--no-first-run", "--remote-debugging-port=0",
+             f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            port = _wait_port(profile, proc, timeout)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list",
+                                        timeout=timeout) as r:
+                targets = json.load(r)
+            page = next(t for t in targets if t.get("type") == "page")
+            ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout,
+                                             suppress_origin=True)
+            out = PageCheck()
+            ids = iter(range(1, 10_000))
+
+            def send(method: str, **params: object) -> int:
+                i = next(ids)
+                ws.send(json.dumps({"id": i, "method": method, "params": params}))
+                return i
+
+            def collect(msg: dict) -> None:
+                method = msg.get("method")
+                p = msg.get("params", {})
+                if method == "Runtime.exceptionThrown":
+                    d = p["exceptionDetails"]
+                    out.errors.append(f"exception: {d.get('exception', {}).get('description')}"
+                                      f" {d.get('text')}")
+                elif method == "Runtime.consoleAPICalled" and p.get("type") == "error":
+                    out.errors.append(f"console.error: {p.get('args')}")
+                elif method == "Log.entryAdded" and p["entry"].get("level") == "error":
+                    out.errors.append(f"log: {p['entry'].get('text')} {p['entry'].get('url')}")
+
+            def wait_for(pred) -> dict:
+                end = time.monotonic() + timeout
+                while time.monotonic() < end:
+                    msg = json.loads(ws.recv())
+                    collect(msg)
+                    if pred(msg):
+                        return msg
+                raise TimeoutError("no answer from chromium")
+
+            for method in ("Runtime.enable", "Log.enable", "Page.enable"):
+                i = send(method)
+                wait_for(lambda m, i=i: m.get("id") == i)
+            send("Page.navigate", url=html.resolve().as_uri())
+            wait_for(lambda m: m.get("method") == "Page.loadEventFired")
+            expr = ("JSON.stringify({title: document.title, "
+                    "sections: Array.from(document.querySelectorAll('section[id], h2[id]'))"
+                    ".map(e => e.id), "
+                    "images: Array.from(document.images).map(i => ({alt: i.alt, "
+                    "ok: i.complete && i.naturalWidth > 0, width: i.naturalWidth}))})")
+            i = send("Runtime.evaluate", expression=expr, returnByValue=True)
+            msg = wait_for(lambda m: m.get("id") == i)
+            value = json.loads(msg["result"]["result"]["value"])
+            out.title, out.sections, out.images = (value["title"], value["sections"],
+                                                   value["images"])
+            ws.close()
+            return out
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

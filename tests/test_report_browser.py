@@ -1,0 +1,114 @@
+"""The report in a real browser: headless Chromium opens it without errors, every image loads.
+
+Needs a Chromium-family browser (Debian: ``apt-get install chromium``; scripts/test.sh
+installs it where it can). The first test proves the checker can fail: it must catch a
+broken image and a script error on a page made to have both.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+from browser import check_page, find_chromium
+
+from facedialect.config import load_study
+from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
+from facedialect.study import run_study
+from facedialect.store import RunDir
+
+BROWSER = find_chromium()
+needs_browser = pytest.mark.skipif(
+    BROWSER is None, reason="no Chromium on PATH: install Debian's chromium "
+    "(apt-get install chromium) to run the headless-browser report test")
+
+
+@needs_browser
+def test_checker_catches_broken_images_and_script_errors(tmp_path):
+    png = base64.b64encode(Path(__file__).with_name("browser.py").read_bytes()[:40]).decode()
+    page = tmp_path / "bad.html"
+    page.write_text(
+        "<html><head><title>bad</title></head><body>"
+        f'<img alt="broken" src="data:image/png;base64,{png}">'
+        '<img alt="good" src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6'
+        'fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==">'
+        "<script>throw new Error('boom')</script></body></html>")
+    seen = check_page(page, BROWSER)
+    assert [i["alt"] for i in seen.broken_images] == ["broken"]
+    assert len(seen.images) == 2
+    assert any("boom" in e for e in seen.errors), seen.errors
+
+
+@pytest.fixture(scope="module")
+def study_report(tmp_path_factory) -> Path:
+    """A whole (tiny) study on two synthetic cultures: every section of the report."""
+    root = tmp_path_factory.mktemp("browser_study")
+    for culture, name in (("A", "west"), ("B", "east")):
+        preset = EastWestPreset(n_posers=4, seed=3, size=160)
+        write_synthetic_database(root / "data" / name, culture, preset)
+    dbs = "".join(f"""
+[[databases]]
+name = "{name}"
+preset = "kdef"
+root = "{root / 'data' / name}"
+n_subjects = 4
+""" for name in ("west", "east"))
+    study_file = root / "study.toml"
+    study_file.write_text(f"""
+[study]
+name = "browser check"
+output = "{root / 'run'}"
+{dbs}
+[model]
+backbone = "mobilenet_v2"
+weights = "random"
+
+[training]
+protocol = "quick"
+runs = 2
+iterations = 3
+
+[tuning]
+base_face = "builtin"
+aus = [1, 12, 26]
+levels = 3
+""")
+    return run_study(load_study(study_file))
+
+
+@needs_browser
+def test_report_opens_without_errors_and_every_image_loads(study_report):
+    seen = check_page(study_report, BROWSER)
+    assert seen.errors == []
+    assert seen.title.startswith("facedialect report: browser check")
+    assert len(seen.images) >= 8  # contact sheets, curves, confusion, profiles, PCA...
+    assert seen.broken_images == []
+    assert all(i["width"] > 50 for i in seen.images)
+    # summary first, provenance last, the analysis sections in between
+    assert seen.sections[0] == "summary" and seen.sections[-1] == "provenance"
+    for sid in ("databases", "preprocessing", "training", "classification", "tuning"):
+        assert sid in seen.sections
+
+
+def test_summary_leads_with_the_headline_numbers(study_report):
+    html = study_report.read_text()
+    summary = html[html.index('<section id="summary">'):html.index('<section id="databases">')]
+    for name in ("headline_accuracy", "headline_profile_r", "headline_links", "deviations"):
+        assert f'download="{name}.csv"' in summary, name
+    run = RunDir(study_report.parent)
+    m = re.search(r'download="headline_accuracy.csv" href="data:text/csv;base64,([^"]+)"',
+                  summary)
+    assert m is not None
+    table = base64.b64decode(m.group(1)).decode().splitlines()
+    assert table[0] == "trained on,matched,swapped,runs"
+    assert {row.split(",")[0] for row in table[1:]} == {"west", "east"}
+    acc = run.read_table("accuracy")
+    west = acc[(acc["train_db"] == "west") & (acc["condition"] == "matched")
+               & (acc["variants"] == "all")]
+    expected = west.groupby("run")["correct_rate"].mean().mean()
+    assert f"{expected:.2f} ±" in next(r for r in table[1:] if r.startswith("west"))
+    devs = base64.b64decode(re.search(r'download="deviations.csv" href="data:text/csv;'
+                                      r'base64,([^"]+)"', summary).group(1)).decode()
+    assert "RANDOM weights" in devs and "4 subjects instead of 60" in devs
