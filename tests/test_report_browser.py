@@ -43,10 +43,14 @@ def test_checker_catches_broken_images_and_script_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def study_report(tmp_path_factory) -> Path:
-    """A whole (tiny) study on two synthetic cultures: every section of the report."""
+    """A whole (tiny) study on two synthetic cultures: every section of the report.
+
+    5 posers per culture and ``n_subjects = 4``, so the robustness check (all 5 subjects)
+    runs too.
+    """
     root = tmp_path_factory.mktemp("browser_study")
     for culture, name in (("A", "west"), ("B", "east")):
-        preset = EastWestPreset(n_posers=4, seed=3, size=160)
+        preset = EastWestPreset(n_posers=5, seed=3, size=160)
         write_synthetic_database(root / "data" / name, culture, preset)
     dbs = "".join(f"""
 [[databases]]
@@ -95,7 +99,8 @@ def test_report_opens_without_errors_and_every_image_loads(study_report):
 def test_summary_leads_with_the_headline_numbers(study_report):
     html = study_report.read_text()
     summary = html[html.index('<section id="summary">'):html.index('<section id="databases">')]
-    for name in ("headline_accuracy", "headline_profile_r", "headline_links", "deviations"):
+    for name in ("headline_accuracy", "headline_profile_r", "headline_links",
+                 "headline_robustness", "deviations"):
         assert f'download="{name}.csv"' in summary, name
     run = RunDir(study_report.parent)
     m = re.search(r'download="headline_accuracy.csv" href="data:text/csv;base64,([^"]+)"',
@@ -112,3 +117,20 @@ def test_summary_leads_with_the_headline_numbers(study_report):
     devs = base64.b64decode(re.search(r'download="deviations.csv" href="data:text/csv;'
                                       r'base64,([^"]+)"', summary).group(1)).decode()
     assert "RANDOM weights" in devs and "4 subjects instead of 60" in devs
+
+
+def test_robustness_retrains_on_all_subjects(study_report):
+    run = RunDir(study_report.parent)
+    rob = run.read_table("robustness")
+    assert len(rob) == 2 * 7
+    assert set(rob["db"]) == {"west", "east"}
+    assert (rob["subjects_main"] == 4).all() and (rob["subjects_all"] == 5).all()
+    assert rob["spearman_r"].between(-1, 1).all()
+    sub = RunDir(run.path / "robustness")
+    splits = sub.read_table("splits")
+    assert splits.groupby("db")["subject"].nunique().to_dict() == {"west": 5, "east": 5}
+    main_splits = run.read_table("splits")
+    assert main_splits.groupby("db")["subject"].nunique().to_dict() == {"west": 4, "east": 4}
+    # the all-subjects profiles were measured on the main run's stimuli
+    prof = sub.read_table("au_profiles")
+    assert len(prof) == len(run.read_table("au_profiles"))

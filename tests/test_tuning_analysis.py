@@ -106,3 +106,26 @@ def test_peak_or_trough_keeps_sign_and_pca_matches_numpy():
                                atol=1e-10)
     pc1 = scores[scores["pc"] == 1]["score"].to_numpy()
     assert np.var(pc1, ddof=1) == pytest.approx(ev[0])
+
+
+def test_profile_robustness_correlates_each_unit_with_its_main_profile():
+    from facedialect.analysis.tuning import profile_robustness
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for unit in ("happy", "sad"):
+        for au in (1, 12, 26):
+            for level in range(4):
+                rows.append({"db": "A", "unit": unit, "au": au, "level": level,
+                             "mean": 0.0 if level == 0 else float(rng.normal()), "sd": 0.0})
+    main = pd.DataFrame(rows)
+    same = main.copy()
+    flipped = main.assign(mean=-main["mean"].where(main["unit"] == "sad", -main["mean"]))
+    r_same = profile_robustness(main, same, {"A": 60}, {"A": 70})
+    assert list(r_same.columns) == ["db", "unit", "subjects_main", "subjects_all",
+                                    "spearman_r", "p"]
+    assert np.allclose(r_same["spearman_r"], 1.0)
+    r_flip = profile_robustness(main, flipped, {"A": 60}, {"A": 70}).set_index("unit")
+    assert r_flip.loc["happy", "spearman_r"] == pytest.approx(1.0)
+    assert r_flip.loc["sad", "spearman_r"] == pytest.approx(-1.0)
+    assert (r_flip["subjects_all"] == 70).all()

@@ -132,6 +132,11 @@ class TuningConfig(_Section):
                            "(the ICT 3D model's average face), or a path to a photo (to come).")
     aus: list[int] = Field(default_factory=lambda: list(STUDY_AUS), description="AUs to vary.")
     levels: int = Field(11, ge=2, description="Intensity steps from 0 to 1.")
+    robustness: bool = Field(True, description="Also train every database on all its "
+                             "complete subjects (not only the first n_subjects) and "
+                             "correlate the profiles with the main ones (SCIENCE §7); runs "
+                             "only when some database has more subjects than it uses. "
+                             "Doubles the training time at most.")
 
     @field_validator("aus")
     @classmethod

@@ -106,6 +106,25 @@ def _train_and_evaluate(run: RunDir, study: Study, say: Callable[..., Any],
     tun = tuning_stage(run, study)
     say(f"  {tun['stimuli']} stimuli; same-expression profile r_s: "
         + ", ".join(f"{k} {v}" for k, v in tun["same_unit_r"].items()))
+    if study.tuning.robustness:
+        _robustness(run, study, say, progress)
+
+
+def _robustness(run: RunDir, study: Study, say: Callable[..., Any],
+                progress: Callable[[], Any] | None) -> None:
+    from facedialect.robustness import robustness_stage
+
+    say("[bold]robustness[/]: profiles with all subjects")
+    if progress is not None:
+        with progress() as bar:
+            res = robustness_stage(run, study, progress=labelled_ticker(bar))
+    else:
+        res = robustness_stage(run, study)
+    if "skipped" in res:
+        say(f"  {res['skipped']}")
+    else:
+        say("  mean r_s with the main profiles: "
+            + ", ".join(f"{db} {r}" for db, r in res["mean_r"].items()))
 
 
 DEMO_STUDY = """\

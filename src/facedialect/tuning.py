@@ -7,6 +7,7 @@ Writes ``stimuli/`` (images and ``stimuli.csv``) and the tables ``au_responses``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,32 +57,9 @@ def tuning_stage(run: RunDir, study: Study) -> dict[str, Any]:
         table = stimulus_table(cfg.aus, cfg.levels)
         images = render_stimuli(table, renderer)
         table = write_stimuli(run.path / "stimuli", table, images)
-        faces = []
-        for r, img in zip(table.itertuples(index=False), images, strict=True):
-            res = preprocess_face(img, study.preprocess)
-            if res.image is None:
-                raise InputError(f"stimulus {r.path}: {res.reason}; the base face must be "
-                                 f"detectable at every AU level")
-            faces.append(res.image)
-        backbone = load_backbone(study.model.backbone, study.model.weights,
-                                 allow_download=study.model.allow_download)
-        with torch.inference_mode():
-            x = backbone.to_input(np.stack(faces))
-            feats = torch.cat([backbone(x[i:i + 32]) for i in range(0, len(x), 32)])
-        responses = []
-        for db in [d.name for d in study.databases]:
-            path = run.path / "heads" / f"{db}.pt"
-            if not path.exists():
-                continue
-            head, state = load_heads(path)
-            failed = set(state["failed_runs"].tolist())
-            runs = state["runs"].tolist()
-            keep = [i for i, r in enumerate(runs) if r not in failed]
-            with torch.no_grad():
-                logits = np.stack([head.forward_run(i, feats.float()).numpy() for i in keep])
-            responses.append(tuning_responses(logits, table, db=db,
-                                              runs=[runs[i] for i in keep]))
-        resp = pd.concat(responses, ignore_index=True)
+        feats = stimulus_features(table, images, study)
+        resp = network_responses(run.path / "heads", [d.name for d in study.databases],
+                                 feats, table)
         prof = tuning_profiles(resp)
         run.write_table("au_responses", resp)
         run.write_table("au_profiles", prof)
@@ -118,3 +96,49 @@ def tuning_stage(run: RunDir, study: Study) -> dict[str, Any]:
     return {"stimuli": len(table),
             "same_unit_r": {f"{r.db_a}-{r.db_b} {r.unit_a}": round(r.spearman_r, 2)
                             for r in same.itertuples()}}
+
+
+def stimulus_features(table: pd.DataFrame, images: list[np.ndarray], study: Study
+                      ) -> torch.Tensor:
+    """Pre-process the stimuli like training images and pass them through the backbone.
+
+    Raises
+    ------
+    InputError
+        When a stimulus has no detectable face.
+    """
+    faces = []
+    for r, img in zip(table.itertuples(index=False), images, strict=True):
+        res = preprocess_face(img, study.preprocess)
+        if res.image is None:
+            raise InputError(f"stimulus {r.path}: {res.reason}; the base face must be "
+                             f"detectable at every AU level")
+        faces.append(res.image)
+    backbone = load_backbone(study.model.backbone, study.model.weights,
+                             allow_download=study.model.allow_download)
+    with torch.inference_mode():
+        x = backbone.to_input(np.stack(faces))
+        return torch.cat([backbone(x[i:i + 32]) for i in range(0, len(x), 32)])
+
+
+def network_responses(heads_dir: Path, dbs: list[str], feats: torch.Tensor,
+                      table: pd.DataFrame) -> pd.DataFrame:
+    """FC3 responses (minus the null image's) of every trained run of every database.
+
+    Databases without ``heads_dir/{db}.pt`` and failed runs are left out.
+    """
+    responses = []
+    for db in dbs:
+        path = heads_dir / f"{db}.pt"
+        if not path.exists():
+            continue
+        head, state = load_heads(path)
+        failed = set(state["failed_runs"].tolist())
+        runs = state["runs"].tolist()
+        keep = [i for i, r in enumerate(runs) if r not in failed]
+        with torch.no_grad():
+            logits = np.stack([head.forward_run(i, feats.float()).numpy() for i in keep])
+        responses.append(tuning_responses(logits, table, db=db, runs=[runs[i] for i in keep]))
+    if not responses:
+        raise InputError(f"{heads_dir}: no trained networks; run `facedialect train` first")
+    return pd.concat(responses, ignore_index=True)

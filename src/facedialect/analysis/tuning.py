@@ -177,3 +177,40 @@ def profile_pca(profiles: pd.DataFrame, n_components: int = 3
     variance = pd.DataFrame({"pc": np.arange(1, len(s) + 1), "explained_variance": var,
                              "explained_variance_ratio": var / var.sum()})
     return pd.DataFrame(rows), variance
+
+
+#: Columns of ``tables/robustness.csv``.
+ROBUSTNESS_COLUMNS = ["db", "unit", "subjects_main", "subjects_all", "spearman_r", "p"]
+
+
+def profile_robustness(main: pd.DataFrame, alternative: pd.DataFrame,
+                       subjects_main: dict[str, int], subjects_all: dict[str, int]
+                       ) -> pd.DataFrame:
+    """Spearman r_s between each unit's main profile and its all-subjects profile.
+
+    SCIENCE §7 robustness: the networks are trained again on all complete subjects of each
+    database instead of the first N, the same stimuli are passed through them, and each
+    unit's profile (null level excluded) is correlated with the main one.
+
+    Parameters
+    ----------
+    main, alternative : pandas.DataFrame
+        ``au_profiles`` tables (columns ``db, unit, au, level, mean, sd``).
+    subjects_main, subjects_all : dict
+        Database -> number of subjects behind each table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per database and unit (:data:`ROBUSTNESS_COLUMNS`).
+    """
+    rows = []
+    for db in dict.fromkeys(alternative["db"]):
+        a, b = _profile_vectors(main, db), _profile_vectors(alternative, db)
+        common = a.index.intersection(b.index)
+        for unit in [u for u in a.columns if u in b.columns]:
+            res = stats.spearmanr(a.loc[common, unit], b.loc[common, unit])
+            rows.append({"db": db, "unit": unit, "subjects_main": subjects_main.get(db),
+                         "subjects_all": subjects_all.get(db),
+                         "spearman_r": float(res.statistic), "p": float(res.pvalue)})
+    return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
