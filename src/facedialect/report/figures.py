@@ -235,6 +235,15 @@ def stimuli_sheet(stimuli: pd.DataFrame, every: int = 2) -> bytes:
     return fig_to_png(fig)
 
 
+def _profile_matrix(unit_profile: pd.DataFrame) -> pd.DataFrame:
+    """AU x level means of one unit; the null image (AU 0) becomes level 0 of every AU."""
+    p = unit_profile[unit_profile["au"] != 0]
+    mat = p.pivot(index="au", columns="level", values="mean")
+    if 0 not in mat.columns:
+        mat.insert(0, 0, 0.0)  # the null response is 0 by construction
+    return mat.sort_index(axis=1)
+
+
 def profile_heatmaps(profiles: pd.DataFrame, similarity: pd.DataFrame | None) -> bytes:
     """Every unit's AU x level profile, normalised by its largest |value| (paper Fig. 7)."""
     dbs = list(dict.fromkeys(profiles["db"]))
@@ -249,7 +258,7 @@ def profile_heatmaps(profiles: pd.DataFrame, similarity: pd.DataFrame | None) ->
         for c, unit in enumerate(EXPRESSIONS):
             ax = axes[r, c]
             p = profiles[(profiles["db"] == db) & (profiles["unit"] == unit)]
-            mat = p.pivot(index="au", columns="level", values="mean")
+            mat = _profile_matrix(p)
             vals = mat.to_numpy()
             top = np.nanmax(np.abs(vals)) or 1.0
             im = ax.imshow(vals / top, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
@@ -263,6 +272,67 @@ def profile_heatmaps(profiles: pd.DataFrame, similarity: pd.DataFrame | None) ->
                 ax.set_ylabel("AU", fontsize=7)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.6, label="response / max |response|")
+    return fig_to_png(fig)
+
+
+def tuning_curves_figure(profiles: pd.DataFrame, top: int = 3) -> bytes:
+    """Example tuning curves (paper Figs. 5-6): response against AU intensity.
+
+    One panel per expression unit; for each unit the ``top`` AUs with the largest mean
+    |response| at any level (over all databases), one colour per AU, one line style per
+    database, mean ± SD across runs as a band.
+    """
+    dbs = list(dict.fromkeys(profiles["db"]))
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(1, 7, figsize=(17, 3.2), layout="constrained")
+    n_levels = int(profiles["level"].max())
+    for ax, unit in zip(axes, EXPRESSIONS, strict=True):
+        u = profiles[profiles["unit"] == unit]
+        strength = u.assign(a=u["mean"].abs()).groupby("au")["a"].max()
+        aus = list(strength.sort_values(ascending=False).index[:top])
+        for k, au in enumerate(aus):
+            color = plt.get_cmap("tab10")(k)
+            for d, db in enumerate(dbs):
+                c = u[(u["au"].isin([au, 0])) & (u["db"] == db)].sort_values("level")
+                x = c["level"] / max(n_levels, 1)
+                ax.plot(x, c["mean"], styles[d % len(styles)], color=color,
+                        label=f"AU{au} {db}")
+                ax.fill_between(x, c["mean"] - c["sd"], c["mean"] + c["sd"], color=color,
+                                alpha=0.12, linewidth=0)
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.set_title(f"{unit} unit", fontsize=9)
+        ax.set_xlabel("AU intensity", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="best")
+    axes[0].set_ylabel("FC3 response − null", fontsize=8)
+    return fig_to_png(fig)
+
+
+def sum_difference_figure(profiles: pd.DataFrame, db_a: str, db_b: str) -> bytes:
+    """Sum and difference of the same unit's profiles in two databases (paper Fig. 8).
+
+    Each database's profile is first normalised by its largest |value| (as in Fig. 7);
+    rows: the sum (A + B, what both share) and the difference (A − B, what differs).
+    """
+    fig, axes = plt.subplots(2, 7, figsize=(14, 6.4), squeeze=False, layout="constrained")
+    im = None
+    for c, unit in enumerate(EXPRESSIONS):
+        mats = []
+        for db in (db_a, db_b):
+            p = profiles[(profiles["db"] == db) & (profiles["unit"] == unit)]
+            mat = _profile_matrix(p)
+            mats.append(mat / (np.nanmax(np.abs(mat.to_numpy())) or 1.0))
+        for r, (name, val) in enumerate((("sum", mats[0] + mats[1]),
+                                         ("difference", mats[0] - mats[1]))):
+            ax = axes[r, c]
+            im = ax.imshow(val.to_numpy(), cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
+            ax.set_yticks(range(len(val.index)), [str(a) for a in val.index], fontsize=6)
+            ax.set_xticks([0, len(val.columns) - 1], ["0", "1"], fontsize=6)
+            ax.set_title(f"{unit}: {name}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"{db_a} {'+' if r == 0 else '−'} {db_b}\nAU", fontsize=7)
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.6, label="normalised response")
     return fig_to_png(fig)
 
 

@@ -323,6 +323,8 @@ def tuning_section(run: RunDir) -> Section | None:
         profile_heatmaps,
         similarity_confusion_figure,
         stimuli_sheet,
+        sum_difference_figure,
+        tuning_curves_figure,
     )
 
     prof = run.read_table("au_profiles")
@@ -338,11 +340,26 @@ def tuning_section(run: RunDir) -> Section | None:
         blocks.append(Figure(stimuli_sheet(pd.read_csv(stim)), "The stimuli: rows AUs, "
                              "columns intensity (every second level), from stimuli/.",
                              "stimuli"))
+    null = run.path / "stimuli" / "null.png"
+    if null.exists():
+        blocks.append(Figure(null.read_bytes(), "The base face used for the stimuli (the "
+                             "null image: every AU at 0), stimuli/null.png.", "base_face"))
+    blocks.append(Figure(tuning_curves_figure(prof), "Example tuning curves (paper Figs. "
+                         "5-6): for each unit, the three AUs it responds to most; solid and "
+                         "dashed lines are the databases, bands ± SD across runs; from "
+                         "tables/au_profiles.csv.", "tuning_curves"))
     blocks.append(Figure(profile_heatmaps(prof, sim), "Tuning profiles (AU x level), each "
                          "normalised by its largest absolute value; r_s: Spearman "
                          "correlation of the same unit's profiles across databases (null "
                          "level excluded), from tables/au_profiles.csv (paper Fig. 7).",
                          "profiles"))
+    dbs = list(dict.fromkeys(prof["db"]))
+    for i, a in enumerate(dbs):
+        for b in dbs[i + 1:]:
+            blocks.append(Figure(sum_difference_figure(prof, a, b), f"Sum ({a} + {b}: what "
+                                 f"both databases' networks share) and difference ({a} − "
+                                 f"{b}) of each unit's normalised profiles (paper Fig. 8), "
+                                 "from tables/au_profiles.csv.", f"sum_difference_{a}_{b}"))
     if sim is not None:
         same = sim[sim["unit_a"] == sim["unit_b"]]
         blocks.append(Table(same, "Same-expression profile correlations with p and "
