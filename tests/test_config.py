@@ -102,3 +102,20 @@ def test_every_field_is_documented():
             model = field.annotation.__args__[0]
         for key in model.model_fields:
             assert f"`{key}`" in doc, f"[{section}] {key} missing from docs/study-file.md"
+
+
+def test_example_kdef_vs_krc_study_file_is_valid(tmp_path):
+    """docs/examples/kdef-vs-krc.toml validates once its roots point at real folders."""
+    from facedialect.config import load_study
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "examples"
+            / "kdef-vs-krc.toml").read_text()
+    for name in ("KDEF", "KRC"):
+        (tmp_path / name).mkdir()
+        text = text.replace(f'"/data/{name}"', f'"{tmp_path / name}"')
+    (tmp_path / "s.toml").write_text(text)
+    study = load_study(tmp_path / "s.toml")
+    assert [d.name for d in study.databases] == ["KDEF", "KRC"]
+    assert [d.n_subjects for d in study.databases] == [60, 60]
+    assert study.model.backbone == "alexnet" and study.training.protocol == "paper"
+    assert study.databases[1].options == {"view": "d"}
