@@ -302,7 +302,7 @@ def prepare_database(workdir: Path, posers: int, *, output: str = "run-prep",
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data" / "A"
-    if not (data / "true_aus.csv").exists():
+    if not (data / "truth.csv").exists():
         t = time.perf_counter()
         write_synthetic_database(data, "A", EastWestPreset(n_posers=posers, seed=0))
         print(f"drew culture A, {posers} posers: {time.perf_counter() - t:.0f} s", flush=True)

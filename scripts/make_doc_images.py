@@ -1,6 +1,7 @@
 """Redraw the built-in face's documentation images (docs/img/procedural_*.png).
 
 Run: .venv/bin/python scripts/make_doc_images.py
+(``--photo``: the photo-textured faces' images instead, docs/img/photo_*.png)
 """
 
 from __future__ import annotations
@@ -60,8 +61,61 @@ def au_sheet(levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
     plt.close(fig)
 
 
+def photo_sheets(levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
+    """Photo-textured faces (docs/img/photo_*.png), AUs x levels (needs ../shared).
+
+    On a London composite (f_white) and on the average of the 102 London neutral faces.
+    """
+    import cv2
+
+    from facedialect.faces.average import average_face
+    from facedialect.faces.photo import PhotoFace, load_photo
+
+    london = OUT.parents[2] / "shared" / "datasets" / "london-frl"
+    avg = average_face(sorted((london / "neutral").glob("*.jpg")), size=512, color=True)
+    small = cv2.resize(avg.image, (256, 256), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(OUT / "photo_average_neutral.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    bases = {"composite": load_photo(london / "composite" / "f_white.jpg"),
+             "average": avg.image}
+    size, tile = 256, 100   # grayscale, as the stimuli are
+    for name, photo in bases.items():
+        face = PhotoFace(photo)
+        lm = face.fit.landmarks * size / photo.shape[1]
+        cx, cy = lm[27:36, 0].mean(), lm[17:68, 1].mean() - 0.02 * size
+        half = int(0.62 * np.ptp(lm[:, 0]))
+        y0, x0 = int(cy - 1.1 * half), int(cx - half)
+        blocks = []
+        for aus in (STUDY_AUS[:10], STUDY_AUS[10:]):
+            rows = []
+            for au in aus:
+                row = []
+                for v in levels:
+                    img = face.render({au: v} if v else {}, size)
+                    crop = img[max(0, y0): y0 + int(2.2 * half), max(0, x0): x0 + 2 * half]
+                    row.append(cv2.resize(crop, (tile, int(tile * 1.1)),
+                                          interpolation=cv2.INTER_AREA))
+                label = np.full((row[0].shape[0], 44), 255, np.uint8)
+                cv2.putText(label, f"AU{au}", (2, row[0].shape[0] // 2 + 4),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.38, 0, 1, cv2.LINE_AA)
+                rows.append(np.hstack([label, *row]))
+            head = np.full((18, rows[0].shape[1]), 255, np.uint8)
+            for i, v in enumerate(levels):
+                cv2.putText(head, f"{v:g}", (44 + i * tile + tile // 2 - 10, 13),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1, cv2.LINE_AA)
+            blocks.append(np.vstack([head, *rows]))
+        gap = np.full((blocks[0].shape[0], 12), 255, np.uint8)
+        sheet = np.hstack([blocks[0], gap, blocks[1]])
+        cv2.imwrite(str(OUT / f"photo_{name}_aus.png"), sheet)
+
+
 if __name__ == "__main__":
+    import sys
+
     OUT.mkdir(parents=True, exist_ok=True)
-    expressions_sheet()
-    au_sheet()
-    print("wrote", *sorted(OUT.glob("procedural_*.png")))
+    if "--photo" in sys.argv:   # the photo-textured faces only (needs ../shared)
+        photo_sheets()
+        print("wrote", *sorted(OUT.glob("photo_*.png")))
+    else:
+        expressions_sheet()
+        au_sheet()
+        print("wrote", *sorted(OUT.glob("procedural_*.png")))

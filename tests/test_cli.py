@@ -111,6 +111,10 @@ weights = "random"
 protocol = "quick"
 runs = 2
 iterations = 6
+
+[tuning]
+aus = [12, 26]
+levels = 3
 """)
     res = runner.invoke(app, ["validate", str(study)])
     assert res.exit_code == 0 and "ok" in res.output
@@ -129,6 +133,12 @@ iterations = 6
     assert curves[curves["split"] == "train"].groupby("run").size().tolist() == [6, 6]
     html = (run.path / "report.html").read_text()
     assert "RANDOM weights" in html and 'id="classification"' in html
+    # the default base face: the average neutral face of the study's database
+    assert m["stages"]["tuning"]["base_face"] == "average"
+    assert (run.path / "faces" / "average_neutral.png").exists()
+    assert len(run.read_table("au_profiles")) == 7 * (1 + 2 * 2)
+    # F01 lost its sad image to face detection: all complete subjects = the 3 used
+    assert "robustness" in m.get("skipped", {})
     # a second run is up to date: features come from the cache, training is skipped
     res = runner.invoke(app, ["run", str(study)])
     assert res.exit_code == 0, res.output
@@ -257,4 +267,4 @@ def test_stimuli_command(tmp_path):
     bad = runner.invoke(app, ["stimuli", "--out", str(out), "--aus", "3"])
     assert bad.exit_code == 2 and "valid: [1, 2, 4" in bad.output
     bad = runner.invoke(app, ["stimuli", "--out", str(out), "--base-face", "me.jpg"])
-    assert bad.exit_code == 2 and "not available yet" in bad.output
+    assert bad.exit_code == 2 and "not a photo file" in bad.output   # me.jpg does not exist

@@ -11,9 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from facedialect.faces.cultures import (
+    MANIFEST_COLUMNS,
     PROTOTYPES_A,
     PROTOTYPES_B,
-    TRUE_AUS_COLUMNS,
+    TRUTH_COLUMNS,
     EastWestPreset,
     culture_summary,
     sample_poser_expressions,
@@ -146,7 +147,7 @@ def test_write_synthetic_database_is_deterministic_with_kdef_names(tmp_path: Pat
     assert f1 == f2
     pd.testing.assert_frame_equal(t1, t2)
     pngs = [k for k in f1 if k.endswith(".png")]
-    assert set(f1) == set(pngs) | {"true_aus.csv"}
+    assert set(f1) == set(pngs) | {"truth.csv", "manifest.csv"}
     assert len(pngs) == 3 * 7
     for name in pngs:
         m = KDEF_NAME.match(name)
@@ -160,11 +161,11 @@ def test_write_synthetic_database_is_deterministic_with_kdef_names(tmp_path: Pat
     assert not culture_b.equals(t1)
 
 
-def test_true_aus_table(tmp_path: Path) -> None:
+def test_truth_table(tmp_path: Path) -> None:
     preset = _small(intensity_sd=0.0, expressiveness_sd=0.0)
     table = write_synthetic_database(tmp_path, "B", preset)
-    on_disk = pd.read_csv(tmp_path / "true_aus.csv")
-    assert tuple(on_disk.columns) == TRUE_AUS_COLUMNS
+    on_disk = pd.read_csv(tmp_path / "truth.csv")
+    assert tuple(on_disk.columns) == TRUTH_COLUMNS
     assert len(on_disk) == 3 * 7 * 20
     pd.testing.assert_frame_equal(on_disk, table, check_dtype=False)
     for (path, subject, expr), grp in on_disk.groupby(["path", "subject", "expression"]):
@@ -213,3 +214,27 @@ def test_more_than_99_posers_need_the_folder_layout() -> None:
     posers = sample_poser_expressions("A", EastWestPreset(n_posers=100),
                                       np.random.default_rng(0))
     assert posers[-1].subject.endswith("100") and posers[0].subject[1:] == "001"
+
+
+def test_manifest_lists_every_image_for_the_manifest_preset(tmp_path: Path) -> None:
+    from facedialect.databases import ingest
+
+    table = write_synthetic_database(tmp_path, "B", _small(n_posers=2, size=64))
+    manifest = pd.read_csv(tmp_path / "manifest.csv", dtype=str, keep_default_na=False)
+    assert tuple(manifest.columns) == MANIFEST_COLUMNS
+    assert sorted(manifest["path"]) == sorted(set(table["path"]))
+    for row in manifest.itertuples():
+        m = KDEF_NAME.match(row.path)
+        assert m and KDEF_EXPR[m.group(3)] == row.expression
+        assert row.subject == m.group(1)[1:] and row.sex == row.subject[0]
+    images = ingest("manifest", tmp_path, db="B")
+    assert len(images) == 14 and images["included"].astype(bool).all()
+    assert set(images["expression"]) == set(EXPRESSIONS)
+    assert images["subject"].nunique() == 2
+
+
+def test_parallel_rendering_gives_the_same_files(tmp_path: Path) -> None:
+    preset = _small(n_posers=2, size=64)
+    write_synthetic_database(tmp_path / "serial", "A", preset)
+    write_synthetic_database(tmp_path / "parallel", "A", preset, workers=2)
+    assert _files(tmp_path / "serial") == _files(tmp_path / "parallel")

@@ -12,12 +12,12 @@ import re
 from pathlib import Path
 
 import pytest
-from browser import check_page, find_chromium
 
+from browser import check_page, find_chromium
 from facedialect.config import load_study
 from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
-from facedialect.study import run_study
 from facedialect.store import RunDir
+from facedialect.study import run_study
 
 BROWSER = find_chromium()
 needs_browser = pytest.mark.skipif(

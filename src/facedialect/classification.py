@@ -32,7 +32,7 @@ from facedialect.stages import load_face, preprocess_cache
 from facedialect.store import RunDir, atomic_write_bytes
 from facedialect.training.features import FeatureCache, backbone_tag, extract_features
 from facedialect.training.protocol import Protocol, resolve_protocol
-from facedialect.training.splits import run_seeds, split_run
+from facedialect.training.splits import balance_classes, run_seeds, split_run
 from facedialect.training.trainer import MultiRunHead, RunPlan, train_runs
 
 Progress = Callable[[str, int, int], None]
@@ -138,11 +138,14 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
             plans = []
             for r in range(proto.runs):
                 seeds = run_seeds(study.study.seed, db, r)
-                where = split_run(part, seeds.split, proto.split)
+                where = split_run(part, seeds.split, proto.split, study.training.split_by)
                 split_rows.append(pd.DataFrame({
                     "db": db, "run": r, "path": part["path"], "subject": part["subject"],
                     "expression": part["expression"], "part": where}))
-                plans.append(RunPlan(r, seeds, np.flatnonzero(where == "train"),
+                train_idx = np.flatnonzero(where == "train")
+                if study.training.class_balance == "oversample":
+                    train_idx = balance_classes(train_idx, labels.numpy(), seeds.split)
+                plans.append(RunPlan(r, seeds, train_idx,
                                      np.flatnonzero(where == "validation")))
             sig = _heads_signature(tag, proto, plans, study.study.seed)
             target = heads_dir / f"{db}.pt"
@@ -178,7 +181,8 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
         info.update(runs=proto.runs, weights_random=tag.endswith("|random"))
     run.update_manifest(training={"protocol": proto.as_dict(), "backbone": tag,
                                   "weights_random": tag.endswith("|random"),
-                                  "device": device})
+                                  "device": device, "split_by": study.training.split_by,
+                                  "class_balance": study.training.class_balance})
     return summary
 
 

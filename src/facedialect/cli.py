@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -41,8 +42,8 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except FacedialectError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True,
-                              soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: run the same command again to resume")
@@ -248,11 +249,87 @@ def evaluate(
 
 @app.command()
 @friendly
+def saliency(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory (holds "
+                                            "config.toml).")],
+    images_per_class: Annotated[int, typer.Option(help="Most test images per database, "
+                                                  "run and expression (0 = as in "
+                                                  "[saliency], default all).")] = 0,
+    modify: Annotated[bool | None, typer.Option(
+        "--modify/--no-modify", help="Also draw the modification grid (default: [saliency] "
+        "modify).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+) -> None:
+    """Saliency maps of the test images: region shares, statistics, figures."""
+    from facedialect.config import load_study
+    from facedialect.saliency.stage import modification_stage, saliency_stage
+    from facedialect.store import RunDir
+    from facedialect.study import labelled_ticker
+
+    run = RunDir(run_dir)
+    study = load_study(run.path / "config.toml")
+    if images_per_class:
+        study.saliency.images_per_class = images_per_class
+    dev = None if device == "auto" else device
+    with run.lock():
+        with _progress() as bar:
+            res = saliency_stage(run, study, device=dev, progress=labelled_ticker(bar))
+        console.print(f"{res['images']} test images ({res['pairs']} image-run pairs), "
+                      f"{res['without_landmarks']} without landmarks", highlight=False)
+        for line in res["significant"]:
+            console.print(f"  {line}", highlight=False, markup=False)
+        if study.saliency.modify if modify is None else modify:
+            mod = modification_stage(run, study, device=dev)
+            console.print(f"modification grid from {mod['image']}", highlight=False,
+                          markup=False)
+    console.print(f"wrote {run.table_path('saliency_regions')}, "
+                  f"{run.table_path('saliency_stats')} and figures in {run.figures}",
+                  highlight=False)
+
+
+@app.command()
+@friendly
+def modify(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    image: Annotated[Path, typer.Option(help="A face photo (pre-processed like the "
+                                        "training images).")],
+    target: Annotated[str, typer.Option(help="Expression to raise: neutral, happy, "
+                                        "fearful, sad, angry, surprised or disgusted.")],
+    db: Annotated[str | None, typer.Option(help="Whose networks (default: every "
+                                           "database's).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Gradient-ascent steps.")] = 40,
+    step_size: Annotated[float, typer.Option(min=0.0, help="RMS change per step, gray "
+                                             "levels.")] = 1.0,
+    tv_weight: Annotated[float, typer.Option(min=0.0, help="Total-variation penalty "
+                                             "weight.")] = 0.05,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+) -> None:
+    """Change a face toward an expression by gradient ascent; write the image sequence."""
+    from facedialect.config import load_study
+    from facedialect.saliency.stage import modify_image_stage
+    from facedialect.store import RunDir
+
+    run = RunDir(run_dir)
+    study = load_study(run.path / "config.toml")
+    with run.lock():
+        res = modify_image_stage(run, study, image, target, db=db, steps=steps,
+                                 step_size=step_size, tv_weight=tv_weight,
+                                 device=None if device == "auto" else device)
+    for name, info in res.items():
+        console.print(f"{name}: p({target}) {info['before']:.3f} -> {info['after']:.3f}; "
+                      f"wrote {info['folder']}", highlight=False, markup=False)
+
+
+@app.command()
+@friendly
 def stimuli(
     out: Annotated[Path, typer.Option(help="Folder for the images, stimuli.csv and the "
                                       "contact sheet.")],
-    base_face: Annotated[str, typer.Option(help="builtin (procedural face) or 3d (the ICT "
-                                           "model's average face).")] = "builtin",
+    base_face: Annotated[str, typer.Option(help="builtin (procedural face), 3d (the ICT "
+                                           "model's average face), PHOTO (a face photo, "
+                                           "photo-textured 3D face) or average:RUN_DIR (the "
+                                           "average neutral face of a run's databases).")
+                         ] = "builtin",
     aus: Annotated[str, typer.Option(help="Comma-separated AUs (default: the 20 study "
                                      "AUs).")] = "",
     levels: Annotated[int, typer.Option(help="Intensity steps from 0 to 1.")] = 11,
@@ -284,6 +361,94 @@ def stimuli(
                   highlight=False)
 
 
+@app.command("average-face")
+@friendly
+def average_face_cmd(
+    images: Annotated[list[Path] | None, typer.Argument(
+        help="Image files or folders (their images) to average.")] = None,
+    out: Annotated[Path, typer.Option(help="The PNG to write; FILE_landmarks.csv (mean "
+                                      "shape) and FILE_sources.csv go beside it.")] = Path(
+        "average_face.png"),
+    from_run: Annotated[Path | None, typer.Option(
+        "--from-run", help="Average the included neutral faces of every database of this "
+        "run directory (tables/images.csv) instead of IMAGES.")] = None,
+    size: Annotated[int, typer.Option(help="Side of the square output in pixels.")] = 512,
+    color: Annotated[bool, typer.Option(help="Average in colour instead of "
+                                        "grayscale.")] = False,
+) -> None:
+    """Build the landmark-aligned average face of a set of images (warp to the mean shape)."""
+    from facedialect.errors import InputError
+    from facedialect.faces.average import (
+        average_face,
+        collect_images,
+        run_neutral_images,
+        write_average_face,
+    )
+
+    if bool(images) == (from_run is not None):
+        raise InputError("give either IMAGES or --from-run RUN_DIR (one of the two)")
+    paths = run_neutral_images(from_run) if from_run is not None else collect_images(images)
+    with _progress() as bar:
+        task = bar.add_task("average face", total=len(paths))
+        face = average_face(paths, size=size, color=color,
+                            progress=lambda d, t: bar.update(task, completed=d, total=t))
+    files = write_average_face(face, out)
+    skipped = face.sources[~face.sources["used"]]
+    for r in skipped.itertuples():
+        err_console.print(f"skipped {r.path}: {r.reason}", highlight=False, markup=False)
+    console.print(f"average of {face.n_used} faces ({len(skipped)} skipped): {files['image']}; "
+                  f"mean landmarks {files['landmarks']}", highlight=False)
+
+
+@app.command()
+@friendly
+def synth(
+    out: Annotated[Path | None, typer.Option(help="Output folder: one database per culture "
+                                             "(images, manifest.csv, truth.csv).")] = None,
+    preset: Annotated[str, typer.Option(help="A shipped preset (east-west) or a TOML "
+                                        "file.")] = "east-west",
+    subjects: Annotated[int | None, typer.Option(help="Posers per culture [default: the "
+                                                 "preset's [settings], else 60].")] = None,
+    renderer: Annotated[str, typer.Option(help="3d (the ICT face model) or builtin (the "
+                                          "procedural face).")] = "3d",
+    seed: Annotated[int | None, typer.Option(help="Seed of everything random [default: the "
+                                             "preset's, else 0].")] = None,
+    size: Annotated[int | None, typer.Option(help="Image side in pixels [default: the "
+                                             "preset's, else 256].")] = None,
+    color: Annotated[bool | None, typer.Option("--color/--gray", help="RGB or grayscale "
+                                               "images [default: the preset's, else "
+                                               "gray].")] = None,
+    textures: Annotated[Path | None, typer.Option(help="Folder of frontal face photos: each "
+                                                  "poser is one photo fitted with the 3D "
+                                                  "model (read only).")] = None,
+    workers: Annotated[int, typer.Option(help="Rendering processes (0 = one per CPU "
+                                         "core).")] = 0,
+    show_preset: Annotated[str | None, typer.Option(help="Print a preset's TOML (a name or "
+                                                    "file) and exit.")] = None,
+) -> None:
+    """Make synthetic cultures with known AU differences (SCIENCE §10)."""
+    from facedialect.errors import InputError
+    from facedialect.faces.synth import preset_text, synthesize
+    from facedialect.study import labelled_ticker
+
+    if show_preset is not None:
+        sys.stdout.write(preset_text(show_preset))
+        return
+    if out is None:
+        raise InputError("--out is required: the folder to write the databases to")
+    with _progress() as bar:
+        tick = labelled_ticker(bar)
+        done = synthesize(out, preset, renderer=renderer, n_posers=subjects, seed=seed,
+                          size=size, color=color, textures=textures, workers=workers,
+                          progress=lambda c, d, t: tick(f"culture {c}", d, t))
+    for culture, folder in done.items():
+        n = sum(1 for _ in open(folder / "manifest.csv", encoding="utf-8")) - 1
+        console.print(f"culture {culture}: {n // 7} posers x 7 expressions in {folder} "
+                      f"(manifest.csv, truth.csv)", highlight=False)
+    console.print(f"preset used: {Path(out) / 'preset.toml'}; read a culture with "
+                  "preset = \"manifest\"", highlight=False, markup=False)
+
+
 assets_app = typer.Typer(help="Install downloaded assets (the 3D face model).",
                          no_args_is_help=True)
 app.add_typer(assets_app, name="assets")
@@ -293,19 +458,71 @@ app.add_typer(assets_app, name="assets")
 @friendly
 def assets_install(
     name: Annotated[str, typer.Argument(help="Asset name: ict-facekit.")],
-    from_path: Annotated[Path | None, typer.Option("--from", help="A local copy of the "
-                                                   "asset file.")] = None,
-    allow_download: Annotated[bool, typer.Option(help="Download from the public "
-                                                 "source.")] = False,
+    from_path: Annotated[Path | None, typer.Option("--from", help="A local copy: the "
+                                                   "converted ict_facekit_light.npz, or the "
+                                                   "ICT-FaceKit repository or its FaceXModel "
+                                                   "folder (converted).")] = None,
+    download: Annotated[bool, typer.Option(help="Without --from, download the model's files "
+                                           "from the public ICT-FaceKit repository (pinned "
+                                           "commit) and convert them.")] = True,
 ) -> None:
-    """Install an asset into the cache (checksummed)."""
+    """Install an asset into the cache (downloaded or local; checked against the reference)."""
     from facedialect.errors import InputError
     from facedialect.faces.assets import install_ict_facekit
 
     if name != "ict-facekit":
         raise InputError(f"unknown asset {name!r}; known: ict-facekit")
-    path = install_ict_facekit(from_path, allow_download=allow_download)
+    with _progress() as bar:
+        task = bar.add_task("ICT-FaceKit", total=None)
+        path = install_ict_facekit(from_path, allow_download=download,
+                                   progress=lambda d, t: bar.update(task, completed=d, total=t))
     console.print(f"installed {name}: {path}", highlight=False)
+
+
+@app.command()
+@friendly
+def meaning(
+    study_file: Annotated[Path, typer.Argument(help="The TOML study file (with [meaning] "
+                                               "ratings; ingest and preprocess done).")],
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+) -> None:
+    """Rating heads per culture, PPCA shared dimensions and preservation."""
+    from facedialect.config import load_study
+    from facedialect.meaning.stage import meaning_stage
+    from facedialect.store import RunDir
+    from facedialect.study import labelled_ticker
+
+    study = load_study(study_file)
+    run = RunDir(study.study.output)
+    with run.lock(), _progress() as bar:
+        res = meaning_stage(run, study, device=None if device == "auto" else device,
+                            progress=labelled_ticker(bar))
+    console.print(f"{res['images']} rated images, cultures {res['cultures']}",
+                  highlight=False)
+    for pair, n in res["n_shared"].items():
+        console.print(f"{pair}: {n} shared dimension(s)", highlight=False)
+    console.print(f"mean preservation {res['mean_preservation']}; wrote "
+                  f"{run.table_path('ppca_components')} and the other meaning tables",
+                  highlight=False)
+
+
+@app.command("synth-ratings")
+@friendly
+def synth_ratings(
+    out: Annotated[Path, typer.Option(help="Folder for the faces, ratings.csv, raters.csv, "
+                                      "truth.json and study.toml.")] = Path(
+        "facedialect-meaning"),
+    posers: Annotated[int, typer.Option(help="Synthetic posers (7 images each).")] = 12,
+    raters: Annotated[int, typer.Option(help="Raters per image and culture.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of faces, raters and study.")] = 0,
+) -> None:
+    """Write a meaning example: synthetic faces rated by 3 simulated cultures."""
+    from facedialect.meaning.example import write_meaning_example
+
+    study = write_meaning_example(out, posers=posers, raters=raters, seed=seed)
+    console.print(f"wrote {study} (cultures A, B, C; planted shared dimensions in "
+                  f"{study.parent / 'truth.json'}); run it with `facedialect run {study}`",
+                  highlight=False)
 
 
 @app.command("run")

@@ -114,6 +114,14 @@ class TrainingConfig(_Section):
     batch_size: int | None = Field(None, ge=1, description="Mini-batch size (paper: 32).")
     momentum: float | None = Field(None, ge=0, lt=1, description="SGD momentum (paper: "
                                    "not stated).")
+    split_by: Literal["auto", "subject", "image"] = Field(
+        "auto", description="Split unit: 'subject' (all images of a subject in one part, "
+        "SCIENCE §5), 'image' (image-wise, stratified by expression; for web-collected sets) "
+        "or 'auto' (subject when the database has subject ids, else image).")
+    class_balance: Literal["none", "oversample"] = Field(
+        "none", description="'oversample': repeat each expression's training images (in a "
+        "seeded order) up to the largest expression's count, so every epoch is "
+        "class-balanced; 'none': as they are.")
 
 
 class EvaluationConfig(_Section):
@@ -128,8 +136,10 @@ class TuningConfig(_Section):
     """``[tuning]``: AU stimuli and tuning analysis (SCIENCE §7)."""
 
     base_face: str = Field("average", description="'average' (average neutral face of the "
-                           "study's databases; to come), 'builtin' (procedural face), '3d' "
-                           "(the ICT 3D model's average face), or a path to a photo (to come).")
+                           "study's databases), 'average:RUN_DIR' (that of another run), "
+                           "'builtin' (procedural face), '3d' (the ICT 3D model's average "
+                           "face), or a path to a face photo (photo-textured 3D face); paths "
+                           "are relative to the study file.")
     aus: list[int] = Field(default_factory=lambda: list(STUDY_AUS), description="AUs to vary.")
     levels: int = Field(11, ge=2, description="Intensity steps from 0 to 1.")
     robustness: bool = Field(True, description="Also train every database on all its "
@@ -138,6 +148,26 @@ class TuningConfig(_Section):
                              "only when some database has more subjects than it uses. "
                              "Doubles the training time at most.")
 
+    @field_validator("base_face")
+    @classmethod
+    def _base_face_known(cls, v: str, info: ValidationInfo) -> str:
+        from facedialect.imageio import IMAGE_SUFFIXES
+
+        v = v.strip()
+        if v in ("average", "builtin", "3d"):
+            return v
+        if v.startswith("average:"):
+            run = _resolve(Path(v.partition(":")[2].strip() or "."), info)
+            if not (run / "tables" / "images.csv").is_file():
+                raise ValueError(f"{v!r}: {run} is not a run directory with "
+                                 "tables/images.csv (run `facedialect ingest` there first)")
+            return f"average:{run}"
+        photo = _resolve(Path(v), info)
+        if photo.is_file() and photo.suffix.lower() in IMAGE_SUFFIXES:
+            return str(photo)
+        raise ValueError(f"{v!r} is neither a photo file ({photo} not found or not an "
+                         f"image) nor one of 'average', 'average:RUN_DIR', 'builtin', '3d'")
+
     @field_validator("aus")
     @classmethod
     def _aus_known(cls, v: list[int]) -> list[int]:
@@ -145,6 +175,123 @@ class TuningConfig(_Section):
         if bad:
             raise ValueError(f"unknown AU(s) {bad}; valid: {list(STUDY_AUS)}")
         return v
+
+
+class MeaningConfig(_Section):
+    """``[meaning]``: shared dimensions of meaning from ratings (SCIENCE §9, docs/meaning.md)."""
+
+    ratings: list[Path] = Field(default_factory=list, description="Ratings CSV file(s) "
+                                "(image, culture, concept, mean_rating, n_raters[, db, group]); "
+                                "none: no meaning analysis.")
+    raters: list[Path] = Field(default_factory=list, description="Optional per-rater CSV "
+                               "file(s) (image, culture, concept, rater, rating) for the "
+                               "split-half reliability ceiling.")
+    rating_range: tuple[float, float] = Field((0.0, 1.0), description="Smallest and largest "
+                                              "valid rating.")
+    cultures: list[str] = Field(default_factory=list, description="Cultures to analyse "
+                                "(each must have ratings); empty: all in the ratings.")
+    test_groups: list[str] = Field(default_factory=list, description="Groups (ratings' group "
+                                   "column) whose images are held out for testing.")
+    train_groups: list[str] = Field(default_factory=list, description="Groups trained on "
+                                    "(empty: every group not in test_groups).")
+    test_share: float = Field(0.25, gt=0.0, le=0.5, description="Without groups: share of "
+                              "subjects held out per run (cross-validation folds).")
+    runs: int | None = Field(None, ge=1, description="Runs (default from [training] protocol).")
+    iterations: int | None = Field(None, ge=1, description="AdamW steps of the heads.")
+    batch_size: int | None = Field(None, ge=1, description="Samples per step and run.")
+    lr: float | None = Field(None, gt=0.0, description="AdamW learning rate.")
+    weight_decay: float | None = Field(None, ge=0.0, description="AdamW weight decay.")
+    hidden: int | None = Field(None, ge=0, description="Hidden units per culture head "
+                               "(0: linear).")
+    dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Dropout before each "
+                                  "layer of the heads.")
+    variants: int | None = Field(None, ge=1, le=50, description="Augmentation variants used "
+                                 "in training and averaged in prediction.")
+    shared_concepts: bool = Field(False, description="PPCA between cultures treats concepts "
+                                  "of the same name as the same variable.")
+    scale: Literal["centre", "standardize"] = Field("centre", description="PPCA: centre the "
+                                                    "columns, or also scale them to SD 1.")
+    folds: int = Field(5, ge=2, le=50, description="Cross-validation folds of PPCA and "
+                       "preservation.")
+    permutations: int = Field(1000, ge=19, description="Permutations of the PPCA test.")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="Significance level of each "
+                         "PPCA component.")
+
+    @field_validator("ratings", "raters", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str | Path) else v
+
+    @field_validator("ratings", "raters")
+    @classmethod
+    def _files_exist(cls, v: list[Path], info: ValidationInfo) -> list[Path]:
+        out = [_resolve(p, info) for p in v]
+        for p in out:
+            if not p.is_file():
+                raise ValueError(f"file does not exist: {p}; fix the path (relative paths "
+                                 f"are resolved against the study file's folder)")
+        return out
+
+    @field_validator("rating_range")
+    @classmethod
+    def _range_ok(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError(f"rating_range must be [smallest, largest] with smallest < "
+                             f"largest, got {list(v)}")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the study has ratings (the meaning stage runs)."""
+        return bool(self.ratings)
+
+
+class SaliencyConfig(_Section):
+    """``[saliency]``: saliency per face region and emotion modification (SCIENCE §8)."""
+
+    enable: bool = Field(False, description="Run the saliency stage (and the modification "
+                         "grid) in `facedialect run`.")
+    methods: list[Literal["gradient", "guided"]] = Field(
+        default_factory=lambda: ["gradient", "guided"], min_length=1,
+        description="Plain input gradients and/or guided back-propagation.")
+    score: Literal["probability", "logit"] = Field(
+        "probability", description="Differentiated score of the image's own class: its "
+        "softmax probability (SCIENCE §8) or its FC3 response.")
+    expressions: list[str] = Field(default_factory=lambda: list(EXPRESSIONS), min_length=1,
+                                   description="Expressions whose test images get maps.")
+    images_per_class: int | None = Field(None, ge=1, description="Most test images per "
+                                         "database, run and expression (seeded choice; "
+                                         "none: all).")
+    batch_size: int = Field(16, ge=1, description="Image-run pairs per backward pass.")
+    resamples: int = Field(9999, ge=99, description="Relabellings of the permutation test.")
+    modify: bool = Field(True, description="Also convert a neutral face to every expression "
+                         "with each database's networks (report grid).")
+    modify_image: Path | None = Field(None, description="Face photo for the grid (default: "
+                                      "the first neutral test face of the first database).")
+    modify_steps: int = Field(40, ge=1, description="Gradient-ascent steps.")
+    modify_step_size: float = Field(1.0, gt=0, description="RMS change per step, gray "
+                                    "levels.")
+    modify_tv_weight: float = Field(0.05, ge=0, description="Weight of the total-variation "
+                                    "penalty.")
+
+    @field_validator("expressions")
+    @classmethod
+    def _expressions_known(cls, v: list[str]) -> list[str]:
+        bad = [e for e in v if e not in EXPRESSIONS]
+        if bad:
+            raise ValueError(f"unknown expression(s) {bad}; valid: {list(EXPRESSIONS)}")
+        return [e for e in EXPRESSIONS if e in v]
+
+    @field_validator("modify_image")
+    @classmethod
+    def _image_exists(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return None
+        p = _resolve(v, info)
+        if not p.is_file():
+            raise ValueError(f"file does not exist: {p}; fix the path (relative paths are "
+                             f"resolved against the study file's folder)")
+        return p
 
 
 class ReportConfig(_Section):
@@ -165,6 +312,8 @@ class Study(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+    meaning: MeaningConfig = Field(default_factory=MeaningConfig)
+    saliency: SaliencyConfig = Field(default_factory=SaliencyConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
@@ -281,7 +430,8 @@ def load_study(path: str | Path) -> Study:
 
 
 __all__ = [
-    "EXPRESSIONS", "STUDY_AUS", "DatabaseConfig", "EvaluationConfig", "ModelConfig",
-    "ReportConfig", "Study", "StudySection", "TrainingConfig", "TuningConfig", "load_study",
+    "EXPRESSIONS", "STUDY_AUS", "DatabaseConfig", "EvaluationConfig", "MeaningConfig",
+    "ModelConfig",
+    "ReportConfig", "SaliencyConfig", "Study", "StudySection", "TrainingConfig", "TuningConfig", "load_study",
     "parse_study",
 ]

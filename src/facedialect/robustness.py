@@ -76,6 +76,7 @@ def robustness_stage(run: RunDir, study: Study, *,
     if not stim_csv.exists() or not run.has_table("au_profiles"):
         raise InputError(f"{run.path}: the robustness check needs the tuning results; run "
                          "the tuning stage first")
+    run.forget("skipped", "robustness")
     sub = RunDir(run.path / SUBRUN)
     alt = all_subjects_study(study, str(sub.path))
     main_subjects = _subjects(run.read_table("images"))
@@ -92,6 +93,12 @@ def robustness_stage(run: RunDir, study: Study, *,
         preprocess_stage(sub, alt.preprocess, n_subjects={d.name: None for d in alt.databases},
                          cache_dir=alt.study.cache_dir)
         all_subjects = _subjects(sub.read_table("images"))  # after face detection
+        gain = {db: n for db, n in all_subjects.items() if n > main_subjects.get(db, 0)}
+        if not gain:
+            note = ("robustness check skipped: after face detection no database has more "
+                    "complete subjects than it uses")
+            run.update_manifest(skipped={"robustness": note})
+            return {"skipped": note}
         train_stage(sub, alt, progress=progress)
         table = pd.read_csv(stim_csv)
         stimuli = [read_gray(run.path / "stimuli" / Path(p).name) for p in table["path"]]

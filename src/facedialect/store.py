@@ -249,6 +249,15 @@ class RunDir:
         atomic_write_text(self.manifest_path, json.dumps(m, indent=2, sort_keys=True) + "\n")
         return m
 
+    def forget(self, section: str, key: str) -> None:
+        """Remove ``manifest[section][key]`` (e.g. a stale "skipped" note), if present."""
+        m = self.read_manifest()
+        if isinstance(m.get(section), dict) and key in m[section]:
+            del m[section][key]
+            m["updated"] = _now()
+            atomic_write_text(self.manifest_path,
+                              json.dumps(m, indent=2, sort_keys=True) + "\n")
+
     @contextlib.contextmanager
     def stage(self, name: str, **info: Any) -> Iterator[dict[str, Any]]:
         """Time a stage and record it in the manifest when it ends without error.

@@ -55,8 +55,46 @@ def run_study(study: Study, *, console: Console | None = None,
             s = preprocess_stage(run, study.preprocess, **kwargs)
         say(f"  {s.detected}/{s.processed} faces detected ({s.from_cache} from cache)")
         _train_and_evaluate(run, study, say, progress)
+        if study.meaning.enabled:
+            _meaning(run, study, say, progress)
+        if study.saliency.enable:
+            _saliency(run, study, say, progress)
         say("[bold]report[/]")
         return build_report(run)
+
+
+def _meaning(run: RunDir, study: Study, say: Callable[..., Any],
+             progress: Callable[[], Any] | None) -> None:
+    """The meaning stage (SCIENCE §9), when the study has ratings."""
+    from facedialect.meaning.stage import meaning_stage
+
+    say("[bold]meaning[/]: per-culture rating heads, PPCA, preservation")
+    if progress is not None:
+        with progress() as bar:
+            res = meaning_stage(run, study, progress=labelled_ticker(bar))
+    else:
+        res = meaning_stage(run, study)
+    for pair, n in res["n_shared"].items():
+        say(f"  {pair}: {n} shared dimension(s)")
+    say(f"  mean preservation {res['mean_preservation']}")
+
+
+def _saliency(run: RunDir, study: Study, say: Callable[..., Any],
+              progress: Callable[[], Any] | None) -> None:
+    """Saliency per face region and the modification grid (SCIENCE §8), when enabled."""
+    from facedialect.saliency.stage import modification_stage, saliency_stage
+
+    say(f"[bold]saliency[/]: {', '.join(study.saliency.methods)}")
+    if progress is not None:
+        with progress() as bar:
+            res = saliency_stage(run, study, progress=labelled_ticker(bar))
+    else:
+        res = saliency_stage(run, study)
+    say(f"  {res['images']} test images, {res['without_landmarks']} without landmarks; "
+        f"{len(res['significant'])} region difference(s) with FDR p < 0.05")
+    if study.saliency.modify:
+        mod = modification_stage(run, study)
+        say(f"  modification grid from {mod['image']}")
 
 
 def labelled_ticker(bar: Any) -> Callable[[str, int, int], None]:
@@ -91,15 +129,6 @@ def _train_and_evaluate(run: RunDir, study: Study, say: Callable[..., Any],
     res = evaluate_stage(run, study)
     for key, value in res["mean_correct"].items():
         say(f"  {key}: mean correct rate {value:.3f}")
-    from facedialect.faces.stimuli import BASE_FACES
-
-    if study.tuning.base_face not in BASE_FACES:
-        note = (f"AU tuning skipped: base_face = {study.tuning.base_face!r} needs the "
-                f"photo-textured 3D face, not built yet; set [tuning] base_face to one of "
-                f"{list(BASE_FACES)}")
-        run.update_manifest(skipped={"tuning": note})
-        say(f"[yellow]{note}[/]")
-        return
     from facedialect.tuning import tuning_stage
 
     say(f"[bold]AU tuning[/]: base face {study.tuning.base_face}")
@@ -145,18 +174,18 @@ backbone = "mobilenet_v2"   # ImageNet weights ship offline in a package (RESOUR
 protocol = "quick"
 
 [tuning]
-base_face = "builtin"       # the procedural face (the 3D photo-textured face is to come)
+base_face = "builtin"       # the procedural face (or "average", "3d", a photo path)
 
 [[databases]]
 name = "west"
-preset = "kdef"
+preset = "manifest"         # data/west/manifest.csv lists the images (truth.csv: their AUs)
 root = "data/west"
 n_subjects = {posers}
 culture = "A (classic prototypes)"
 
 [[databases]]
 name = "east"
-preset = "kdef"
+preset = "manifest"
 root = "data/east"
 n_subjects = {posers}
 culture = "B (changed fearful, angry, sad, disgusted)"
@@ -189,7 +218,7 @@ def run_demo(out: str | Path, *, posers: int = 12, seed: int = 0,
     preset = EastWestPreset(n_posers=posers, seed=seed)
     for culture, folder in (("A", "west"), ("B", "east")):
         target = out / "data" / folder
-        if not (target / "true_aus.csv").exists():
+        if not (target / "truth.csv").exists():
             say(f"[bold]synthetic culture {culture}[/]: {posers} posers x 7 expressions "
                 f"-> {target}")
             write_synthetic_database(target, culture, preset)

@@ -46,14 +46,23 @@ def tuning_stage(run: RunDir, study: Study) -> dict[str, Any]:
     """
     cfg = study.tuning
     try:
-        renderer = renderer_for(cfg.base_face)
+        # 'average': the average neutral face of this study's databases, built once into
+        # RUN/faces/average_neutral.png; a photo path: the photo-textured 3D face
+        renderer = renderer_for(cfg.base_face, run_dir=run.path,
+                                dbs=[d.name for d in study.databases])
     except ValueError as exc:
         raise InputError(f"[tuning] {exc}") from None
     manifest = run.read_manifest()
     tag = manifest.get("training", {}).get("backbone")
     if tag is None:
         raise InputError(f"{run.path}: no trained networks; run `facedialect train` first")
-    with run.stage("tuning", base_face=cfg.base_face) as info:
+    if cfg.base_face == "average":
+        base_image = str(run.path / "faces" / "average_neutral.png")
+    elif cfg.base_face.startswith("average:"):
+        base_image = str(Path(cfg.base_face[len("average:"):]) / "faces" / "average_neutral.png")
+    else:   # a photo path, or "" for the built-in and 3D model faces
+        base_image = "" if cfg.base_face in ("builtin", "3d") else cfg.base_face
+    with run.stage("tuning", base_face=cfg.base_face, base_face_image=base_image) as info:
         table = stimulus_table(cfg.aus, cfg.levels)
         images = render_stimuli(table, renderer)
         table = write_stimuli(run.path / "stimuli", table, images)

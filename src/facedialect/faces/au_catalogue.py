@@ -95,17 +95,19 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
                 "model table at 0.6 (kept below AU10's upper-lip lift)"),
     12: AUEntry(12, "lip corner puller", _both("mouthSmile", 1.0)),
     14: AUEntry(14, "dimpler", _both("mouthDimple", 1.0)),
-    15: AUEntry(15, "lip corner depressor", _both("mouthFrown", 1.0)),
+    15: AUEntry(15, "lip corner depressor", _both("mouthFrown", 1.6),
+                "model table; weight 1.6 (mouthFrown at 1.0 barely turns the corners down: "
+                "a classic sad face was confused with neutral)"),
     16: AUEntry(16, "lower lip depressor", _both("mouthLowerDown", 1.0)),
     17: AUEntry(17, "chin raiser", {"mouthShrugLower": 1.0}),
     18: AUEntry(18, "lip pucker", {"mouthPucker": 1.0}),
     20: AUEntry(20, "lip stretcher", _both("mouthStretch", 1.0)),
     22: AUEntry(22, "lip funneler", {"mouthFunnel": 1.0}),
     23: AUEntry(23, "lip tightener",
-                {**_both("mouthPress", 0.8), "mouthRollUpper": 0.25, "mouthRollLower": 0.25,
-                 "mouthPucker": 0.15},
-                "composed: lips pressed (mouthPress 0.8), red margins narrowed (mouthRoll "
-                "0.25 each) and drawn in a little (mouthPucker 0.15)"),
+                {"mouthRollUpper": 0.55, "mouthRollLower": 0.55, "mouthPucker": 0.25},
+                "composed: red margins narrowed (mouthRoll 0.55 each) and the lips tightened "
+                "and narrowed (mouthPucker 0.25); no mouthPress, so that AU23 does not look "
+                "like AU24 (lip pressor)"),
     24: AUEntry(24, "lip pressor", {**_both("mouthPress", 1.3), "mouthShrugLower": 0.35},
                 "model table at 1.3 + mouthShrugLower 0.35: pressing pushes the lower lip "
                 "up (mouthPress alone barely shows)"),

@@ -5,17 +5,24 @@ uses the classic prototypes; the default culture B changes fearful, angry, sad a
 disgusted. Each poser has its own face, its own expressiveness, AU intensities drawn
 around the prototype values and a small head pose; every image records the AU
 intensities it was drawn with, so the method's findings can be checked against the truth.
+
+A culture's folder holds the images, ``manifest.csv`` (for the ``manifest`` database preset)
+and ``truth.csv`` (each image's AU intensities). ``faces.synth`` adds the 3-D face model,
+TOML presets and the ``facedialect synth`` command.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import multiprocessing
 import os
 import re
 import zlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
@@ -31,7 +38,10 @@ __all__ = [
     "PROTOTYPES_A",
     "PROTOTYPES_B",
     "PROTOTYPE_INTENSITY",
+    "MANIFEST_COLUMNS",
     "TRUE_AUS_COLUMNS",
+    "TRUTH_COLUMNS",
+    "TRUTH_FILE",
     "EastWestPreset",
     "PoserSample",
     "Renderer",
@@ -39,6 +49,7 @@ __all__ = [
     "check_prototypes",
     "culture_summary",
     "sample_poser_expressions",
+    "write_posers",
     "write_synthetic_database",
 ]
 
@@ -70,8 +81,15 @@ PROTOTYPES_B: Final[dict[str, dict[int, float]]] = {
     "disgusted": _proto(4, 9, 10),
 }
 
-#: Columns of ``true_aus.csv`` (long format: one row per image and study AU).
-TRUE_AUS_COLUMNS: Final[tuple[str, ...]] = ("path", "subject", "expression", "au", "intensity")
+#: Columns of ``truth.csv`` (long format: one row per image and study AU).
+TRUTH_COLUMNS: Final[tuple[str, ...]] = ("path", "subject", "expression", "au", "intensity")
+#: Former name of :data:`TRUTH_COLUMNS`.
+TRUE_AUS_COLUMNS: Final[tuple[str, ...]] = TRUTH_COLUMNS
+#: File of each image's true AU intensities, written last (its presence: folder complete).
+TRUTH_FILE: Final[str] = "truth.csv"
+#: Columns of ``manifest.csv`` (the ``manifest`` database preset's header).
+MANIFEST_COLUMNS: Final[tuple[str, ...]] = ("path", "subject", "expression", "view", "session",
+                                            "sex")
 
 _EXPR_TO_KDEF: Final[dict[str, str]] = {v: k for k, v in KDEF_CODES.items()}
 _CULTURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -189,6 +207,30 @@ class EastWestPreset(BaseModel):
         description="File naming: 'kdef' (AF01/AF01NES.png, at most 99 posers), 'folder' "
         "({expression}/{subject}_1.png) or 'auto' (kdef up to 99 posers, else folder).")
     seed: int = Field(0, ge=0, description="Seed of everything random.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Culture name -> a description (reports, docs).")
+    identity_components: int = Field(
+        40, ge=8, le=100,
+        description="3-D model: identity components drawn per poser (the first 8 follow "
+        "the poser's FaceIdentity shape, the rest are drawn at random).")
+    identity_sd: float = Field(
+        0.6, ge=0.0, le=1.5,
+        description="3-D model: SD of the random identity coefficients (the components "
+        "are ~N(0, 1) across real faces).")
+    albedo_sd: float = Field(
+        0.04, ge=0.0, le=0.2,
+        description="3-D model: SD of a per-poser gain on each skin RGB channel (mean 1).")
+    light_azimuth_sd: float = Field(
+        12.0, ge=0.0, le=45.0,
+        description="3-D model: SD of the light's azimuth per image, degrees (mean: the "
+        "default light, upper left front).")
+    light_elevation_sd: float = Field(
+        6.0, ge=0.0, le=30.0, description="3-D model: SD of the light's elevation per "
+        "image, degrees.")
+    ambient_sd: float = Field(0.03, ge=0.0, le=0.15,
+                              description="3-D model: SD of the ambient light per image.")
+    diffuse_sd: float = Field(0.05, ge=0.0, le=0.2,
+                              description="3-D model: SD of the diffuse light per image.")
 
     @field_validator("prototypes", mode="before")
     @classmethod
@@ -242,13 +284,18 @@ class SyntheticImage:
         The poser's face with this image's head pose.
     aus : dict[int, float]
         Intensity of every study AU in this image (0 for AUs not posed), rounded to 4
-        decimals: exactly what is drawn and written to ``true_aus.csv``.
+        decimals: exactly what is drawn and written to ``truth.csv``.
+    scene : dict[str, Any]
+        Extra keyword arguments of the renderer for this image (e.g. the 3-D model's
+        identity coefficients and light, :mod:`facedialect.faces.synth`); empty for the
+        built-in face.
     """
 
     subject: str
     expression: str
     identity: FaceIdentity
     aus: dict[int, float]
+    scene: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -335,7 +382,11 @@ def sample_poser_expressions(culture: str, preset: EastWestPreset,
 
 
 class Renderer(Protocol):
-    """What :func:`write_synthetic_database` draws with (e.g. :func:`render_face`)."""
+    """What :func:`write_synthetic_database` draws with (e.g. :func:`render_face`).
+
+    It is called as ``renderer(identity, aus, size=..., color=..., **image.scene)`` and
+    must be picklable (a module-level function) when ``workers > 1``.
+    """
 
     def __call__(self, identity: FaceIdentity, aus: Mapping[int, float], *, size: int,
                  color: bool) -> np.ndarray:
@@ -371,20 +422,132 @@ def _write_png(path: Path, image: np.ndarray, size: int, color: bool) -> None:
     os.replace(tmp, path)
 
 
+def _render_job(renderer: Callable[..., np.ndarray], out: Path, rel: str, img: SyntheticImage,
+                size: int, color: bool) -> None:
+    """Render one image and write it (runs in a worker process when ``workers > 1``)."""
+    pixels = renderer(img.identity, img.aus, size=size, color=color, **img.scene)
+    _write_png(out / rel, pixels, size, color)
+
+
+def _render_many(renderer: Callable[..., np.ndarray], out: Path,
+                 jobs: list[tuple[str, SyntheticImage]], size: int, color: bool,
+                 workers: int, progress: Callable[[int, int], None] | None) -> None:
+    n = len(jobs)
+    if workers <= 1 or n < 2:
+        for i, (rel, img) in enumerate(jobs, start=1):
+            _render_job(renderer, out, rel, img, size, color)
+            if progress is not None:
+                progress(i, n)
+        return
+    with _single_threaded_blas(), ProcessPoolExecutor(
+            max_workers=min(workers, n), mp_context=multiprocessing.get_context("spawn"),
+    ) as pool:
+        futures = [pool.submit(_render_job, renderer, out, rel, img, size, color)
+                   for rel, img in jobs]
+        for i, fut in enumerate(futures, start=1):
+            fut.result()
+            if progress is not None:
+                progress(i, n)
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """One BLAS/OpenMP thread in worker processes (idle BLAS threads slow the renderer)."""
+    keys = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        os.environ.setdefault(k, "1")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _atomic_csv(table: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    table.to_csv(tmp, index=False, float_format="%.4f", lineterminator="\n")
+    os.replace(tmp, path)
+
+
+def write_posers(
+    out_dir: str | Path,
+    posers: list[PoserSample],
+    preset: EastWestPreset,
+    renderer: Renderer | Callable[..., np.ndarray] = render_face,
+    *,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Draw sampled posers to a folder: the images, ``manifest.csv`` and ``truth.csv``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Target folder (created). Files of the same names are overwritten.
+    posers : list of PoserSample
+        From :func:`sample_poser_expressions` (possibly with a ``scene`` per image).
+    preset : EastWestPreset
+        Image size, colour and layout.
+    renderer : callable
+        ``renderer(identity, aus, size=..., color=..., **scene) -> uint8 image``.
+    workers : int
+        Processes that render in parallel (1: in this process). The files do not depend
+        on it.
+    progress : callable, optional
+        ``progress(done, total)`` after each image.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``truth.csv`` table (:data:`TRUTH_COLUMNS`).
+
+    Raises
+    ------
+    ValueError
+        On more than 99 posers with ``layout="kdef"`` or a renderer that returns the wrong
+        kind of image.
+    """
+    out = Path(out_dir)
+    layout = _resolve_layout(preset)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs: list[tuple[str, SyntheticImage]] = []
+    rows: list[tuple[str, str, str, int, float]] = []
+    listing: list[tuple[str, str, str, str, str, str]] = []
+    for p in posers:
+        for img in p.images:
+            rel = _relative_path(img, p.number, p.sex, layout)
+            jobs.append((rel, img))
+            listing.append((rel, img.subject, img.expression, "S", "A", p.sex))
+            rows.extend((rel, img.subject, img.expression, au, img.aus[au])
+                        for au in STUDY_AUS)
+    _render_many(renderer, out, jobs, preset.size, preset.color, workers, progress)
+    _atomic_csv(pd.DataFrame(listing, columns=list(MANIFEST_COLUMNS)), out / "manifest.csv")
+    table = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
+    _atomic_csv(table, out / TRUTH_FILE)
+    return table
+
+
 def write_synthetic_database(
     out_dir: str | Path,
     culture: str,
     preset: EastWestPreset,
     renderer: Renderer | Callable[..., np.ndarray] = render_face,
+    *,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Draw one synthetic culture's face database to a folder.
 
-    Writes one PNG per poser and expression and ``true_aus.csv`` beside them. With at
-    most 99 posers (``layout`` "auto" or "kdef") the files follow KDEF naming in one
-    folder per poser, session A, straight view: ``AF01/AF01NES.png`` (``F``/``M`` sex,
-    2-digit id, expression code AF AN DI HA NE SA SU), so the ``kdef`` preset reads
-    them. With more posers (or ``layout="folder"``) they go to
-    ``{expression}/{subject}_1.png`` for the ``folder`` preset.
+    Writes one PNG per poser and expression, ``manifest.csv`` (for the ``manifest``
+    database preset: ``path, subject, expression, view, session, sex``) and ``truth.csv``
+    beside them. With at most 99 posers (``layout`` "auto" or "kdef") the files follow
+    KDEF naming in one folder per poser, session A, straight view: ``AF01/AF01NES.png``
+    (``F``/``M`` sex, 2-digit id, expression code AF AN DI HA NE SA SU), so the ``kdef``
+    preset reads them too (it then lists the two CSV files as excluded non-images). With
+    more posers (or ``layout="folder"``) they go to ``{expression}/{subject}_1.png``.
 
     Parameters
     ----------
@@ -397,12 +560,14 @@ def write_synthetic_database(
     renderer : callable
         ``renderer(identity, aus, size=..., color=...) -> uint8 image``;
         :func:`~facedialect.faces.procedural.render_face` by default. Another face
-        model plugs in here.
+        model plugs in here (:mod:`facedialect.faces.synth` for the 3-D model).
+    workers : int
+        Rendering processes (the files do not depend on it).
 
     Returns
     -------
     pandas.DataFrame
-        The ``true_aus.csv`` table: columns ``path`` (relative to ``out_dir``, with
+        The ``truth.csv`` table: columns ``path`` (relative to ``out_dir``, with
         ``/``), ``subject``, ``expression``, ``au``, ``intensity``; one row per image and
         study AU (0 for the AUs the image does not pose).
 
@@ -415,31 +580,12 @@ def write_synthetic_database(
     Notes
     -----
     Deterministic: the same preset (seed included) and culture give byte-identical
-    files. ``true_aus.csv`` is written last, so its presence means the folder is
-    complete.
+    files. ``truth.csv`` is written last, so its presence means the folder is complete.
     """
-    out = Path(out_dir)
-    layout = _resolve_layout(preset)
+    _resolve_layout(preset)
     rng = np.random.default_rng(_culture_seed(preset.seed, culture))
     posers = sample_poser_expressions(culture, preset, rng)
-    out.mkdir(parents=True, exist_ok=True)
-    jobs: list[tuple[str, SyntheticImage]] = []
-    rows: list[tuple[str, str, str, int, float]] = []
-    for p in posers:
-        for img in p.images:
-            rel = _relative_path(img, p.number, p.sex, layout)
-            jobs.append((rel, img))
-            rows.extend((rel, img.subject, img.expression, au, img.aus[au])
-                        for au in STUDY_AUS)
-
-    for rel, img in jobs:
-        pixels = renderer(img.identity, img.aus, size=preset.size, color=preset.color)
-        _write_png(out / rel, pixels, preset.size, preset.color)
-    table = pd.DataFrame(rows, columns=list(TRUE_AUS_COLUMNS))
-    tmp = out / "true_aus.csv.tmp"
-    table.to_csv(tmp, index=False, float_format="%.4f", lineterminator="\n")
-    os.replace(tmp, out / "true_aus.csv")
-    return table
+    return write_posers(out_dir, posers, preset, renderer, workers=workers)
 
 
 def culture_summary(preset: EastWestPreset) -> pd.DataFrame:

@@ -41,9 +41,6 @@ __all__ = [
     "render_model",
 ]
 
-_LIGHT = (np.array([-0.35, 0.45, 1.0]) / np.linalg.norm([-0.35, 0.45, 1.0])).astype(np.float32)
-_AMBIENT = 0.38
-_DIFFUSE = 0.66
 _SCLERA = 0.78
 _IRIS_R = 0.58
 _PUPIL_R = 0.22
@@ -83,6 +80,10 @@ class Appearance:
     iris: tuple[float, float, float] = (0.30, 0.24, 0.18)
     background: tuple[float, float, float] = (0.62, 0.62, 0.62)
     brow_strength: float = 0.8
+    #: Direction toward the light (x right, y up, z toward the viewer; normalized when used).
+    light: tuple[float, float, float] = (-0.35, 0.45, 1.0)
+    ambient: float = 0.38
+    diffuse: float = 0.66
 
 
 # ---------------------------------------------------------------------------------------
@@ -357,8 +358,10 @@ def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     flip = prep.two_sided[tri] & (n[:, 2] < 0)
     n[flip] *= -1.0
-    lam = np.clip(n @ _LIGHT, 0.0, 1.0)
-    shade = _AMBIENT + _DIFFUSE * lam
+    light = np.asarray(look.light, np.float64)
+    light = (light / max(float(np.linalg.norm(light)), 1e-12)).astype(np.float32)
+    lam = np.clip(n @ light, 0.0, 1.0)
+    shade = look.ambient + look.diffuse * lam
 
     skin = np.asarray(look.skin, np.float32)
     albedo = np.broadcast_to(skin, (pix.size, 3)).copy()
@@ -490,14 +493,18 @@ def _appearance(identity: FaceIdentity) -> Appearance:
 
 
 def render_face_3d(identity: FaceIdentity, aus: Mapping[int | str, float], size: int = 256,
-                   color: bool = False, *, model: FaceModel3D | None = None) -> np.ndarray:
+                   color: bool = False, *, model: FaceModel3D | None = None,
+                   coeffs: np.ndarray | None = None,
+                   appearance: Appearance | None = None) -> np.ndarray:
     """Draw a :class:`FaceIdentity` with the 3-D model (a drop-in for ``render_face``).
 
     Mapping: the 8 shape coefficients drive the first 8 identity components
     (:data:`IDENTITY_MAP`); ``roll`` rolls the head, ``yaw`` turns it by ``10 * yaw``
     degrees, ``shift`` and ``scale`` move and size the camera field; skin tone, hair
     (brow) colour, iris and background come from the identity. Hair, hairstyle,
-    hairline, clothing and ``texture_seed`` are not drawn by this renderer.
+    hairline, clothing and ``texture_seed`` are not drawn by this renderer. ``coeffs``
+    (identity coefficients, replacing the mapped shape) and ``appearance`` (colours and
+    light, replacing those derived from the identity) override the mapping.
 
     Raises
     ------
@@ -510,11 +517,11 @@ def render_face_3d(identity: FaceIdentity, aus: Mapping[int | str, float], size:
 
     w = au_weights(aus)
     m = model or _default_model()
-    v = m.shape(identity_coefficients(identity), w)
+    v = m.shape(identity_coefficients(identity) if coeffs is None else coeffs, w)
     v = pose_vertices(v, roll=identity.roll, yaw=10.0 * identity.yaw)
     base = Camera()
     field_cm = base.field / identity.scale
     cam = Camera(center=(base.center[0] - identity.shift[0] * field_cm,
                          base.center[1] + identity.shift[1] * field_cm), field=field_cm)
     return render_model(m, v, size=size, color=color, camera=cam,
-                        appearance=_appearance(identity))
+                        appearance=appearance or _appearance(identity))

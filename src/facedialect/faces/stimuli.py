@@ -1,8 +1,8 @@
 """AU stimulus series (SCIENCE §7): each AU rises from 0 to 1 in N steps on one base face.
 
-Level 0 is the same "null image" for every AU (rendered once). This module renders with
-the built-in procedural face (``base_face = "builtin"``); photo-textured and average
-faces plug in through the ``renderer`` argument.
+Level 0 is the same "null image" for every AU (rendered once). Base faces: the built-in
+procedural face, the 3D model's own face, a photo-textured 3D face (a photo, or the
+average neutral face of a run's databases); see :func:`renderer_for`.
 """
 
 from __future__ import annotations
@@ -29,16 +29,54 @@ def builtin_renderer(size: int = 256, identity: FaceIdentity | None = None) -> R
 
 #: Base faces that need no photo: the procedural face and the 3D model's average face.
 BASE_FACES = ("builtin", "3d")
+#: Every form ``base_face`` takes (``PHOTO`` is a path to an image file).
+BASE_FACE_FORMS = ("builtin", "3d", "average", "average:RUN_DIR", "PHOTO")
 
 
-def renderer_for(base_face: str, size: int = 256) -> Renderer:
-    """The renderer of a base face: ``builtin`` (procedural) or ``3d`` (ICT model average).
+def photo_renderer(photo: str | Path, size: int = 256) -> Renderer:
+    """A renderer of a photo-textured 3D face (:class:`facedialect.faces.photo.PhotoFace`).
+
+    The fit and texture are made once (and cached per file); the output is ``size`` px
+    wide, grayscale.
+
+    Raises
+    ------
+    ImageReadError
+        When the photo is missing or unreadable.
+    NoFaceDetectedError
+        When no face is found in it.
+    """
+    from facedialect.faces.photo import photo_face
+
+    face = photo_face(photo)
+    return lambda aus: face.render(aus, size=size, color=False)
+
+
+def renderer_for(base_face: str, size: int = 256, *, run_dir: str | Path | None = None,
+                 dbs: Sequence[str] | None = None) -> Renderer:
+    """The renderer of a base face.
+
+    Parameters
+    ----------
+    base_face : str
+        ``builtin`` (procedural face), ``3d`` (the ICT model's average face), a photo
+        path (photo-textured 3D face), ``average:RUN_DIR`` (the average neutral face of
+        that run's databases, built once into ``RUN_DIR/faces/average_neutral.png``) or
+        ``average`` (the same for ``run_dir``, the study's own run, over ``dbs``).
+    size : int
+        Output width in pixels.
+    run_dir : str or Path, optional
+        The study's run directory (for ``average``).
+    dbs : sequence of str, optional
+        Databases whose neutral faces make ``average`` (default: all of the run's).
 
     Raises
     ------
     ValueError
-        For other base faces (photos and average faces need the photo-textured 3D face,
-        which is not built yet).
+        For a base face that is none of these (the message lists the forms).
+    FacedialectError
+        When the photo cannot be read or has no detectable face, or the run has no
+        neutral images (subclasses with a clear message).
     """
     if base_face == "builtin":
         return builtin_renderer(size)
@@ -47,9 +85,19 @@ def renderer_for(base_face: str, size: int = 256) -> Renderer:
 
         ident = FaceIdentity.default()
         return lambda aus: render_face_3d(ident, aus, size=size, color=False)
-    raise ValueError(f"base face {base_face!r} is not available yet: use one of "
-                     f"{list(BASE_FACES)} (photo and average faces need the photo-textured "
-                     f"3D face, still to come)")
+    if base_face == "average" or base_face.startswith("average:"):
+        from facedialect.faces.average import cached_run_average
+
+        run = base_face.partition(":")[2].strip() or run_dir
+        if not run:
+            raise ValueError("base face 'average' needs a run directory: use "
+                             "average:RUN_DIR (a run whose databases are ingested)")
+        return photo_renderer(cached_run_average(run, dbs=dbs if base_face == "average"
+                                                 else None), size)
+    if base_face and Path(base_face).expanduser().is_file():
+        return photo_renderer(base_face, size)
+    raise ValueError(f"base face {base_face!r}: not a photo file nor one of "
+                     f"{list(BASE_FACE_FORMS)} (PHOTO = a path to a face photo)")
 
 
 def stimulus_table(aus: Sequence[int] = STUDY_AUS, levels: int = 11) -> pd.DataFrame:
@@ -72,10 +120,23 @@ def stimulus_table(aus: Sequence[int] = STUDY_AUS, levels: int = 11) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def render_stimuli(table: pd.DataFrame, renderer: Renderer) -> list[np.ndarray]:
-    """Render every stimulus of ``table`` (the null image once, with no AU)."""
-    return [renderer({} if r.au == 0 else {int(r.au): float(r.intensity)})
+def render_stimuli(table: pd.DataFrame, renderer: Renderer, workers: int = 1
+                   ) -> list[np.ndarray]:
+    """Render every stimulus of ``table`` (the null image once, with no AU).
+
+    ``workers > 1`` renders in that many threads (numpy and OpenCV release the GIL); the
+    first image is rendered alone first, so per-size caches are built once. The images
+    are the same whatever the number of workers.
+    """
+    jobs = [{} if r.au == 0 else {int(r.au): float(r.intensity)}
             for r in table.itertuples(index=False)]
+    if workers <= 1 or len(jobs) < 2:
+        return [renderer(j) for j in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = renderer(jobs[0])
+    with ThreadPoolExecutor(int(workers)) as ex:
+        return [first, *ex.map(renderer, jobs[1:])]
 
 
 def write_stimuli(out_dir: str | Path, table: pd.DataFrame, images: Sequence[np.ndarray]

@@ -274,6 +274,18 @@ def training_section(run: RunDir) -> Section | None:
     blocks.append(Table(last.groupby("db")["correct_rate"].agg(["mean", "std", "count"])
                         .reset_index(), "Final validation correct rate per database "
                         "(mean, SD across runs).", "final_validation"))
+    if run.has_table("splits"):
+        sp = run.read_table("splits")
+        counts = (sp.groupby(["db", "run", "part", "expression"]).size()
+                  .groupby(["db", "part", "expression"]).mean().unstack(fill_value=0)
+                  .reindex(columns=list(EXPRESSIONS), fill_value=0).round(1).reset_index())
+        blocks.append(Table(counts, "Images per expression in each part (mean over runs); "
+                            f"split unit: {facts.get('split_by', 'auto')} (auto: by subject "
+                            "where the database has subject ids, else by image, stratified "
+                            "by expression); class balance: "
+                            f"{facts.get('class_balance', 'none')} (oversample: each "
+                            "expression's training images repeated up to the largest "
+                            "count).", "split_counts"))
     return Section("training", "Training", blocks)
 
 
@@ -312,6 +324,19 @@ def classification_section(run: RunDir) -> Section | None:
     return Section("classification", "Classification: matched and swapped", blocks)
 
 
+def _base_face_text(run: RunDir) -> str:
+    """The base face of the tuning stimuli, in words (from the manifest)."""
+    info = run.read_manifest().get("stages", {}).get("tuning", {})
+    base = str(info.get("base_face", "builtin"))
+    image = info.get("base_face_image") or ""
+    words = {"builtin": "the built-in procedural face", "3d": "the ICT 3D model's own face"}
+    if base in words:
+        return words[base]
+    if base.startswith("average"):
+        return f"the average neutral face of the databases as a photo-textured 3D face: {image}"
+    return f"the photo-textured 3D face of {image or base}"
+
+
 @register_section
 def tuning_section(run: RunDir) -> Section | None:
     """AU stimuli, tuning profiles, similarity vs confusion, PCA (paper Figs. 7-10)."""
@@ -330,7 +355,7 @@ def tuning_section(run: RunDir) -> Section | None:
     prof = run.read_table("au_profiles")
     sim = run.read_table("profile_similarity") if run.has_table("profile_similarity") else None
     blocks: list = [Text(
-        "Each AU rose from 0 to 1 in steps on the base face (the built-in procedural face) "
+        f"Each AU rose from 0 to 1 in steps on the base face ({_base_face_text(run)}) "
         "while every other AU stayed off; level 0 is the same null image for all AUs. The "
         "stimuli were pre-processed like the training images and passed through every "
         "network; a unit's response is its FC3 value before softmax minus its value for "
@@ -378,6 +403,22 @@ def tuning_section(run: RunDir) -> Section | None:
                              "PCA of the profiles reduced to their peak or trough per AU "
                              "(paper Fig. 10), from tables/pca.csv.", "pca"))
     return Section("tuning", "AU tuning", blocks)
+
+
+@register_section
+def meaning_section(run: RunDir) -> Section | None:
+    """Shared dimensions of meaning (SCIENCE §9), when the study has ratings."""
+    from facedialect.meaning.report import meaning_section as build
+
+    return build(run)
+
+
+@register_section
+def saliency_section(run: RunDir) -> Section | None:
+    """Saliency per face region and emotion modification (SCIENCE §8)."""
+    from facedialect.saliency.report import saliency_section as build
+
+    return build(run)
 
 
 @register_section

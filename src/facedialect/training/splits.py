@@ -47,12 +47,13 @@ def split_sizes(n: int, shares: tuple[float, float, float]) -> tuple[int, int, i
     return n_train, n_val, n - n_train - n_val
 
 
-def split_run(images: pd.DataFrame, seed: int, shares: tuple[float, float, float]
-              ) -> pd.Series:
+def split_run(images: pd.DataFrame, seed: int, shares: tuple[float, float, float],
+              by: str = "auto") -> pd.Series:
     """Assign every image to ``train``, ``validation`` or ``test`` for one run.
 
-    With subject ids, whole subjects go to one part (SCIENCE §5); without (web-collected
-    sets) the split is by image, stratified by expression.
+    By subject, whole subjects go to one part (SCIENCE §5); by image (web-collected sets
+    without subject ids) the split is stratified by expression: each expression's images
+    are split in the given shares.
 
     Parameters
     ----------
@@ -62,6 +63,9 @@ def split_run(images: pd.DataFrame, seed: int, shares: tuple[float, float, float
         The run's split seed.
     shares : tuple of float
         Train / validation / test shares.
+    by : {"auto", "subject", "image"}
+        Split unit; ``auto`` splits by subject when the database has subject ids and by
+        image when it has none.
 
     Returns
     -------
@@ -71,12 +75,18 @@ def split_run(images: pd.DataFrame, seed: int, shares: tuple[float, float, float
     Raises
     ------
     InputError
-        When there are too few subjects (or images) for three parts.
+        When there are too few subjects (or images) for three parts, or ``by`` is
+        ``subject`` and the database has no subject ids.
     """
+    if by not in ("auto", "subject", "image"):
+        raise InputError(f"unknown split unit {by!r}; use 'auto', 'subject' or 'image'")
     rng = np.random.default_rng(seed)
     part = pd.Series("", index=images.index, dtype=object)
     subjects = sorted(s for s in images["subject"].fillna("").unique() if s != "")
-    if subjects:
+    if by == "subject" and not subjects:
+        raise InputError(f"database {images['db'].iloc[0]!r} has no subject ids: use "
+                         f"[training] split_by = 'image' or 'auto'")
+    if subjects and by != "image":
         if len(subjects) < 3:
             raise InputError(f"the split needs at least 3 subjects (one per part); found "
                              f"{len(subjects)} in database {images['db'].iloc[0]!r}")
@@ -99,3 +109,41 @@ def split_run(images: pd.DataFrame, seed: int, shares: tuple[float, float, float
         part[perm[n_tr:n_tr + n_va]] = "validation"
         part[perm[n_tr + n_va:]] = "test"
     return part
+
+
+def balance_classes(train_idx: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Oversample a run's training images so that every expression is as frequent as the largest.
+
+    Each expression's images are repeated in a seeded random order (all of them once,
+    then again from the start of a new order) until the expression has as many training
+    samples as the most frequent one. The trainer draws every (image, variant) sample of
+    the result once per epoch, so epochs are class-balanced.
+
+    Parameters
+    ----------
+    train_idx : numpy.ndarray
+        Row indices of the run's training images.
+    labels : numpy.ndarray
+        Expression index of every row (indexed by ``train_idx``).
+    seed : int
+        Seed of the repetition order (the run's split seed).
+
+    Returns
+    -------
+    numpy.ndarray
+        Training row indices with repeats, sorted by expression and then drawing order.
+    """
+    idx = np.asarray(train_idx, dtype=np.int64)
+    lab = np.asarray(labels)[idx]
+    classes = np.unique(lab)
+    if len(idx) == 0:
+        return idx
+    target = max(int((lab == c).sum()) for c in classes)
+    rng = np.random.default_rng([seed, 7])
+    out = []
+    for c in classes:
+        own = idx[lab == c]
+        reps = -(-target // len(own))
+        order = np.concatenate([own[rng.permutation(len(own))] for _ in range(reps)])
+        out.append(order[:target])
+    return np.concatenate(out)

