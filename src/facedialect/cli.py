@@ -298,10 +298,10 @@ def modify(
     db: Annotated[str | None, typer.Option(help="Whose networks (default: every "
                                            "database's).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Gradient-ascent steps.")] = 40,
-    step_size: Annotated[float, typer.Option(min=0.0, help="RMS change per step, gray "
-                                             "levels.")] = 1.0,
+    step_size: Annotated[float, typer.Option(min=0.0, help="RMS change of the first step, "
+                                             "gray levels.")] = 2.0,
     tv_weight: Annotated[float, typer.Option(min=0.0, help="Total-variation penalty "
-                                             "weight.")] = 0.05,
+                                             "weight (0: none).")] = 20.0,
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
 ) -> None:
     """Change a face toward an expression by gradient ascent; write the image sequence."""

@@ -269,10 +269,11 @@ class SaliencyConfig(_Section):
     modify_image: Path | None = Field(None, description="Face photo for the grid (default: "
                                       "the first neutral test face of the first database).")
     modify_steps: int = Field(40, ge=1, description="Gradient-ascent steps.")
-    modify_step_size: float = Field(1.0, gt=0, description="RMS change per step, gray "
-                                    "levels.")
-    modify_tv_weight: float = Field(0.05, ge=0, description="Weight of the total-variation "
-                                    "penalty.")
+    modify_step_size: float = Field(2.0, gt=0, description="RMS change of the first step, "
+                                    "gray levels (halved where a step would lower the "
+                                    "objective).")
+    modify_tv_weight: float = Field(20.0, ge=0, description="Weight of the total-variation "
+                                    "penalty (mean neighbour difference, gray levels).")
 
     @field_validator("expressions")
     @classmethod
@@ -432,6 +433,6 @@ def load_study(path: str | Path) -> Study:
 __all__ = [
     "EXPRESSIONS", "STUDY_AUS", "DatabaseConfig", "EvaluationConfig", "MeaningConfig",
     "ModelConfig",
-    "ReportConfig", "SaliencyConfig", "Study", "StudySection", "TrainingConfig", "TuningConfig", "load_study",
-    "parse_study",
+    "ReportConfig", "SaliencyConfig", "Study", "StudySection", "TrainingConfig",
+    "TuningConfig", "load_study", "parse_study",
 ]

@@ -191,7 +191,7 @@ class EastWestPreset(BaseModel):
         description="SD of each AU's intensity around its (poser-scaled) prototype value, "
         "per image; the result is clipped to 0..1.")
     expressiveness_sd: float = Field(
-        0.15, ge=0.0, le=0.5,
+        0.1, ge=0.0, le=0.5,
         description="SD of each poser's expressiveness, a gain on all prototype intensities "
         "(mean 1, clipped to 0.5..1.5).")
     roll_sd: float = Field(2.0, ge=0.0, le=6.0, description="Head roll SD per image, degrees.")

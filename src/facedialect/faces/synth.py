@@ -4,7 +4,8 @@ A preset (TOML, shipped: ``east-west``; or a user's file) says which AUs each cu
 for each expression and how posers and images vary. :func:`synthesize` writes one database
 folder per culture (images, ``manifest.csv`` for the ``manifest`` preset, ``truth.csv``
 with each image's AU intensities), drawn with the 3-D face model (:func:`render_synth_3d`:
-random identity coefficients, skin tone and albedo, head pose, light) or the built-in
+random identity coefficients, skin tone and albedo, head pose, light), as photo-textured
+3-D faces (:func:`render_synth_photo`, a folder of face photos) or with the built-in
 procedural face. SCIENCE.md section 10; docs/synthetic-cultures.md.
 """
 

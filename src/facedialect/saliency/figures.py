@@ -62,7 +62,8 @@ def saliency_grid_figure(maps: AlignedMaps, method: str) -> bytes:
     finite = data[np.isfinite(data)]
     vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
     n_e, n_d = len(maps.expressions), len(maps.dbs)
-    fig, axes = plt.subplots(n_e, n_d, figsize=(1.9 * n_d + 0.8, 1.9 * n_e), squeeze=False)
+    fig, axes = plt.subplots(n_e, n_d, figsize=(1.9 * n_d + 1.2, 1.9 * n_e + 0.4),
+                             squeeze=False, layout="constrained")
     im = None
     for e, expr in enumerate(maps.expressions):
         for d, db in enumerate(maps.dbs):
@@ -71,15 +72,15 @@ def saliency_grid_figure(maps: AlignedMaps, method: str) -> bytes:
             if np.isfinite(data[d, e]).all():
                 im = ax.imshow(data[d, e], cmap="inferno", alpha=0.65, vmin=0, vmax=vmax)
             region_outline(ax, maps.shape)
+            ax.text(0.03, 0.03, f"n={maps.images[d, e]}", transform=ax.transAxes,
+                    fontsize=6, color="white")
             if e == 0:
                 ax.set_title(str(db), fontsize=9)
             if d == 0:
-                ax.set_ylabel(f"{expr}\n(n={maps.images[d, e]})", fontsize=8)
-            elif maps.images[d, e]:
-                ax.set_xlabel(f"n={maps.images[d, e]}", fontsize=7, labelpad=1)
+                ax.set_ylabel(expr, fontsize=9)
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.5, label="mean normalized |saliency|")
-    fig.suptitle(f"Where the networks look ({method}), own class, test images", fontsize=10)
+        fig.colorbar(im, ax=axes, shrink=0.4, label="mean normalized |saliency|")
+    fig.suptitle(f"Where the networks look ({method})", fontsize=10)
     return fig_to_png(fig)
 
 

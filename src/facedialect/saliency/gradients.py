@@ -173,10 +173,14 @@ def head_logits(head: MultiRunHead, feats: torch.Tensor, runs: Sequence[int],
     torch.Tensor
         ``(len(runs), B, 7)``.
     """
-    idx = torch.as_tensor(list(runs), dtype=torch.long, device=head.w1.device)
-    h = relu(torch.baddbmm(head.b1[idx], feats, head.w1[idx]))
-    h = relu(torch.baddbmm(head.b2[idx], h, head.w2[idx]))
-    return torch.baddbmm(head.b3[idx], h, head.w3[idx])
+    runs = [int(r) for r in runs]
+    if runs == list(range(runs[0], runs[0] + len(runs))):  # a slice: views, no copy
+        sel: slice | torch.Tensor = slice(runs[0], runs[0] + len(runs))
+    else:  # gathers copy the weights (large for AlexNet's FC1)
+        sel = torch.as_tensor(runs, dtype=torch.long, device=head.w1.device)
+    h = relu(torch.baddbmm(head.b1[sel], feats, head.w1[sel]))
+    h = relu(torch.baddbmm(head.b2[sel], h, head.w2[sel]))
+    return torch.baddbmm(head.b3[sel], h, head.w3[sel])
 
 
 def class_scores(logits: torch.Tensor, classes: torch.Tensor, score: str) -> torch.Tensor:

@@ -219,7 +219,7 @@ def saliency_stage(run: RunDir, study: Study, *,
                    .agg(subject=("subject", "first"), expression=("expression", "first"),
                         runs=("run", "size")).reset_index())
         listing["landmarks"] = listing["image"].isin(list(marks))
-        listing["reason"] = listing["image"].map(reasons).fillna("")
+        listing["reason"] = [reasons.get(i, "") for i in listing["image"]]
         run.write_table("saliency_images", listing[IMAGE_COLUMNS])
         usable = tests[tests["image"].isin(list(marks))]
         if usable.empty:
@@ -383,8 +383,8 @@ def modification_stage(run: RunDir, study: Study, *, device: str | None = None
 
 
 def modify_image_stage(run: RunDir, study: Study, image: Path, target: str, *,
-                       db: str | None = None, steps: int = 40, step_size: float = 1.0,
-                       tv_weight: float = 0.05, device: str | None = None
+                       db: str | None = None, steps: int = 40, step_size: float = 2.0,
+                       tv_weight: float = 20.0, device: str | None = None
                        ) -> dict[str, Any]:
     """Raise ``target`` in one photo with one (or every) database's networks.
 

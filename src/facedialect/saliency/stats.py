@@ -61,9 +61,9 @@ def unit_means(shares: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``db, method, expression, region, unit, share, images``: one row per
-        database, method, expression, region and unit (subject or image), ``unit`` being
-        ``"{db}/{subject}"`` or the image.
+        Columns ``db, method, expression, region, unit, kind, share, images``: one row per
+        database, method, expression, region and unit, ``unit`` being
+        ``"{db}/{subject}"`` (``kind`` ``subject``) or the image (``kind`` ``image``).
     """
     missing = [c for c in REGION_COLUMNS if c not in shares.columns]
     if missing:
@@ -75,7 +75,8 @@ def unit_means(shares: pd.DataFrame) -> pd.DataFrame:
     subj = per_image["subject"].fillna("").astype(str)
     per_image["unit"] = np.where(subj != "", per_image["db"] + "/" + subj,
                                  per_image["image"])
-    return (per_image.groupby([*keys, "unit"], sort=False)
+    per_image["kind"] = np.where(subj != "", "subject", "image")
+    return (per_image.groupby([*keys, "unit", "kind"], sort=False)
             .agg(share=("share", "mean"), images=("image", "size")).reset_index())
 
 
@@ -123,7 +124,7 @@ def region_stats(shares: pd.DataFrame, *, n_resamples: int = 9999, seed: int = 0
                     xa, xb = xa[np.isfinite(xa)], xb[np.isfinite(xb)]
                     if len(xa) == 0 or len(xb) == 0:
                         continue
-                    subj_a = sel.loc[sel["db"] == a, "unit"].str.contains("/").any()
+                    by_subject = (sel["kind"] == "subject").all()
                     p = float("nan")
                     if len(xa) >= 2 and len(xb) >= 2:
                         res = sps.permutation_test(
@@ -133,7 +134,7 @@ def region_stats(shares: pd.DataFrame, *, n_resamples: int = 9999, seed: int = 0
                         p = float(res.pvalue)
                     block.append({
                         "method": method, "expression": expr, "region": region, "db_a": a,
-                        "db_b": b, "unit": "subject" if subj_a else "image",
+                        "db_b": b, "unit": "subject" if by_subject else "image",
                         "n_a": len(xa), "n_b": len(xb), "mean_a": xa.mean(),
                         "mean_b": xb.mean(), "diff": xa.mean() - xb.mean(),
                         "hedges_g": hedges_g(xa, xb), "p": p, "p_fdr": np.nan,

@@ -1,0 +1,122 @@
+"""A known-answer check of the saliency method: two synthetic cultures drawn in memory.
+
+:func:`synthetic_cultures` draws culture A (classic prototypes) and culture B (changed
+fearful, angry, sad, disgusted; SCIENCE §10) with the built-in procedural face,
+pre-processes every image, maps the face's exact 68 landmarks into the pre-processed
+crop, extracts plain-variant features with the given backbone and trains each culture's
+heads with the given protocol. It backs tests/test_saliency_cultures.py and
+bench/saliency_validation.py (docs/validation.md, "Saliency").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facedialect.faces.cultures import EastWestPreset, sample_poser_expressions
+from facedialect.faces.procedural import landmarks, render_face
+from facedialect.labels import EXPRESSIONS
+from facedialect.models.backbones import Backbone
+from facedialect.preprocess.params import PreprocessParams
+from facedialect.preprocess.pipeline import crop_box, preprocess_face
+from facedialect.training.protocol import QUICK, Protocol
+from facedialect.training.splits import run_seeds, split_run
+from facedialect.training.trainer import MultiRunHead, RunPlan, train_runs
+
+__all__ = ["CHECK_PROTOCOL", "SyntheticCultures", "synthetic_cultures"]
+
+#: The quick protocol with 8 runs (so most posers are tested by some run), smaller heads
+#: (256 hidden units), 160 iterations at its first learning rate and the plain variant
+#: only: CPU-sized.
+CHECK_PROTOCOL = replace(QUICK, runs=8, hidden=256, variants=1, iterations=160)
+
+
+@dataclass
+class SyntheticCultures:
+    """Trained networks and test material of the two synthetic cultures.
+
+    Attributes
+    ----------
+    heads : dict
+        Culture (``"A"``, ``"B"``) -> (heads, run ids).
+    faces, landmarks : dict
+        Image id (``"{culture}/{subject}/{expression}"``) -> pre-processed face / its
+        exact ``(68, 2)`` landmarks in the face's pixels.
+    splits : pandas.DataFrame
+        ``db, path, subject, expression, run, part`` as in ``tables/splits.csv``.
+    """
+
+    heads: dict[str, tuple[MultiRunHead, list[int]]]
+    faces: dict[str, np.ndarray]
+    landmarks: dict[str, np.ndarray]
+    splits: pd.DataFrame
+
+
+def synthetic_cultures(backbone: Backbone, posers: int = 20, *, seed: int = 7,
+                       protocol: Protocol = CHECK_PROTOCOL,
+                       params: PreprocessParams | None = None) -> SyntheticCultures:
+    """Draw, pre-process and train the two synthetic cultures.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        The frozen backbone (ImageNet weights for a meaningful check).
+    posers : int
+        Posers per culture.
+    seed : int
+        Seed of the posers (culture ``k`` uses ``default_rng([seed, k])``); the runs'
+        seeds derive from study seed 0.
+    protocol : Protocol
+        Training protocol (its ``variants`` is ignored: plain variant only).
+    params : PreprocessParams, optional
+        Pre-processing (default parameters).
+
+    Returns
+    -------
+    SyntheticCultures
+    """
+    params = params or PreprocessParams()
+    preset = EastWestPreset(n_posers=posers, seed=seed)
+    rows, faces, marks = [], {}, {}
+    for k, culture in enumerate("AB"):
+        rng = np.random.default_rng([seed, k])
+        for poser in sample_poser_expressions(culture, preset, rng):
+            for im in poser.images:
+                res = preprocess_face(render_face(im.identity, im.aus, size=256), params)
+                if res.image is None or res.box is None:
+                    continue
+                x0, y0, side = crop_box(res.box, params)
+                scale = params.size / side  # original pixel centres -> crop pixel centres
+                path = f"{culture}/{poser.subject}/{im.expression}"
+                marks[path] = (landmarks(im.identity, im.aus, 256) + 0.5
+                               - (x0, y0)) * scale - 0.5
+                faces[path] = res.image
+                rows.append({"db": culture, "path": path, "subject": poser.subject,
+                             "expression": im.expression})
+    images = pd.DataFrame(rows)
+    channels_last = next(backbone.parameters()).is_contiguous(
+        memory_format=torch.channels_last)
+    with torch.inference_mode():
+        x = backbone.to_input(np.stack([faces[p] for p in images["path"]]))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        feats = torch.cat([backbone(x[i:i + 32]) for i in range(0, len(x), 32)])
+    proto = replace(protocol, variants=1)
+    heads, splits = {}, []
+    for db in "AB":
+        sel = (images["db"] == db).to_numpy()
+        part = images[sel].reset_index(drop=True)
+        labels = torch.tensor([EXPRESSIONS.index(e) for e in part["expression"]])
+        plans = []
+        for r in range(proto.runs):
+            seeds = run_seeds(0, db, r)
+            where = split_run(part, seeds.split, proto.split)
+            splits.append(part.assign(run=r, part=where.to_numpy()))
+            plans.append(RunPlan(r, seeds, np.flatnonzero(where == "train"),
+                                 np.flatnonzero(where == "validation")))
+        out = train_runs(feats[torch.from_numpy(sel.copy())][:, None], labels, plans, proto)
+        heads[db] = (out.head.eval(), list(range(proto.runs)))
+    return SyntheticCultures(heads, faces, marks, pd.concat(splits, ignore_index=True))

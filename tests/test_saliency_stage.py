@@ -1,0 +1,143 @@
+"""The saliency and modification stages end to end: study file, CLI, run directory, report."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from facedialect.cli import app
+from facedialect.saliency.regions import REGIONS
+from facedialect.saliency.stage import load_maps
+from facedialect.saliency.stats import REGION_COLUMNS, STATS_COLUMNS
+from facedialect.store import RunDir
+
+runner = CliRunner()
+LONDON = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "london-frl"
+CODES = ["NE", "HA", "AF", "SA", "AN", "SU", "DI"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A trained two-database run (random MobileNetV2) with saliency enabled."""
+    if not (LONDON / "neutral").is_dir():
+        pytest.skip(f"{LONDON} not found (the shared London face set)")
+    tmp = tmp_path_factory.mktemp("saliency")
+    root = tmp / "KDEF"
+    photos = sorted((LONDON / "neutral").glob("*.jpg"))
+    i = 0
+    for sid in ("F01", "F02", "F03"):
+        folder = root / f"A{sid}"
+        folder.mkdir(parents=True)
+        for code in CODES:
+            shutil.copy(photos[i], folder / f"A{sid}{code}S.JPG")
+            i += 1
+    dbs = "".join(f'\n[[databases]]\nname = "{n}"\npreset = "kdef"\nroot = "{root}"\n'
+                  f'n_subjects = 3\n' for n in ("A", "B"))
+    study = tmp / "study.toml"
+    study.write_text(f"""
+[study]
+name = "saliency"
+output = "out"
+cache_dir = "cache"
+seed = 3
+{dbs}
+[model]
+backbone = "mobilenet_v2"
+weights = "random"
+
+[training]
+protocol = "quick"
+runs = 2
+iterations = 4
+
+[tuning]
+base_face = "builtin"
+aus = [1, 12, 26]
+levels = 2
+
+[saliency]
+enable = true
+expressions = ["neutral", "happy", "angry"]
+resamples = 199
+modify_steps = 3
+""")
+    res = runner.invoke(app, ["run", str(study)])
+    assert res.exit_code == 0, res.output
+    return tmp / "out", photos[30]
+
+
+def test_run_writes_saliency_tables_figures_and_report(trained):
+    out, _ = trained
+    run = RunDir(out)
+    regions = run.read_table("saliency_regions")
+    assert list(regions.columns) == REGION_COLUMNS
+    assert set(regions["method"]) == {"gradient", "guided"}
+    assert set(regions["region"]) == set(REGIONS)
+    assert set(regions["expression"]) == {"neutral", "happy", "angry"}
+    sums = regions.groupby(["db", "run", "image", "method"])["share"].sum()
+    np.testing.assert_allclose(sums, 1.0, rtol=1e-9)
+    splits = run.read_table("splits")
+    test = splits[(splits["part"] == "test") & splits["expression"].isin(
+        ["neutral", "happy", "angry"])]
+    pairs = regions[["db", "run", "image"]].drop_duplicates()
+    images = run.read_table("saliency_images")
+    assert len(pairs) == len(test[test["path"].isin(
+        images.loc[images["landmarks"].astype(bool), "image"])])
+    assert images["landmarks"].astype(bool).all(), images["reason"].tolist()
+    stats = run.read_table("saliency_stats")
+    assert list(stats.columns) == STATS_COLUMNS
+    assert set(stats[["db_a", "db_b"]].itertuples(index=False, name=None)) == {("A", "B")}
+    maps = load_maps(run)
+    assert maps is not None and maps.mean.shape == (2, 2, 3, 224, 224)
+    assert maps.face.shape == (224, 224) and maps.shape.shape == (68, 2)
+    for name in ("saliency_grid_gradient", "saliency_grid_guided",
+                 "saliency_difference_guided_A_vs_B", "saliency_regions_guided",
+                 "modification_grid"):
+        assert (run.figures / f"{name}.png").stat().st_size > 1000, name
+    mod = run.read_table("modification")
+    assert len(mod) == 2 * 7 * 4 * 7  # databases x targets x (steps + 1) x classes
+    assert (run.path / "modify" / "grid" / "A_happy.png").exists()
+    html = (run.path / "report.html").read_text()
+    assert 'id="saliency"' in html and "saliency_stats" in html
+    assert 'id="training"' in html and "split unit" in html
+
+
+def test_saliency_command_is_deterministic(trained):
+    out, _ = trained
+    run = RunDir(out)
+    before = run.read_table("saliency_regions")
+    stats = run.read_table("saliency_stats")
+    res = runner.invoke(app, ["saliency", str(out), "--no-modify"])
+    assert res.exit_code == 0, res.output
+    pd.testing.assert_frame_equal(run.read_table("saliency_regions"), before)
+    pd.testing.assert_frame_equal(run.read_table("saliency_stats"), stats)
+
+
+def test_modify_command_writes_the_sequence(trained, tmp_path):
+    out, photo = trained
+    res = runner.invoke(app, ["modify", str(out), "--image", str(photo), "--target", "happy",
+                              "--db", "B", "--steps", "3"])
+    assert res.exit_code == 0, res.output
+    folder = out / "modify" / f"{photo.stem}_happy_B"
+    steps = sorted(folder.glob("step_*.png"))
+    assert [p.name for p in steps] == [f"step_{i:03d}.png" for i in range(4)]
+    first = np.asarray(Image.open(steps[0]))
+    assert first.shape == (224, 224) and first.dtype == np.uint8
+    probs = pd.read_csv(folder / "probabilities.csv")
+    assert len(probs) == 4 * 7 and set(probs["db"]) == {"B"}
+    np.testing.assert_allclose(probs.groupby("step")["probability"].sum(), 1.0, rtol=1e-5)
+    assert (folder / "strip.png").stat().st_size > 1000
+    bad = runner.invoke(app, ["modify", str(out), "--image", str(photo), "--target", "joy"])
+    assert bad.exit_code == 2 and "unknown target expression 'joy'" in bad.output
+    assert "Traceback" not in bad.output
+    bad = runner.invoke(app, ["modify", str(out), "--image", str(tmp_path / "no.jpg"),
+                              "--target", "sad"])
+    assert bad.exit_code == 2 and "no such image file" in bad.output
+    bad = runner.invoke(app, ["saliency", str(tmp_path)])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
