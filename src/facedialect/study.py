@@ -175,24 +175,25 @@ protocol = "quick"
 
 [tuning]
 base_face = "builtin"       # the procedural face (or "average", "3d", a photo path)
+robustness = true           # also train on all posers and correlate the profiles
 
 [[databases]]
 name = "west"
 preset = "manifest"         # data/west/manifest.csv lists the images (truth.csv: their AUs)
 root = "data/west"
-n_subjects = {posers}
+n_subjects = {subjects}
 culture = "A (classic prototypes)"
 
 [[databases]]
 name = "east"
 preset = "manifest"
 root = "data/east"
-n_subjects = {posers}
+n_subjects = {subjects}
 culture = "B (changed fearful, angry, sad, disgusted)"
 """
 
 
-def run_demo(out: str | Path, *, posers: int = 12, seed: int = 0,
+def run_demo(out: str | Path, *, posers: int = 14, seed: int = 0,
              console: Console | None = None,
              progress: Callable[[], Any] | None = None) -> Path:
     """Make two synthetic cultures with the built-in face and run the study on them.
@@ -202,7 +203,8 @@ def run_demo(out: str | Path, *, posers: int = 12, seed: int = 0,
     out : path
         Folder for the generated data (``data/``), the study file and the run (``run/``).
     posers : int
-        Posers per culture.
+        Posers per culture; the study uses the first ``posers - 2`` and the robustness
+        check trains again on all of them.
     seed : int
         Seed of the synthetic data and the study.
 
@@ -223,6 +225,6 @@ def run_demo(out: str | Path, *, posers: int = 12, seed: int = 0,
                 f"-> {target}")
             write_synthetic_database(target, culture, preset)
     study_path = out / "study.toml"
-    study_path.write_text(DEMO_STUDY.format(seed=seed, posers=posers, study=study_path),
-                          encoding="utf-8")
+    study_path.write_text(DEMO_STUDY.format(seed=seed, subjects=max(3, posers - 2),
+                                            study=study_path), encoding="utf-8")
     return run_study(load_study(study_path), console=console, progress=progress)
