@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +47,26 @@ def read_gray(path: str | Path) -> np.ndarray:
     ImageReadError
         When the file is missing, not an image, corrupt or truncated.
     """
-    path = Path(path)
+    return _read(path, _to_gray_u8)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as 8-bit RGB ``(H, W, 3)`` (gray images get 3 equal channels).
+
+    Raises
+    ------
+    ImageReadError
+        When the file is missing, not an image, corrupt or truncated.
+    """
+    return _read(path, lambda im: np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
+
+
+def _read(path: str | Path, convert: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    path = Path(path).expanduser()
     try:
         with Image.open(path) as im:
             im.load()
-            return _to_gray_u8(im)
+            return convert(im)
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: file not found") from exc
     except UnidentifiedImageError as exc:

@@ -18,10 +18,9 @@ from typing import Final
 import cv2
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
 from facedialect.errors import ImageReadError, InputError
-from facedialect.imageio import IMAGE_SUFFIXES, file_sha256, read_gray
+from facedialect.imageio import IMAGE_SUFFIXES, file_sha256, read_gray, read_rgb
 from facedialect.landmarks import (
     align_similarity,
     apply_transform,
@@ -94,19 +93,6 @@ def collect_images(items: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"{path}: file not found") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageReadError(f"{path}: not an image file (unrecognised format)") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({exc})") from exc
-
-
 def frame_shape(shape: np.ndarray, size: int) -> np.ndarray:
     """Place a 68-point shape in a square ``size`` frame (eyes level, standard position).
 
@@ -166,7 +152,7 @@ def average_face(images: Sequence[str | Path | np.ndarray], size: int = 512,
                 pic = (cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB) if arr.ndim == 2 else
                        arr[..., :3]) if color else gray
             elif color:
-                pic = _read_rgb(Path(item))
+                pic = read_rgb(item)
                 gray = cv2.cvtColor(pic, cv2.COLOR_RGB2GRAY)
             else:
                 gray = pic = read_gray(item)

@@ -74,19 +74,9 @@ def load_photo(path: str | Path) -> np.ndarray:
     ImageReadError
         When the file is missing or not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from facedialect.imageio import read_rgb
 
-    p = Path(path).expanduser()
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"{p}: file not found") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageReadError(f"{p}: not an image file (unrecognised format)") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{p}: corrupt or truncated image ({exc})") from exc
+    return read_rgb(path)
 
 
 def _as_rgb(photo: np.ndarray) -> np.ndarray:
