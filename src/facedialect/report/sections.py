@@ -149,8 +149,13 @@ def summary_section(run: RunDir) -> Section | None:
                             f"{PAPER_SIMILARITY_CONFUSION_R[1]}).", "headline_links"))
     if run.has_table("robustness"):
         rob = run.read_table("robustness")
-        blocks.append(Table(rob, "Robustness: the same unit's profile with all subjects vs "
-                            "the main selection (Spearman r_s).", "headline_robustness"))
+        wide = rob.pivot_table(index=["db", "subjects_main", "subjects_all"], columns="unit",
+                               values="spearman_r", sort=False).round(2).reset_index()
+        wide = wide[[c for c in wide.columns if c not in EXPRESSIONS]
+                    + [e for e in EXPRESSIONS if e in wide.columns]]
+        blocks.append(Table(wide, "Robustness: Spearman r_s between each unit's profile from "
+                            "networks trained on all complete subjects and from the main "
+                            "selection (tables/robustness.csv).", "headline_robustness"))
     rows = []
     prep = run.read_table("preprocess") if run.has_table("preprocess") else None
     for db, part in images.groupby("db", sort=False):
