@@ -69,11 +69,7 @@ def _meaning(run: RunDir, study: Study, say: Callable[..., Any],
     from facedialect.meaning.stage import meaning_stage
 
     say("[bold]meaning[/]: per-culture rating heads, PPCA, preservation")
-    if progress is not None:
-        with progress() as bar:
-            res = meaning_stage(run, study, progress=labelled_ticker(bar))
-    else:
-        res = meaning_stage(run, study)
+    res = with_progress(progress, meaning_stage, run, study)
     for pair, n in res["n_shared"].items():
         say(f"  {pair}: {n} shared dimension(s)")
     say(f"  mean preservation {res['mean_preservation']}")
@@ -85,16 +81,21 @@ def _saliency(run: RunDir, study: Study, say: Callable[..., Any],
     from facedialect.saliency.stage import modification_stage, saliency_stage
 
     say(f"[bold]saliency[/]: {', '.join(study.saliency.methods)}")
-    if progress is not None:
-        with progress() as bar:
-            res = saliency_stage(run, study, progress=labelled_ticker(bar))
-    else:
-        res = saliency_stage(run, study)
+    res = with_progress(progress, saliency_stage, run, study)
     say(f"  {res['images']} test images, {res['without_landmarks']} without landmarks; "
         f"{len(res['significant'])} region difference(s) with FDR p < 0.05")
     if study.saliency.modify:
         mod = modification_stage(run, study)
         say(f"  modification grid from {mod['image']}")
+
+
+def with_progress(progress: Callable[[], Any] | None, stage: Callable[..., Any],
+                  *args: Any) -> Any:
+    """Run ``stage(*args)``, with ``progress=labelled_ticker(bar)`` when bars are wanted."""
+    if progress is None:
+        return stage(*args)
+    with progress() as bar:
+        return stage(*args, progress=labelled_ticker(bar))
 
 
 def labelled_ticker(bar: Any) -> Callable[[str, int, int], None]:
@@ -116,11 +117,7 @@ def _train_and_evaluate(run: RunDir, study: Study, say: Callable[..., Any],
     proto = protocol_of(study)
     say(f"[bold]train[/]: {study.model.backbone} ({study.model.weights}), protocol "
         f"{proto.name}: {proto.runs} runs x {proto.iterations} iterations per database")
-    if progress is not None:
-        with progress() as bar:
-            summary = train_stage(run, study, progress=labelled_ticker(bar))
-    else:
-        summary = train_stage(run, study)
+    summary = with_progress(progress, train_stage, run, study)
     for db, info in summary["dbs"].items():
         failed = info.get("failed") or {}
         say(f"  {db}: {info['runs']} runs" + (f", {len(failed)} failed" if failed else "")
@@ -144,11 +141,7 @@ def _robustness(run: RunDir, study: Study, say: Callable[..., Any],
     from facedialect.robustness import robustness_stage
 
     say("[bold]robustness[/]: profiles with all subjects")
-    if progress is not None:
-        with progress() as bar:
-            res = robustness_stage(run, study, progress=labelled_ticker(bar))
-    else:
-        res = robustness_stage(run, study)
+    res = with_progress(progress, robustness_stage, run, study)
     if "skipped" in res:
         say(f"  {res['skipped']}")
     else:
