@@ -39,7 +39,6 @@ __all__ = [
     "PROTOTYPES_B",
     "PROTOTYPE_INTENSITY",
     "MANIFEST_COLUMNS",
-    "TRUE_AUS_COLUMNS",
     "TRUTH_COLUMNS",
     "TRUTH_FILE",
     "EastWestPreset",
@@ -83,8 +82,6 @@ PROTOTYPES_B: Final[dict[str, dict[int, float]]] = {
 
 #: Columns of ``truth.csv`` (long format: one row per image and study AU).
 TRUTH_COLUMNS: Final[tuple[str, ...]] = ("path", "subject", "expression", "au", "intensity")
-#: Former name of :data:`TRUTH_COLUMNS`.
-TRUE_AUS_COLUMNS: Final[tuple[str, ...]] = TRUTH_COLUMNS
 #: File of each image's true AU intensities, written last (its presence: folder complete).
 TRUTH_FILE: Final[str] = "truth.csv"
 #: Columns of ``manifest.csv`` (the ``manifest`` database preset's header).

@@ -27,8 +27,6 @@ def builtin_renderer(size: int = 256, identity: FaceIdentity | None = None) -> R
     return lambda aus: render_face(ident, aus, size=size, color=False)
 
 
-#: Base faces that need no photo: the procedural face and the 3D model's average face.
-BASE_FACES = ("builtin", "3d")
 #: Every form ``base_face`` takes (``PHOTO`` is a path to an image file).
 BASE_FACE_FORMS = ("builtin", "3d", "average", "average:RUN_DIR", "PHOTO")
 

@@ -1,6 +1,6 @@
 """Simulated raters with a known answer: cultures that share some dimensions of meaning.
 
-SCIENCE §10 (and §9). Every image has AU intensities (the synthetic faces' ``true_aus.csv``
+SCIENCE §10 (and §9). Every image has AU intensities (the synthetic faces' ``truth.csv``
 or sampled AU vectors). The AU patterns are turned into uncorrelated latent *meaning
 dimensions* (the whitened principal components of the AU matrix, in order of AU
 variance: dimension 0 is the most visible one). Each culture uses a set of these
@@ -174,9 +174,9 @@ def sample_au_vectors(n: int, *, seed: int = 0, aus: Sequence[int] = STUDY_AUS,
                         columns=list(aus))
 
 
-def au_matrix(true_aus: pd.DataFrame, image_column: str = "path") -> pd.DataFrame:
-    """Images x AUs from a long ``true_aus.csv`` table (``path, ..., au, intensity``)."""
-    return true_aus.pivot_table(index=image_column, columns="au", values="intensity",
+def au_matrix(truth: pd.DataFrame, image_column: str = "path") -> pd.DataFrame:
+    """Images x AUs from a long ``truth.csv`` table (``path, ..., au, intensity``)."""
+    return truth.pivot_table(index=image_column, columns="au", values="intensity",
                                 aggfunc="first").fillna(0.0)
 
 
