@@ -1,7 +1,9 @@
 """Redraw the built-in face's documentation images (docs/img/procedural_*.png).
 
 Run: .venv/bin/python scripts/make_doc_images.py
-(``--photo``: the photo-textured faces' images instead, docs/img/photo_*.png)
+(``--photo``: the photo-textured faces' images instead, docs/img/photo_*.png;
+``--model3d``: the 3-D model's AU and prototype sheets, docs/img/model3d_aus.png and
+docs/img/model3d_prototypes.png, needs ../shared/assets)
 """
 
 from __future__ import annotations
@@ -108,6 +110,47 @@ def photo_sheets(levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> Non
         cv2.imwrite(str(OUT / f"photo_{name}_aus.png"), sheet)
 
 
+#: The 3-D sheets' tile: a 192 px render of the default identity cropped to the face.
+_TILE3D = (slice(16, 175), slice(27, 165))
+
+
+def _tile3d(aus: dict, text: str) -> np.ndarray:
+    import cv2
+
+    from facedialect.faces.render3d import render_face_3d
+
+    img = np.ascontiguousarray(
+        render_face_3d(FaceIdentity.default(), aus, 192, color=True)[_TILE3D])
+    cv2.putText(img, text, (3, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (20, 20, 20), 1,
+                cv2.LINE_AA)
+    return img
+
+
+def model3d_sheets(levels: tuple[float, ...] = (0.0, 0.5, 1.0)) -> None:
+    """Redraw the 3-D model's sheets with the current AU recipes.
+
+    docs/img/model3d_aus.png: the 20 study AUs (two blocks of 10 columns; rows: the
+    levels); docs/img/model3d_prototypes.png: the east-west preset's 7 expressions of
+    cultures A and B, every AU at its prototype intensity.
+    """
+    import cv2
+
+    from facedialect.faces.synth import load_preset
+
+    blocks = []
+    for aus in (STUDY_AUS[:10], STUDY_AUS[10:]):
+        blocks.append(np.vstack([np.hstack([_tile3d({au: v} if v else {}, f"AU{au} {v:.1f}")
+                                            for au in aus]) for v in levels]))
+    gap = np.full((6, blocks[0].shape[1], 3), 255, np.uint8)
+    sheet = np.vstack([blocks[0], gap, blocks[1]])
+    cv2.imwrite(str(OUT / "model3d_aus.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    preset = load_preset("east-west")
+    rows = [np.hstack([_tile3d(preset.prototypes_of(c)[e], f"{c} {e}") for e in EXPRESSIONS])
+            for c in preset.cultures]
+    cv2.imwrite(str(OUT / "model3d_prototypes.png"),
+                cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+
+
 if __name__ == "__main__":
     import sys
 
@@ -115,6 +158,9 @@ if __name__ == "__main__":
     if "--photo" in sys.argv:   # the photo-textured faces only (needs ../shared)
         photo_sheets()
         print("wrote", *sorted(OUT.glob("photo_*.png")))
+    elif "--model3d" in sys.argv:   # the 3-D model's sheets (needs ../shared)
+        model3d_sheets()
+        print("wrote", OUT / "model3d_aus.png", OUT / "model3d_prototypes.png")
     else:
         expressions_sheet()
         au_sheet()

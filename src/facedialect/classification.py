@@ -28,9 +28,15 @@ from facedialect.config import Study
 from facedialect.errors import InputError
 from facedialect.labels import EXPRESSIONS
 from facedialect.models.weights import load_backbone
+from facedialect.preprocess.augment import N_VARIANTS, variant_subset
 from facedialect.stages import load_face, preprocess_cache
 from facedialect.store import RunDir, atomic_write_bytes
-from facedialect.training.features import FeatureCache, backbone_tag, extract_features
+from facedialect.training.features import (
+    ALL_VARIANTS,
+    FeatureCache,
+    backbone_tag,
+    extract_features,
+)
 from facedialect.training.protocol import Protocol, resolve_protocol
 from facedialect.training.splits import balance_classes, run_seeds, split_run
 from facedialect.training.trainer import MultiRunHead, RunPlan, train_runs
@@ -75,8 +81,39 @@ def _runs_per_group(in_dim: int, hidden: int, device: str, runs: int) -> int:
     return max(1, min(runs, int(budget // per_run)))
 
 
-def _load_db_features(fcache: FeatureCache, faces: pd.DataFrame) -> torch.Tensor:
-    return torch.from_numpy(fcache.load(list(faces["cache_key"])))
+def needed_variants(faces: pd.DataFrame, splits: pd.DataFrame, proto: Protocol,
+                    swapped_subjects: str = "test") -> dict[str, tuple[int, ...]]:
+    """Return the variants whose features each face needs, by cache key.
+
+    A face needs the protocol's training variants (:func:`variant_subset`), and all 50
+    when some network is tested on it: it is a test image in some run, or, with
+    ``swapped_subjects = "all"`` and more than one database, any face.
+
+    Parameters
+    ----------
+    faces : pandas.DataFrame
+        Included faces (``db, path, cache_key``).
+    splits : pandas.DataFrame
+        ``tables/splits.csv`` rows (``db, path, part``).
+    proto : Protocol
+        The training protocol (its ``variants``).
+    swapped_subjects : str
+        The study's ``[evaluation] swapped_subjects``.
+
+    Returns
+    -------
+    dict
+        Cache key -> sorted variant indices.
+    """
+    train = set(variant_subset(proto.variants))
+    tested = set(splits.loc[splits["part"] == "test", ["db", "path"]]
+                 .itertuples(index=False, name=None))
+    test_all = swapped_subjects == "all" and faces["db"].nunique() > 1
+    out: dict[str, set[int]] = {}
+    for db, path, key in faces[["db", "path", "cache_key"]].itertuples(index=False, name=None):
+        need = set(ALL_VARIANTS) if test_all or (db, path) in tested else train
+        out[key] = out.get(key, set()) | need
+    return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
 def train_stage(run: RunDir, study: Study, *, device: str | None = None,
@@ -119,34 +156,40 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
     fcache = FeatureCache(tag, study.study.cache_dir)
     pcache = preprocess_cache(study.study.cache_dir)
     summary: dict[str, Any] = {"protocol": proto.as_dict(), "backbone": tag, "dbs": {}}
+    split_rows, curve_rows = [], []
+    parts: dict[str, tuple[pd.DataFrame, torch.Tensor, list[RunPlan]]] = {}
+    for db in dict.fromkeys(d.name for d in study.databases):
+        part = faces[faces["db"] == db].reset_index(drop=True)
+        if part.empty:
+            continue
+        labels = torch.tensor([EXPRESSIONS.index(e) for e in part["expression"]])
+        plans = []
+        for r in range(proto.runs):
+            seeds = run_seeds(study.study.seed, db, r)
+            where = split_run(part, seeds.split, proto.split, study.training.split_by)
+            split_rows.append(pd.DataFrame({
+                "db": db, "run": r, "path": part["path"], "subject": part["subject"],
+                "expression": part["expression"], "part": where}))
+            train_idx = np.flatnonzero(where == "train")
+            if study.training.class_balance == "oversample":
+                train_idx = balance_classes(train_idx, labels.numpy(), seeds.split)
+            plans.append(RunPlan(r, seeds, train_idx, np.flatnonzero(where == "validation")))
+        parts[db] = (part, labels, plans)
+    splits = pd.concat(split_rows, ignore_index=True)[SPLIT_COLUMNS]
+    train_variants = variant_subset(proto.variants)
+    needed = needed_variants(faces, splits, proto, study.evaluation.swapped_subjects)
     with run.stage("features", backbone=tag) as info:
         n = extract_features(
             list(faces["cache_key"]), lambda k: load_face(k, pcache), backbone,
-            study.preprocess, fcache, device=device,
+            study.preprocess, fcache, variants=needed, device=device,
             progress=(lambda d, t: progress("features", d, t)) if progress else None)
-        info.update(computed=n, faces=len(faces))
+        info.update(computed=n, faces=len(faces),
+                    variants=int(sum(len(v) for v in needed.values())))
     summary["features_computed"] = n
     del backbone
-    split_rows, curve_rows = [], []
     heads_dir = run.path / "heads"
     with run.stage("train", protocol=proto.name, backbone=tag, device=device) as info:
-        for db in dict.fromkeys(d.name for d in study.databases):
-            part = faces[faces["db"] == db].reset_index(drop=True)
-            if part.empty:
-                continue
-            labels = torch.tensor([EXPRESSIONS.index(e) for e in part["expression"]])
-            plans = []
-            for r in range(proto.runs):
-                seeds = run_seeds(study.study.seed, db, r)
-                where = split_run(part, seeds.split, proto.split, study.training.split_by)
-                split_rows.append(pd.DataFrame({
-                    "db": db, "run": r, "path": part["path"], "subject": part["subject"],
-                    "expression": part["expression"], "part": where}))
-                train_idx = np.flatnonzero(where == "train")
-                if study.training.class_balance == "oversample":
-                    train_idx = balance_classes(train_idx, labels.numpy(), seeds.split)
-                plans.append(RunPlan(r, seeds, train_idx,
-                                     np.flatnonzero(where == "validation")))
+        for db, (part, labels, plans) in parts.items():
             sig = _heads_signature(tag, proto, plans, study.study.seed)
             target = heads_dir / f"{db}.pt"
             if target.exists() and torch.load(target, weights_only=True).get("signature") == sig:
@@ -154,7 +197,7 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
                 curve_rows.append(_curves_from_saved(db, saved))
                 summary["dbs"][db] = {"runs": proto.runs, "skipped": "up to date"}
                 continue
-            feats = _load_db_features(fcache, part)
+            feats = torch.from_numpy(fcache.load(list(part["cache_key"]), train_variants))
             group = _runs_per_group(feats.shape[2], proto.hidden, device, proto.runs)
             outs, checkpoints = [], []
             for g0 in range(0, len(plans), group):
@@ -176,7 +219,7 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
                                                  saved["failed_reasons"], strict=True)}
             summary["dbs"][db] = {"runs": proto.runs, "failed": failed,
                                   "seconds": sum(o.seconds for _, o in outs)}
-        run.write_table("splits", pd.concat(split_rows, ignore_index=True)[SPLIT_COLUMNS])
+        run.write_table("splits", splits)
         run.write_table("training_curves", pd.concat(curve_rows, ignore_index=True))
         info.update(runs=proto.runs, weights_random=tag.endswith("|random"))
     run.update_manifest(training={"protocol": proto.as_dict(), "backbone": tag,
@@ -187,7 +230,8 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
 
 
 def _heads_signature(tag: str, proto: Protocol, plans: list[RunPlan], seed: int) -> str:
-    h = hashlib.sha256(f"{tag}|{proto.as_dict()}|{seed}".encode())
+    h = hashlib.sha256(f"{tag}|{proto.as_dict()}|{seed}|"
+                       f"{variant_subset(proto.variants)}".encode())
     for p in plans:
         h.update(np.asarray(p.train_idx, np.int64).tobytes())
         h.update(np.asarray(p.val_idx, np.int64).tobytes())
@@ -262,9 +306,12 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
         raise InputError(f"{run.path}: no trained networks; run `facedialect train` first")
     fcache = FeatureCache(tag, study.study.cache_dir)
     dbs = [d.name for d in study.databases if (run.path / "heads" / f"{d.name}.pt").exists()]
-    feats = {db: _load_db_features(fcache, faces[faces["db"] == db].reset_index(drop=True))
+    needed = needed_variants(faces, splits, protocol_of(study),
+                             study.evaluation.swapped_subjects)
+    tested = faces[[len(needed[k]) == N_VARIANTS for k in faces["cache_key"]]]
+    feats = {db: torch.from_numpy(fcache.load(list(tested.loc[tested["db"] == db, "cache_key"])))
              for db in dbs}
-    keys = {db: faces.loc[faces["db"] == db, "path"].tolist() for db in dbs}
+    keys = {db: tested.loc[tested["db"] == db, "path"].tolist() for db in dbs}
     rows = []
     failed_all: dict[str, dict[int, str]] = {}
     with run.stage("evaluate") as info:

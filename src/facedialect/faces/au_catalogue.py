@@ -108,9 +108,16 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
                 "composed: red margins narrowed (mouthRoll 0.55 each) and the lips tightened "
                 "and narrowed (mouthPucker 0.25); no mouthPress, so that AU23 does not look "
                 "like AU24 (lip pressor)"),
-    24: AUEntry(24, "lip pressor", {**_both("mouthPress", 1.3), "mouthShrugLower": 0.35},
-                "model table at 1.3 + mouthShrugLower 0.35: pressing pushes the lower lip "
-                "up (mouthPress alone barely shows)"),
+    24: AUEntry(24, "lip pressor",
+                {**_both("mouthPress", 2.0), **_both("mouthStretch", 0.15), "jawOpen": 0.3,
+                 "mouthClose": 0.3},
+                "model table at 2.0 (lips pressed, red narrowed, bulges above and below "
+                "the lips) + mouthStretch 0.15 (FACS: the lips may lengthen slightly) + "
+                "jawOpen 0.3 with mouthClose 0.3 (jaw down, lips kept closed): the model's "
+                "mouthPress also raises the chin (landmark 8 up 8.2 px at 256 px), and FACS "
+                "AU24 does not; the chin now rises 1.5 px. The earlier recipe (mouthPress "
+                "1.3 + mouthShrugLower 0.35, AU17's shape) looked like AU17 (pixel change "
+                "correlation 0.83 with the crop fixed, now 0.19) and AU23 (0.61, now 0.31)"),
     25: AUEntry(25, "lips part",
                 {"jawOpen": 0.08, **_both("mouthLowerDown", 0.45), **_both("mouthUpperUp", 0.2)},
                 "composed: lips apart with the jaw nearly closed (jawOpen 0.08, lower lip "

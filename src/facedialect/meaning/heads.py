@@ -46,7 +46,9 @@ class HeadSettings:
     dropout : float
         Dropout probability before each layer.
     variants : int
-        Augmentation variants per image used in training and averaged in prediction.
+        Augmentation variants per image used in training and averaged in prediction
+        (:func:`~facedialect.preprocess.augment.variant_subset`: spread over sizes,
+        positions and mirror images).
     """
 
     runs: int
@@ -306,7 +308,8 @@ def predict_ratings(head: MultiCultureHead, feats: torch.Tensor, variants: int, 
     feats : torch.Tensor
         ``(N, V, D)`` features.
     variants : int
-        The first ``variants`` variants of each image are predicted and averaged.
+        The first ``variants`` of the ``V`` variants in ``feats`` are predicted and
+        averaged.
     device : str or torch.device
         Where to compute.
     chunk : int, optional

@@ -204,6 +204,7 @@ def meaning_stage(run: RunDir, study: Study, *, device: str | None = None,
     """
     from facedialect.classification import default_device
     from facedialect.models.weights import load_backbone
+    from facedialect.preprocess.augment import variant_subset
     from facedialect.stages import load_face, preprocess_cache
     from facedialect.training.features import FeatureCache, backbone_tag, extract_features
 
@@ -252,12 +253,13 @@ def meaning_stage(run: RunDir, study: Study, *, device: str | None = None,
                                "heads": settings.as_dict(), "backbone": tag}
     with run.stage("meaning", backbone=tag, device=device) as info:
         keys = list(used["cache_key"])
+        use = variant_subset(settings.variants)
         n_new = extract_features(keys, lambda k: load_face(k, pcache), backbone,
-                                 study.preprocess, fcache, device=device,
+                                 study.preprocess, fcache, variants=use, device=device,
                                  progress=(lambda d, t: progress("features", d, t))
                                  if progress else None)
         del backbone
-        feats = torch.from_numpy(fcache.load(keys, variants=settings.variants))
+        feats = torch.from_numpy(fcache.load(keys, variants=use))
         try:
             out = train_rating_heads(
                 feats, torch.from_numpy(targets), plans, [len(concepts[c]) for c in cultures],

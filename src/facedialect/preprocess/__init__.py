@@ -8,6 +8,7 @@ from facedialect.preprocess.augment import (
     make_variants,
     variant,
     variant_matrix,
+    variant_subset,
     variant_table,
 )
 from facedialect.preprocess.detect import (
@@ -45,5 +46,6 @@ __all__ = [
     "preprocess_face",
     "variant",
     "variant_matrix",
+    "variant_subset",
     "variant_table",
 ]

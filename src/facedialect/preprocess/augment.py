@@ -175,3 +175,33 @@ def variant(image: np.ndarray, index: int, params: PreprocessParams) -> np.ndarr
         params,
     )
     return np.ascontiguousarray(warped[:, ::-1]) if flip else warped
+
+
+def variant_subset(n: int) -> tuple[int, ...]:
+    """Return the ``n`` of the 50 variants a protocol that uses fewer than 50 trains on.
+
+    The variants come in mirror pairs, spread evenly over the 25 (size, position)
+    combinations in variant order, so that a subset covers every size and position
+    instead of only the first size: 10 gives the plain image, 0.90 left, 0.95 right,
+    1.05 up and 1.10 down (default sizes), each with its mirror image
+    (``0, 1, 12, 13, 24, 25, 36, 37, 48, 49``). 1 gives the plain image; 50 all; an odd
+    ``n`` drops the last mirror image.
+
+    Parameters
+    ----------
+    n : int
+        Number of variants, 1..50.
+
+    Returns
+    -------
+    tuple of int
+        Sorted variant indices.
+    """
+    if not 1 <= int(n) <= N_VARIANTS:
+        raise ValueError(f"a variant subset has 1..{N_VARIANTS} variants, got {n}")
+    n = int(n)
+    if n == 1:
+        return (0,)
+    pairs = -(-n // 2)
+    combos = np.round(np.linspace(0, N_VARIANTS // 2 - 1, pairs)).astype(int)
+    return tuple(sorted(int(2 * c + f) for c in combos for f in (0, 1)))[:n]

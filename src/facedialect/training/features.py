@@ -1,16 +1,19 @@
-"""The feature cache: every (image, variant) passes the frozen backbone exactly once.
+"""The feature cache: every (image, variant) passes the frozen backbone at most once.
 
 Features are stored per image as a ``(50, feature_dim)`` float16 ``.npy`` file, keyed by
 the pre-processed face (content hash + pre-processing parameters) and the backbone with
-its weights, in the shared cache (``cache_root()/features/``). Files are written
-atomically, so an interrupted extraction resumes at the first image without a file.
+its weights, in the shared cache (``cache_root()/features/``). Only the variants a stage
+needs are computed (a training image needs the protocol's training variants, a test image
+all 50); rows not computed yet hold NaN and are filled in when a later stage needs them.
+Files are written atomically, so an interrupted extraction resumes at the first image
+whose variants are missing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +21,14 @@ import torch
 
 from facedialect.models.backbones import Backbone
 from facedialect.models.runtime import tune_malloc
-from facedialect.preprocess.augment import N_VARIANTS, make_variants
+from facedialect.preprocess.augment import N_VARIANTS, variant
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.store import atomic_write_bytes, cache_root
 
 #: Bump when the way features are computed changes (invalidates cached features).
 FEATURES_VERSION = "features-1"
+#: Every variant, 0..49.
+ALL_VARIANTS: tuple[int, ...] = tuple(range(N_VARIANTS))
 
 
 class FeatureCache:
@@ -46,22 +51,65 @@ class FeatureCache:
         """File of one face's features."""
         return self.root / face_key[:2] / f"{face_key}.npy"
 
-    def has(self, face_key: str) -> bool:
-        """Whether the face's features are cached."""
-        return self.path(face_key).exists()
+    def missing(self, face_key: str, variants: Sequence[int] = ALL_VARIANTS) -> list[int]:
+        """The variants of ``variants`` whose features are not cached yet."""
+        path = self.path(face_key)
+        if not path.exists():
+            return [int(v) for v in variants]
+        rows = np.load(path, mmap_mode="r")
+        idx = np.asarray(variants, dtype=np.int64)
+        return idx[np.isnan(rows[idx, 0])].tolist()
 
-    def put(self, face_key: str, feats: np.ndarray) -> None:
-        """Store ``(50, D)`` features (float16), atomically."""
+    def has(self, face_key: str, variants: Sequence[int] = ALL_VARIANTS) -> bool:
+        """Whether the features of the face's ``variants`` (default all 50) are cached."""
+        return not self.missing(face_key, variants)
+
+    def put(self, face_key: str, feats: np.ndarray,
+            variants: Sequence[int] = ALL_VARIANTS) -> None:
+        """Store the ``(len(variants), D)`` features of ``variants``, atomically.
+
+        Rows of other variants already cached are kept; the rest hold NaN.
+        """
+        feats = np.asarray(feats, dtype=np.float16)
+        idx = np.asarray(variants, dtype=np.int64)
+        if feats.shape[0] != len(idx):
+            raise ValueError(f"{feats.shape[0]} feature rows for {len(idx)} variants")
+        path = self.path(face_key)
+        if len(idx) == N_VARIANTS and (idx == np.arange(N_VARIANTS)).all():
+            rows = feats
+        else:
+            rows = (np.array(np.load(path), dtype=np.float16) if path.exists()
+                    else np.full((N_VARIANTS, feats.shape[1]), np.nan, dtype=np.float16))
+            rows[idx] = feats
         buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(feats, dtype=np.float16))
-        atomic_write_bytes(self.path(face_key), buf.getvalue())
+        np.save(buf, np.ascontiguousarray(rows))
+        atomic_write_bytes(path, buf.getvalue())
 
-    def load(self, face_keys: Sequence[str], variants: int = N_VARIANTS) -> np.ndarray:
-        """Stack the features of ``face_keys``: ``(N, variants, D)`` float16."""
+    def load(self, face_keys: Sequence[str],
+             variants: int | Sequence[int] = N_VARIANTS) -> np.ndarray:
+        """Stack the features of ``face_keys``: ``(N, V, D)`` float16.
+
+        Parameters
+        ----------
+        face_keys : sequence of str
+            The faces.
+        variants : int or sequence of int
+            The first ``variants`` variants, or these variant indices (in this order).
+
+        Raises
+        ------
+        RuntimeError
+            When a requested variant of a face has not been computed.
+        """
+        idx = (np.arange(variants) if isinstance(variants, int)
+               else np.asarray(variants, dtype=np.int64))
         first = np.load(self.path(face_keys[0]), mmap_mode="r")
-        out = np.empty((len(face_keys), variants, first.shape[1]), dtype=np.float16)
+        out = np.empty((len(face_keys), len(idx), first.shape[1]), dtype=np.float16)
         for i, k in enumerate(face_keys):
-            out[i] = np.load(self.path(k), mmap_mode="r")[:variants]
+            out[i] = np.load(self.path(k), mmap_mode="r")[idx]
+            if np.isnan(out[i, :, 0]).any():
+                raise RuntimeError(f"features of face {k} variants "
+                                   f"{idx[np.isnan(out[i, :, 0])].tolist()} were not computed")
         return out
 
 
@@ -78,11 +126,12 @@ def extract_features(
     params: PreprocessParams,
     cache: FeatureCache,
     *,
+    variants: Sequence[int] | Mapping[str, Sequence[int]] = ALL_VARIANTS,
     batch_size: int = 50,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Compute and cache the features of every face not cached yet.
+    """Compute and cache the features of every face's variants not cached yet.
 
     Parameters
     ----------
@@ -93,22 +142,27 @@ def extract_features(
     backbone : Backbone
         The frozen backbone (eval mode).
     params : PreprocessParams
-        Pre-processing parameters (for the 50 variants).
+        Pre-processing parameters (for the variants).
     cache : FeatureCache
         Where features go.
+    variants : sequence of int, or mapping of face key to sequence of int
+        The variants needed, for every face or per face (default all 50).
     batch_size : int
         Images per forward pass (variants of several faces are batched together).
     device : str or torch.device
         Where the backbone runs.
     progress : callable, optional
-        Called as ``progress(done, total)``.
+        Called as ``progress(done, total)`` in faces.
 
     Returns
     -------
     int
-        Number of faces whose features were computed (0 when all were cached).
+        Number of faces with variants computed (0 when all were cached).
     """
-    todo = [k for k in dict.fromkeys(face_keys) if not cache.has(k)]
+    def need(k: str) -> Sequence[int]:
+        return variants[k] if isinstance(variants, Mapping) else variants
+
+    todo = [(k, m) for k in dict.fromkeys(face_keys) if (m := cache.missing(k, need(k)))]
     if not todo:
         return 0
     tune_malloc()  # keeps activation buffers mapped: ~3x faster on CPU (docs/models.md)
@@ -116,16 +170,25 @@ def extract_features(
     total = len(todo)
     if progress:
         progress(0, total)
-    per = max(1, batch_size // N_VARIANTS)
-    for start in range(0, total, per):
-        keys = todo[start:start + per]
-        stack = np.concatenate([make_variants(load_face(k), params) for k in keys])
-        x = backbone.to_input(stack).to(device, memory_format=torch.channels_last)
+    done = 0
+    while done < total:
+        group, n = [], 0  # whole faces, about batch_size variants per pass
+        while done + len(group) < total and (not group or n + len(todo[done + len(group)][1])
+                                             <= batch_size):
+            group.append(todo[done + len(group)])
+            n += len(group[-1][1])
+        stack = []
+        for k, miss in group:
+            face = load_face(k)
+            stack.extend(variant(face, v, params) for v in miss)
+        x = backbone.to_input(np.stack(stack)).to(device, memory_format=torch.channels_last)
         feats = torch.cat([backbone(x[i:i + batch_size])
-                           for i in range(0, len(x), batch_size)])
-        feats = feats.float().cpu().numpy().reshape(len(keys), N_VARIANTS, -1)
-        for k, f in zip(keys, feats, strict=True):
-            cache.put(k, f)
+                           for i in range(0, len(x), batch_size)]).float().cpu().numpy()
+        at = 0
+        for k, miss in group:
+            cache.put(k, feats[at:at + len(miss)], miss)
+            at += len(miss)
+        done += len(group)
         if progress:
-            progress(min(start + per, total), total)
+            progress(done, total)
     return total

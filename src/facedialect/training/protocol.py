@@ -27,7 +27,9 @@ class Protocol:
     momentum : float
         SGD momentum.
     variants : int
-        Augmentation variants per image used in training (the first ``variants`` of 50).
+        Augmentation variants per image used in training: all 50, or a subset spread
+        over sizes, positions and mirror images
+        (:func:`~facedialect.preprocess.augment.variant_subset`).
     split : tuple of float
         Train / validation / test shares of the subjects.
     dropout : float
@@ -75,8 +77,9 @@ PAPER = Protocol(
 QUICK = Protocol(
     name="quick", runs=4, iterations=240, lr_schedule=((0, 1e-3), (160, 1e-4)),
     variants=10,
-    notes=("quick protocol: 4 runs, 240 iterations, 10 of 50 variants, learning rate 1e-3 "
-           "then 1e-4 at 160 (not the paper's)",),
+    notes=("quick protocol: 4 runs, 240 iterations, 10 of 50 variants (every size and "
+           "position, with mirror images), learning rate 1e-3 then 1e-4 at 160 (not the "
+           "paper's)",),
 )
 
 PROTOCOLS = {"paper": PAPER, "quick": QUICK}
