@@ -208,6 +208,23 @@ def test_landmarks_move_as_facs_says(model, au):
 
 
 @needs_model
+def test_au24_presses_the_lips_without_raising_the_chin(model):
+    """FACS: AU24 presses the lips (thinner, not narrower) and does not raise the chin;
+    AU17 does. The model's mouthPress alone raises the chin, which the recipe cancels
+    (docs/faces-3d.md)."""
+    from facedialect.faces.render3d import project_landmarks
+
+    def marks(aus):
+        return project_landmarks(model, model.shape(None, au_weights(aus)), 256)
+
+    n, p24, p17 = marks({}), marks({24: 1.0}), marks({17: 1.0})
+    assert (p24[57, 1] - p24[51, 1]) < (n[57, 1] - n[51, 1]) - 5      # lips pressed thin
+    assert _width(p24) >= _width(n)                                   # not narrowed
+    assert abs(p24[8, 1] - n[8, 1]) < 2.5                             # chin stays
+    assert n[8, 1] - p17[8, 1] > 5                                    # AU17 raises it
+
+
+@needs_model
 def test_au22_pushes_lips_forward(model):
     lip = model.landmarks68[[51, 57]]
     z0 = model.shape()[lip, 2]

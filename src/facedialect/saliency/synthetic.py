@@ -28,10 +28,10 @@ from facedialect.training.trainer import MultiRunHead, RunPlan, train_runs
 
 __all__ = ["CHECK_PROTOCOL", "SyntheticCultures", "synthetic_cultures"]
 
-#: The quick protocol with 8 runs (so most posers are tested by some run), smaller heads
-#: (256 hidden units), 160 iterations at its first learning rate and the plain variant
-#: only: CPU-sized.
-CHECK_PROTOCOL = replace(QUICK, runs=8, hidden=256, variants=1, iterations=160)
+#: 8 runs (so most posers are tested by some run), small heads (256 hidden units), 160
+#: iterations at learning rate 1e-3 and the plain variant only: CPU-sized.
+CHECK_PROTOCOL = replace(QUICK, runs=8, hidden=256, variants=1, iterations=160,
+                         lr_schedule=((0, 1e-3),))
 
 
 @dataclass

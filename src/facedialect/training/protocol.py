@@ -73,13 +73,14 @@ PAPER = Protocol(
     notes=("momentum 0.9 is not stated in the paper (MATLAB sgdm default)",),
 )
 
-#: Sized for 2 CPU cores: fewer runs and iterations, variants and a larger learning rate.
+#: Sized for 2 CPU cores: fewer runs, iterations and variants, smaller FC1/FC2 and a larger
+#: learning rate (docs/training.md, "Protocols", has the measurements behind the choice).
 QUICK = Protocol(
-    name="quick", runs=4, iterations=240, lr_schedule=((0, 1e-3), (160, 1e-4)),
-    variants=10,
-    notes=("quick protocol: 4 runs, 240 iterations, 10 of 50 variants (every size and "
-           "position, with mirror images), learning rate 1e-3 then 1e-4 at 160 (not the "
-           "paper's)",),
+    name="quick", runs=4, iterations=480, lr_schedule=((0, 1e-2), (320, 1e-3)),
+    variants=10, hidden=1024,
+    notes=("quick protocol: 4 runs, 480 iterations, 10 of 50 variants (every size and "
+           "position, with mirror images), FC1 and FC2 of 1024 units, learning rate 1e-2 "
+           "then 1e-3 at 320 (not the paper's)",),
 )
 
 PROTOCOLS = {"paper": PAPER, "quick": QUICK}
