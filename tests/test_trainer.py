@@ -1,5 +1,6 @@
 """The batched multi-run trainer: learning, run independence, exact resumption, failures."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -129,3 +130,27 @@ def test_protocol_overrides_are_noted():
     assert p.runs == 5 and p.iterations == 12_000
     assert any("runs=5" in n for n in p.notes)
     assert PAPER.lr_at(0) == 1e-4 and PAPER.lr_at(4000) == 1e-5 and PAPER.lr_at(11999) == 1e-6
+
+
+def test_lr_cap_scales_the_rates_down_for_large_features_only() -> None:
+    from facedialect.training.trainer import lr_scale
+
+    feats, labels = _data(seed=3)
+    plans = _plans(len(labels), TINY.runs)
+    capped = replace(TINY, lr_cap=10.0, lr_schedule=((0, 1e-2), (40, 1e-3)))
+    feats = feats.float()
+    msq = float(feats[:, :capped.variants].square().sum(-1).mean())
+    assert lr_scale(feats, plans, replace(TINY, lr_cap=None)) == 1.0
+    small = feats * (1.0 / math.sqrt(msq))  # mean squared norm 1: 1e-2 x 1 <= 10
+    assert lr_scale(small, plans, capped) == 1.0
+    big = feats * (100.0 / math.sqrt(msq))  # mean squared norm 1e4: 1e-2 x 1e4 = 100 > 10
+    assert lr_scale(big, plans, capped) == pytest.approx(0.1, rel=0.05)
+    assert lr_scale(torch.zeros_like(feats), plans, capped) == 1.0
+    # on large features the capped protocol learns; the uncapped one collapses to one class
+    big = feats * (1000.0 / math.sqrt(msq))
+    out = train_runs(big, labels, plans, capped)
+    assert out.lr_scale == pytest.approx(1e-3, rel=0.05)
+    assert np.nanmean(out.train_correct[-10:]) > 0.5
+    dead = train_runs(big, labels, plans, replace(capped, lr_cap=None))
+    assert dead.lr_scale == 1.0
+    assert np.nanmean(dead.train_correct[-10:]) < 0.3 or dead.failed

@@ -188,6 +188,7 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
     summary["features_computed"] = n
     del backbone
     heads_dir = run.path / "heads"
+    lr_scales: dict[str, float] = {}
     with run.stage("train", protocol=proto.name, backbone=tag, device=device) as info:
         for db, (part, labels, plans) in parts.items():
             sig = _heads_signature(tag, proto, plans, study.study.seed)
@@ -196,6 +197,7 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
                 saved = torch.load(target, weights_only=True)
                 curve_rows.append(_curves_from_saved(db, saved))
                 summary["dbs"][db] = {"runs": proto.runs, "skipped": "up to date"}
+                lr_scales[db] = _lr_scale_of(saved)
                 continue
             feats = torch.from_numpy(fcache.load(list(part["cache_key"]), train_variants))
             group = _runs_per_group(feats.shape[2], proto.hidden, device, proto.runs)
@@ -219,14 +221,23 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
                                                  saved["failed_reasons"], strict=True)}
             summary["dbs"][db] = {"runs": proto.runs, "failed": failed,
                                   "seconds": sum(o.seconds for _, o in outs)}
+            lr_scales[db] = _lr_scale_of(saved)
         run.write_table("splits", splits)
         run.write_table("training_curves", pd.concat(curve_rows, ignore_index=True))
         info.update(runs=proto.runs, weights_random=tag.endswith("|random"))
     run.update_manifest(training={"protocol": proto.as_dict(), "backbone": tag,
                                   "weights_random": tag.endswith("|random"),
                                   "device": device, "split_by": study.training.split_by,
-                                  "class_balance": study.training.class_balance})
+                                  "class_balance": study.training.class_balance,
+                                  "lr_scale": lr_scales})
+    summary["lr_scale"] = lr_scales
     return summary
+
+
+def _lr_scale_of(saved: dict[str, Any]) -> float:
+    """The smallest factor the protocol's learning rates were scaled by (1.0: none)."""
+    scale = saved.get("lr_scale")
+    return 1.0 if scale is None or len(scale) == 0 else float(scale.min())
 
 
 def _heads_signature(tag: str, proto: Protocol, plans: list[RunPlan], seed: int) -> str:
@@ -257,6 +268,8 @@ def _save_heads(target: Path, sig: str, tag: str, proto: Protocol,
     failed = {k: v for _, o in outs for k, v in o.failed.items()}
     state["failed_runs"] = torch.tensor(sorted(failed), dtype=torch.long)
     state["failed_reasons"] = [failed[k] for k in sorted(failed)]
+    state["lr_scale"] = torch.tensor([o.lr_scale for chunk, o in outs for _ in chunk],
+                                     dtype=torch.float64)
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(target, buf.getvalue())

@@ -99,6 +99,10 @@ def deviations(run: RunDir) -> list[str]:
     if backbone and not backbone.startswith("alexnet"):
         out.append(f"backbone {backbone.split('|')[0]} instead of the paper's AlexNet")
     out.extend(training.get("protocol", {}).get("notes", []))
+    for db, scale in training.get("lr_scale", {}).items():
+        if scale < 1.0:
+            out.append(f"database {db}: learning rates scaled by {scale:.3g} (the protocol's "
+                       "lr_cap: its features are larger than the rates were chosen for)")
     cfg_path = run.path / "config.toml"
     if cfg_path.exists():
         try:

@@ -36,6 +36,12 @@ class Protocol:
         Dropout probability before FC1 and FC2.
     hidden : int
         Units of FC1 and FC2.
+    lr_cap : float or None
+        When set, the learning rates are scaled down (never up) so that the largest
+        one times the mean squared norm of the training features is at most
+        ``lr_cap``: the step a sample makes on FC1 grows with that norm, and features
+        larger than the ones the rates were chosen for would otherwise kill every
+        ReLU in a few iterations (silently: the network answers one class).
     """
 
     name: str
@@ -48,6 +54,7 @@ class Protocol:
     split: tuple[float, float, float] = (2 / 3, 2 / 15, 1 / 5)
     dropout: float = 0.1
     hidden: int = 4096
+    lr_cap: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def lr_at(self, iteration: int) -> float:
@@ -77,10 +84,11 @@ PAPER = Protocol(
 #: learning rate (docs/training.md, "Protocols", has the measurements behind the choice).
 QUICK = Protocol(
     name="quick", runs=4, iterations=480, lr_schedule=((0, 1e-2), (320, 1e-3)),
-    variants=10, hidden=1024,
+    variants=10, hidden=1024, lr_cap=10.0,
     notes=("quick protocol: 4 runs, 480 iterations, 10 of 50 variants (every size and "
            "position, with mirror images), FC1 and FC2 of 1024 units, learning rate 1e-2 "
-           "then 1e-3 at 320 (not the paper's)",),
+           "then 1e-3 at 320, scaled down for features larger than MobileNetV2's "
+           "(learning rate x mean squared feature norm <= 10) (not the paper's)",),
 )
 
 PROTOCOLS = {"paper": PAPER, "quick": QUICK}

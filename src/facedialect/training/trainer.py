@@ -221,6 +221,29 @@ class TrainOutcome:
     failed: dict[int, str] = field(default_factory=dict)  # run -> reason
     resumed_from: int = 0
     seconds: float = 0.0
+    lr_scale: float = 1.0  # the protocol's learning rates were multiplied by this
+
+
+def lr_scale(feats: torch.Tensor, plans: Sequence[RunPlan], proto: Protocol) -> float:
+    """Factor (<= 1) on the protocol's learning rates from its ``lr_cap``.
+
+    The mean squared norm of the training samples' features (every training image of
+    every run, the protocol's variants) times the largest learning rate may be at most
+    ``proto.lr_cap``; 1.0 without a cap or when the features are all zero.
+    """
+    if proto.lr_cap is None:
+        return 1.0
+    idx = torch.as_tensor(np.unique(np.concatenate([p.train_idx for p in plans])),
+                          dtype=torch.long)
+    v = min(proto.variants, feats.shape[1])
+    total, count = 0.0, 0
+    for i in range(0, len(idx), 256):
+        x = feats[idx[i:i + 256], :v].float()
+        total += float(x.square().sum())
+        count += x.shape[0] * x.shape[1]
+    msq = total / max(count, 1)
+    top = max(lr for _, lr in proto.lr_schedule)
+    return 1.0 if msq <= 0 else min(1.0, proto.lr_cap / (top * msq))
 
 
 def _signature(plans: Sequence[RunPlan], proto: Protocol, in_dim: int) -> str:
@@ -334,6 +357,7 @@ def train_runs(
                           for row in state["val"].tolist()]
     train_idx = [torch.as_tensor(p.train_idx, dtype=torch.long) for p in plans]
     labels = labels.long()
+    scale = lr_scale(feats, plans, proto)
 
     def save(iteration: int) -> None:
         if ckpt is None:
@@ -374,7 +398,7 @@ def train_runs(
                 torch.rand(bt, width, generator=_gen(p.seeds.dropout, t, k, device=device),
                            device=device, out=m[r])
             m.ge_(proto.dropout).mul_(1.0 / (1.0 - proto.dropout))
-        per, logits, finite = step(x, y, act, alive, proto.lr_at(t))
+        per, logits, finite = step(x, y, act, alive, proto.lr_at(t) * scale)
         newly = (~finite) & alive
         if bool(newly.any()):
             for r in torch.nonzero(newly).flatten().tolist():
@@ -403,4 +427,4 @@ def train_runs(
             save(done)
     return TrainOutcome(head=head, train_loss=loss_hist, train_correct=corr_hist,
                         validation=validation, failed=failed, resumed_from=start,
-                        seconds=time.perf_counter() - t0)
+                        seconds=time.perf_counter() - t0, lr_scale=scale)
