@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python bench/quick_protocol.py RUN_DIR [--cache CACHE_DIR]
       ... --settings 240:4096:1e-3 480:1024:1e-2      (iterations:hidden:learning rate)
-      ... --settings 480:1024:1e-2 --feature-scale 1 10   (features 10x larger)
+      ... --settings 480:1024:1e-2:10                 (:factor = features 10x larger)
 
 RUN_DIR is a run directory whose train stage is done (for docs/training.md, "Why the quick
 protocol is what it is": the run of tests/test_validation.py, kept with
@@ -94,24 +94,22 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None,
                     help="the study's cache_dir (default: RUN_DIR/../cache)")
     ap.add_argument("--seed", type=int, default=0, help="the study's seed")
-    ap.add_argument("--feature-scale", type=float, nargs="+", default=[1.0],
-                    help="also train on the features multiplied by these factors (what "
-                    "the quick protocol's lr_cap is for)")
     ap.add_argument("--settings", nargs="+", default=["240:4096:1e-3", "720:1024:1e-3",
                                                       "240:4096:1e-2", "480:1024:3e-3",
-                                                      "480:1024:1e-2"])
+                                                      "480:1024:1e-2", "480:1024:1e-2:10"],
+                    help="ITERATIONS:HIDDEN:LR[:FACTOR]; FACTOR multiplies the features "
+                    "(what the quick protocol's lr_cap is for)")
     args = ap.parse_args()
     run = RunDir(args.run_dir)
     tag = run.read_manifest()["training"]["backbone"]
     cache = FeatureCache(tag, args.cache or args.run_dir.parent / "cache")
     rows = []
     for spec in args.settings:
-        its, hidden, lr = spec.split(":")
-        for k in args.feature_scale:
-            rows += evaluate_setting(run, cache, int(its), int(hidden), float(lr), args.seed, k)
+        its, hidden, lr, *factor = spec.split(":")
+        rows += evaluate_setting(run, cache, int(its), int(hidden), float(lr), args.seed,
+                                 float(factor[0]) if factor else 1.0)
     result = {"command": "python bench/quick_protocol.py " + " ".join(
-        [str(args.run_dir), "--settings", *args.settings, "--feature-scale",
-         *map(str, args.feature_scale)]),
+        [str(args.run_dir), "--settings", *args.settings]),
         "machine": {"cpu_count": torch.get_num_threads(), "python": platform.python_version(),
                     "torch": torch.__version__},
         "backbone": tag, "training_variants": list(variant_subset(QUICK.variants)),
