@@ -51,7 +51,6 @@ from facedialect.faces.cultures import _culture_seed, sample_poser_expressions  
 from facedialect.faces.procedural import STUDY_AUS  # noqa: E402
 from facedialect.faces.stimuli import renderer_for  # noqa: E402
 from facedialect.faces.synth import add_3d_scenes, load_preset, render_synth_3d  # noqa: E402
-from facedialect.labels import EXPRESSIONS  # noqa: E402
 from facedialect.models.weights import load_backbone  # noqa: E402
 from facedialect.preprocess.params import PreprocessParams  # noqa: E402
 from facedialect.preprocess.pipeline import (  # noqa: E402
@@ -59,9 +58,8 @@ from facedialect.preprocess.pipeline import (  # noqa: E402
     normalize_face,
     preprocess_face,
 )
+from facedialect.saliency.synthetic import train_cultures  # noqa: E402
 from facedialect.training.protocol import QUICK  # noqa: E402
-from facedialect.training.splits import run_seeds, split_run  # noqa: E402
-from facedialect.training.trainer import RunPlan, train_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (unit, AU, culture that uses it, culture that does not), as tests/test_validation.py.
@@ -129,20 +127,7 @@ def proxy(posers: int = 20, runs: int = 6, seed: int = 0) -> dict:
     images, faces, lost = draw_cultures(posers, seed, params)
     t_draw = time.perf_counter() - t0
     feats = features(backbone, faces)
-    proto = replace(PROXY_PROTOCOL, runs=runs)
-    heads = {}
-    for db in ("A", "B"):
-        sel = (images["db"] == db).to_numpy()
-        part = images[sel].reset_index(drop=True)
-        labels = torch.tensor([EXPRESSIONS.index(e) for e in part["expression"]])
-        plans = []
-        for r in range(proto.runs):
-            seeds = run_seeds(0, db, r)
-            where = split_run(part, seeds.split, proto.split)
-            plans.append(RunPlan(r, seeds, np.flatnonzero(where == "train"),
-                                 np.flatnonzero(where == "validation")))
-        out = train_runs(feats[torch.from_numpy(sel.copy())][:, None], labels, plans, proto)
-        heads[db] = (out.head.eval(), [r for r in range(proto.runs) if r not in out.failed])
+    heads, _ = train_cultures(images, feats, replace(PROXY_PROTOCOL, runs=runs))
     t_train = time.perf_counter() - t0 - t_draw
     # stimuli: the null image and every study AU at intensity 1 (the level the check reads)
     render = renderer_for("3d")

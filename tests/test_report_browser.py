@@ -139,6 +139,11 @@ def test_robustness_retrains_on_all_subjects(study_report):
     assert defined.sum() >= 7
     splits = sub.read_table("splits")
     assert splits.groupby("db")["subject"].nunique().to_dict() == {"west": 5, "east": 5}
+    # the sub-run only trains: its features are the training variants of every face
+    feat = sub.read_manifest()["stages"]["features"]
+    assert feat["variants"] == 10 * feat["faces"] > 0
+    main_feat = run.read_manifest()["stages"]["features"]
+    assert main_feat["variants"] > 10 * main_feat["faces"]  # test images: all 50
     main_splits = run.read_table("splits")
     assert main_splits.groupby("db")["subject"].nunique().to_dict() == {"west": 4, "east": 4}
     # the all-subjects profiles were measured on the main run's stimuli

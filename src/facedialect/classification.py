@@ -117,8 +117,8 @@ def needed_variants(faces: pd.DataFrame, splits: pd.DataFrame, proto: Protocol,
 
 
 def train_stage(run: RunDir, study: Study, *, device: str | None = None,
-                progress: Progress | None = None, checkpoint_every: int = 500
-                ) -> dict[str, Any]:
+                progress: Progress | None = None, checkpoint_every: int = 500,
+                tested: bool = True) -> dict[str, Any]:
     """Extract features and train every database's runs; resumable.
 
     Parameters
@@ -133,6 +133,10 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
         ``progress(label, done, total)``.
     checkpoint_every : int
         Iterations between training checkpoints.
+    tested : bool
+        Whether the networks will be tested (:func:`evaluate_stage`): then the test
+        images' features are computed in all 50 variants, else only the training
+        variants (the robustness check only trains).
 
     Returns
     -------
@@ -177,7 +181,8 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
         parts[db] = (part, labels, plans)
     splits = pd.concat(split_rows, ignore_index=True)[SPLIT_COLUMNS]
     train_variants = variant_subset(proto.variants)
-    needed = needed_variants(faces, splits, proto, study.evaluation.swapped_subjects)
+    needed = (needed_variants(faces, splits, proto, study.evaluation.swapped_subjects)
+              if tested else dict.fromkeys(faces["cache_key"], train_variants))
     with run.stage("features", backbone=tag) as info:
         n = extract_features(
             list(faces["cache_key"]), lambda k: load_face(k, pcache), backbone,

@@ -99,7 +99,7 @@ def robustness_stage(run: RunDir, study: Study, *,
                     "complete subjects than it uses")
             run.update_manifest(skipped={"robustness": note})
             return {"skipped": note}
-        train_stage(sub, alt, progress=progress)
+        train_stage(sub, alt, progress=progress, tested=False)
         table = pd.read_csv(stim_csv)
         stimuli = [read_gray(run.path / "stimuli" / Path(p).name) for p in table["path"]]
         with run.stage("robustness", subjects_all=all_subjects) as info:

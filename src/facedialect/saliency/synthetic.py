@@ -26,7 +26,7 @@ from facedialect.training.protocol import QUICK, Protocol
 from facedialect.training.splits import run_seeds, split_run
 from facedialect.training.trainer import MultiRunHead, RunPlan, train_runs
 
-__all__ = ["CHECK_PROTOCOL", "SyntheticCultures", "synthetic_cultures"]
+__all__ = ["CHECK_PROTOCOL", "SyntheticCultures", "synthetic_cultures", "train_cultures"]
 
 #: 8 runs (so most posers are tested by some run), small heads (256 hidden units), 160
 #: iterations at learning rate 1e-3 and the plain variant only: CPU-sized.
@@ -104,19 +104,43 @@ def synthetic_cultures(backbone: Backbone, posers: int = 20, *, seed: int = 7,
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         feats = torch.cat([backbone(x[i:i + 32]) for i in range(0, len(x), 32)])
-    proto = replace(protocol, variants=1)
-    heads, splits = {}, []
-    for db in "AB":
+    heads, splits = train_cultures(images, feats, replace(protocol, variants=1))
+    return SyntheticCultures(heads, faces, marks, splits)
+
+
+def train_cultures(images: pd.DataFrame, feats: torch.Tensor, protocol: Protocol
+                   ) -> tuple[dict[str, tuple[MultiRunHead, list[int]]], pd.DataFrame]:
+    """Train every culture's runs on in-memory plain-variant features.
+
+    Parameters
+    ----------
+    images : pandas.DataFrame
+        One row per image: ``db, path, subject, expression``.
+    feats : torch.Tensor
+        ``(len(images), D)`` backbone features of the images, in the same order.
+    protocol : Protocol
+        Training protocol (``variants`` should be 1: one feature row per image).
+
+    Returns
+    -------
+    heads : dict
+        Culture -> (trained heads in eval mode, the runs that did not fail).
+    splits : pandas.DataFrame
+        ``images``' columns plus ``run, part``; the runs' seeds derive from study seed 0.
+    """
+    heads: dict[str, tuple[MultiRunHead, list[int]]] = {}
+    splits = []
+    for db in dict.fromkeys(images["db"]):
         sel = (images["db"] == db).to_numpy()
         part = images[sel].reset_index(drop=True)
         labels = torch.tensor([EXPRESSIONS.index(e) for e in part["expression"]])
         plans = []
-        for r in range(proto.runs):
+        for r in range(protocol.runs):
             seeds = run_seeds(0, db, r)
-            where = split_run(part, seeds.split, proto.split)
+            where = split_run(part, seeds.split, protocol.split)
             splits.append(part.assign(run=r, part=where.to_numpy()))
             plans.append(RunPlan(r, seeds, np.flatnonzero(where == "train"),
                                  np.flatnonzero(where == "validation")))
-        out = train_runs(feats[torch.from_numpy(sel.copy())][:, None], labels, plans, proto)
-        heads[db] = (out.head.eval(), list(range(proto.runs)))
-    return SyntheticCultures(heads, faces, marks, pd.concat(splits, ignore_index=True))
+        out = train_runs(feats[torch.from_numpy(sel.copy())][:, None], labels, plans, protocol)
+        heads[db] = (out.head.eval(), [r for r in range(protocol.runs) if r not in out.failed])
+    return heads, pd.concat(splits, ignore_index=True)
