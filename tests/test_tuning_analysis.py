@@ -61,6 +61,21 @@ def test_similarity_is_spearman_without_the_null_level_and_bonferroni():
     assert row["p_bonferroni"] == pytest.approx(min(1, ref.pvalue * 49))
 
 
+def test_a_flat_profile_has_no_rank_correlation():
+    rng = np.random.default_rng(2)
+    wa, wb = rng.normal(size=(7, 4)), rng.normal(size=(7, 4))
+    wb[2] = 0.0  # B's fearful unit answers every stimulus alike
+    la = _logits(wa)
+    lb = _logits(wb) + rng.normal(0, 1e-9, la.shape)  # round-off only
+    pa = tuning_profiles(tuning_responses(la, _stimuli(), db="A", runs=[0, 1, 2]))
+    pb = tuning_profiles(tuning_responses(lb, _stimuli(), db="B", runs=[0, 1, 2]))
+    sim = profile_similarity(pd.concat([pa, pb]), "A", "B")
+    flat = sim["unit_b"] == "fearful"
+    assert sim.loc[flat, ["spearman_r", "p", "p_bonferroni"]].isna().all().all()
+    assert sim.loc[~flat, "spearman_r"].between(-1, 1).all()
+    assert sim.loc[~flat, "p_bonferroni"].between(0, 1).all()
+
+
 def test_similarity_vs_confusion_pairs_the_right_cells():
     rng = np.random.default_rng(2)
     wa = rng.normal(size=(7, 4))

@@ -170,6 +170,10 @@ protocol = "quick"
 base_face = "builtin"       # the procedural face (or "average", "3d", a photo path)
 robustness = true           # also train on all posers and correlate the profiles
 
+[saliency]
+enable = true               # where the networks look, per face region; a neutral test
+                            # face pushed toward each expression by gradient ascent
+
 [[databases]]
 name = "west"
 preset = "manifest"         # data/west/manifest.csv lists the images (truth.csv: their AUs)

@@ -74,6 +74,20 @@ def tuning_profiles(responses: pd.DataFrame) -> pd.DataFrame:
     return out[PROFILE_COLUMNS]
 
 
+#: A profile whose values span less than this (FC3 units, null image subtracted) is flat:
+#: the network answers every stimulus alike (e.g. a backbone with random weights, whose
+#: features are all about 0), and its rank correlations would rank float round-off.
+FLAT_PROFILE = 1e-6
+
+
+def _spearman(x: pd.Series, y: pd.Series) -> tuple[float, float]:
+    """Spearman r_s and p; NaN for both when either profile is flat."""
+    if np.ptp(np.asarray(x, float)) < FLAT_PROFILE or np.ptp(np.asarray(y, float)) < FLAT_PROFILE:
+        return float("nan"), float("nan")
+    res = stats.spearmanr(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
 def _profile_vectors(profiles: pd.DataFrame, db: str) -> pd.DataFrame:
     p = profiles[(profiles["db"] == db) & (profiles["level"] > 0)]
     wide = p.pivot_table(index=["au", "level"], columns="unit", values="mean")
@@ -85,6 +99,7 @@ def profile_similarity(profiles: pd.DataFrame, db_a: str, db_b: str) -> pd.DataF
 
     The null level is excluded (it is 0 by construction). ``p_bonferroni`` multiplies p by
     7 for same-expression pairs (the paper's 7 tests) and by 49 for the other pairs.
+    A flat profile (range below :data:`FLAT_PROFILE`) gives NaN.
     """
     a, b = _profile_vectors(profiles, db_a), _profile_vectors(profiles, db_b)
     common = a.index.intersection(b.index)
@@ -92,11 +107,10 @@ def profile_similarity(profiles: pd.DataFrame, db_a: str, db_b: str) -> pd.DataF
     rows = []
     for ua in a.columns:
         for ub in b.columns:
-            res = stats.spearmanr(a[ua], b[ub])
+            r, p = _spearman(a[ua], b[ub])
             m = 7 if ua == ub else 49
             rows.append({"db_a": db_a, "db_b": db_b, "unit_a": ua, "unit_b": ub,
-                         "spearman_r": float(res.statistic), "p": float(res.pvalue),
-                         "p_bonferroni": min(1.0, float(res.pvalue) * m)})
+                         "spearman_r": r, "p": p, "p_bonferroni": float(np.minimum(1.0, p * m))})
     return pd.DataFrame(rows, columns=SIMILARITY_COLUMNS)
 
 
@@ -209,8 +223,7 @@ def profile_robustness(main: pd.DataFrame, alternative: pd.DataFrame,
         a, b = _profile_vectors(main, db), _profile_vectors(alternative, db)
         common = a.index.intersection(b.index)
         for unit in [u for u in a.columns if u in b.columns]:
-            res = stats.spearmanr(a.loc[common, unit], b.loc[common, unit])
+            r, p = _spearman(a.loc[common, unit], b.loc[common, unit])
             rows.append({"db": db, "unit": unit, "subjects_main": subjects_main.get(db),
-                         "subjects_all": subjects_all.get(db),
-                         "spearman_r": float(res.statistic), "p": float(res.pvalue)})
+                         "subjects_all": subjects_all.get(db), "spearman_r": r, "p": p})
     return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)

@@ -67,7 +67,8 @@ def _headline_similarity(run: RunDir) -> pd.DataFrame | None:
         return None
     same["pair"] = same["db_a"] + " vs " + same["db_b"]
     table = same.pivot_table(index="unit_a", columns="pair", values="spearman_r",
-                             sort=False).reset_index().rename(columns={"unit_a": "expression"})
+                             sort=False, dropna=False
+                             ).reset_index().rename(columns={"unit_a": "expression"})
     table["paper (KDEF vs KRC)"] = table["expression"].map(PAPER_SAME_EXPRESSION_R)
     first = [c for c in table.columns if " vs " in c][0]
     return table.sort_values(first, ascending=False).round(2)
@@ -154,7 +155,8 @@ def summary_section(run: RunDir) -> Section | None:
     if run.has_table("robustness"):
         rob = run.read_table("robustness")
         wide = rob.pivot_table(index=["db", "subjects_main", "subjects_all"], columns="unit",
-                               values="spearman_r", sort=False).round(2).reset_index()
+                               values="spearman_r", sort=False, dropna=False
+                               ).round(2).reset_index()
         wide = wide[[c for c in wide.columns if c not in EXPRESSIONS]
                     + [e for e in EXPRESSIONS if e in wide.columns]]
         blocks.append(Table(wide, "Robustness: Spearman r_s between each unit's profile from "
