@@ -66,6 +66,42 @@ def test_shipped_east_west_preset_is_science_section_10() -> None:
     assert set(tomllib.loads(text)["variation"]) == set(VARIATION_KEYS)
 
 
+def test_east_west_controls_preset_adds_a_without_au23_in_angry() -> None:
+    p, ew = load_preset("east-west-controls"), load_preset("east-west")
+    assert p.cultures == ("A", "B", "A-no23")
+    # A and B are the east-west cultures with the same variation (so the same posers)
+    assert p.prototypes_of("A") == ew.prototypes_of("A")
+    assert p.prototypes_of("B") == ew.prototypes_of("B")
+    assert (p.model_dump(exclude={"prototypes", "labels"})
+            == ew.model_dump(exclude={"prototypes", "labels"}))
+    control = {e: set(a) for e, a in p.prototypes_of("A-no23").items()}
+    assert control == {**SCIENCE_A, "angry": {4, 5, 7}}
+
+
+def test_lookalike_controls_example_preset_and_study_file(tmp_path: Path) -> None:
+    """docs/examples/lookalike-controls*.toml: the preset loads, the study file names its
+    cultures and validates once the databases exist."""
+    from facedialect.config import load_study
+
+    examples = Path(__file__).resolve().parents[1] / "docs" / "examples"
+    p = load_preset(examples / "lookalike-controls.toml")
+    assert {e: set(a) for e, a in p.prototypes_of("Ac").items()} == {
+        **SCIENCE_A, "angry": {4, 5, 7}, "sad": {1, 4}}
+    assert p.prototypes_of("Bn17")["sad"].keys() == {1, 24}
+    assert p.prototypes_of("Bn24")["sad"].keys() == {1, 17}
+    assert {e: set(a) for e, a in p.prototypes_of("A-rep").items()} == SCIENCE_A
+    assert {e: set(a) for e, a in p.prototypes_of("A-no15").items()} == {**SCIENCE_A, "sad": {1, 4}}
+    for name in ("Bn17", "Bn24"):
+        assert {e: set(a) for e, a in p.prototypes_of(name).items() if e != "sad"} == {
+            e: a for e, a in SCIENCE_B.items() if e != "sad"}
+    for name in p.cultures:
+        (tmp_path / "data" / name).mkdir(parents=True)
+    (tmp_path / "study.toml").write_text((examples / "lookalike-controls-study.toml")
+                                         .read_text())
+    study = load_study(tmp_path / "study.toml")
+    assert [d.name for d in study.databases] == list(p.cultures)
+
+
 def test_user_preset_later_cultures_copy_the_first(tmp_path: Path) -> None:
     f = tmp_path / "mine.toml"
     f.write_text("""

@@ -405,8 +405,8 @@ def average_face_cmd(
 def synth(
     out: Annotated[Path | None, typer.Option(help="Output folder: one database per culture "
                                              "(images, manifest.csv, truth.csv).")] = None,
-    preset: Annotated[str, typer.Option(help="A shipped preset (east-west) or a TOML "
-                                        "file.")] = "east-west",
+    preset: Annotated[str, typer.Option(help="A shipped preset (east-west, "
+                                        "east-west-controls) or a TOML file.")] = "east-west",
     subjects: Annotated[int | None, typer.Option(help="Posers per culture [default: the "
                                                  "preset's [settings], else 60].")] = None,
     renderer: Annotated[str, typer.Option(help="3d (the ICT face model) or builtin (the "

@@ -370,7 +370,15 @@ def tuning_section(run: RunDir) -> Section | None:
         "while every other AU stayed off; level 0 is the same null image for all AUs. The "
         "stimuli were pre-processed like the training images and passed through every "
         "network; a unit's response is its FC3 value before softmax minus its value for "
-        "the null image, averaged over runs (SCIENCE §7).")]
+        "the null image, averaged over runs (SCIENCE §7). Reading a profile: a unit "
+        "that tunes to an AU finds that AU's appearance to be evidence for its expression; "
+        "it does not show that the database's posers use that AU. AUs that look alike "
+        "(AU23 lip tightener and AU24 lip pressor narrow the lips' red alike; AU15 and AU17 "
+        "both turn the mouth down) tune the same units: on synthetic cultures, the angry "
+        "unit of a culture that uses AU23 responds to AU24 nearly as strongly as that of "
+        "a culture that uses AU24, and stops when AU23 is taken out of its angry prototype "
+        "(docs/validation.md). Compare databases by the difference of their profiles "
+        "(below) rather than by single positive tunings.")]
     stim = run.path / "stimuli" / "stimuli.csv"
     if stim.exists():
         blocks.append(Figure(stimuli_sheet(pd.read_csv(stim)), "The stimuli: rows AUs, "
