@@ -76,24 +76,16 @@ protocol = "quick"
 [tuning]
 base_face = "3d"
 
-[[databases]]
-name = "A"
-preset = "manifest"
-root = "data/A"
-n_subjects = {posers}
-
-[[databases]]
-name = "B"
-preset = "manifest"
-root = "data/B"
-n_subjects = {posers}
-
-[[databases]]
-name = "A-no23"
-preset = "manifest"
-root = "data/A-no23"
-n_subjects = {posers}
 """
+#: The study's databases: the cultures of the ``east-west-controls`` preset.
+CULTURES = (*PAIR, CONTROL)
+STUDY += "".join(f"""
+[[databases]]
+name = "{name}"
+preset = "manifest"
+root = "data/{name}"
+n_subjects = {{posers}}
+""" for name in CULTURES)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +143,7 @@ def report(measured: dict[str, Any]) -> Any:
 def test_every_synthetic_image_is_listed_and_nearly_all_faces_found(
         measured: dict[str, Any]) -> None:
     images = measured["tables"]["images"]
-    assert len(images) == 3 * POSERS * 7  # manifest preset: truth.csv is not listed
+    assert len(images) == len(CULTURES) * POSERS * 7  # manifest preset: truth.csv is not listed
     excluded = images.loc[~images["included"].astype(bool), "reason"].astype(str)
     measured["results"]["excluded_images"] = int(len(excluded))
     # only face detection (and the subject it leaves incomplete) may exclude an image
@@ -170,7 +162,7 @@ def test_matched_accuracy_is_high(measured: dict[str, Any]) -> None:
     acc = swapped_accuracy_by_expression(measured["tables"]["accuracy"])
     matched = acc[acc["condition"] == "matched"].groupby("train_db")["correct_rate"].mean()
     measured["results"]["matched_accuracy"] = {k: round(v, 4) for k, v in matched.items()}
-    assert set(matched.index) == {*PAIR, CONTROL}
+    assert set(matched.index) == set(CULTURES)
     assert (matched[list(PAIR)] >= 0.9).all(), matched.to_dict()
 
 
@@ -221,9 +213,13 @@ def test_planted_au_tunes_positively_and_more_where_it_is_used(
     assert res["mean_present"] > res["mean_absent"] and res["p"] < 0.05, res
 
 
-@pytest.mark.parametrize(("unit", "au", "present", "absent"),
-                         [p for p in PLANTED if p[1] in (23, 20)],
-                         ids=["AU23-angry-not-B", "AU20-fearful-not-B"])
+#: The planted AUs whose "and not in the other culture" the issue asks for and the method
+#: meets (AU24's is the look-alike test below; AU17's and AU15's are recorded only).
+NOT_IN_OTHER = [p for p in PLANTED if p[1] in (23, 20)]
+
+
+@pytest.mark.parametrize(("unit", "au", "present", "absent"), NOT_IN_OTHER,
+                         ids=[f"AU{a}-{u}-not-{q}" for u, a, _, q in NOT_IN_OTHER])
 def test_planted_au_does_not_tune_where_it_is_not_used(
         measured: dict[str, Any], unit: str, au: int, present: str, absent: str) -> None:
     res = _planted(measured, unit, au, present, absent)
