@@ -376,8 +376,9 @@ def tuning_section(run: RunDir) -> Section | None:
         "(AU23 lip tightener and AU24 lip pressor narrow the lips' red alike; AU15 and AU17 "
         "both turn the mouth down) tune the same units: on synthetic cultures, the angry "
         "unit of a culture that uses AU23 responds to AU24 nearly as strongly as that of "
-        "a culture that uses AU24, and stops when AU23 is taken out of its angry prototype "
-        "(docs/validation.md). Compare databases by the difference of their profiles "
+        "a culture that uses AU24; the response falls when AU23 is taken out of its angry "
+        "prototype and vanishes when sad's AU15 is taken out too (docs/validation.md). "
+        "Compare databases by the difference of their profiles "
         "(below) rather than by single positive tunings.")]
     stim = run.path / "stimuli" / "stimuli.csv"
     if stim.exists():
