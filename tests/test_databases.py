@@ -156,7 +156,14 @@ def test_contract_every_preset(preset, tmp_path):
     assert set(inc["expression"]) == set(EXPRESSIONS)
     assert inc["sha256"].str.fullmatch(r"[0-9a-f]{64}").all()
     assert inc["subject"].nunique() == 2 and (inc["subject"] != "").all()
-    assert (inc.groupby("subject").size() == 7).all()
+    # one image per expression, but CK+'s first frames: a neutral take per sequence (takes =
+    # "all" is its default; "first" keeps one)
+    per = inc.groupby(["subject", "expression"]).size()
+    assert (per.drop("neutral", level="expression") == 1).all()
+    assert (per.xs("neutral", level="expression") == (6 if preset == "ckplus" else 1)).all()
+    first = ingest(preset, root, db="X", n_subjects=None,
+                   options={**OPTIONS.get(preset, {}), "takes": "first"})
+    assert (first[first["included"]].groupby("subject").size() == 7).all()
     if preset != "manifest":  # the manifest lists its files; stray files are not rows
         assert rows(df)["notes.txt"]["reason"].startswith("not an image: notes.txt")
         assert not rows(df)["zz_unfit.png"]["included"]
@@ -303,18 +310,21 @@ def test_ckplus_peak_neutral_facs_contempt_unlabelled(tmp_path):
         "subject": "S010", "expression": "happy", "session": "001", "facs": "6:3 12:4"}
     assert r[first]["expression"] == "neutral" and r[first]["facs"] == ""
     assert s010[1].name not in r  # middle frames are not rows
-    assert r[contempt[-1].name]["reason"].startswith("contempt: no place in the 7-expression")
-    assert r[contempt[0].name]["reason"] == (
-        f"extra take: subject S010 already has a neutral image ({first})")
+    assert r[contempt[-1].name]["reason"].startswith(
+        "expression not studied: contempt is not among the study's expressions")
+    assert r[contempt[-1].name]["expression"] == "contempt"
+    assert r[contempt[0].name]["expression"] == "neutral"  # a second neutral take
+    assert r[contempt[0].name]["reason"].startswith("subject incomplete")
     assert r[unlabelled[-1].name]["reason"] == (
         "no emotion label: sequence S010/003 has no Emotion file")
     assert unlabelled[0].name not in r
     assert r[single[0].name]["expression"] == "surprised"
     assert r["stray.png"]["reason"].startswith("name does not fit preset")
     assert r["S099_001_00000005_emotion.txt"]["reason"].startswith("missing file: label")
-    # S005 has all six emotions plus neutral; S010 and S011 lack some.
+    # S005 has all six emotions plus neutral (a first frame per sequence: 6 neutral
+    # takes); S010 and S011 lack some.
     inc = df[df["included"]]
-    assert set(inc["subject"]) == {"S005"} and len(inc) == 7
+    assert set(inc["subject"]) == {"S005"} and len(inc) == 12
     assert r[peak]["reason"] == ("subject incomplete: lacks fearful, sad, angry, surprised, "
                                  "disgusted")
     assert (df.loc[~df["path"].str.contains("S010_001"), FACS_COLUMN] == "").all()
@@ -339,7 +349,7 @@ def test_ckplus_folder_per_emotion_crops(tmp_path):
     assert set(df.loc[df["included"], "subject"]) == {"S005", "S010"}
     assert df["included"].sum() == 14
     assert set(df.loc[df["included"], "expression"]) == set(EXPRESSIONS)
-    assert r["S005_002_00000011.png"]["reason"].startswith("contempt")
+    assert r["S005_002_00000011.png"]["reason"].startswith("expression not studied: contempt")
     assert r["frame.png"]["reason"].startswith("name does not fit preset")
 
 
@@ -363,7 +373,7 @@ def test_folder_names_regex_and_unknown_folders(tmp_path):
     assert r["img_S3_x.png"]["expression"] == "fearful" and r["img_S3_x.png"]["subject"] == "S3"
     assert r["img_S3_x.png"]["reason"].startswith("subject incomplete: lacks neutral, happy")
     assert r["img_S1_q.png"]["reason"].startswith("unknown expression folder: 'xyz'")
-    assert r["img_S1_c.png"]["reason"].startswith("contempt")
+    assert r["img_S1_c.png"]["reason"].startswith("expression not studied: contempt")
     assert r["no_id_here.png"]["reason"].startswith("name does not fit preset: subject_regex")
     assert r["loose_S1.png"]["reason"].startswith("name does not fit preset")
     # natural order: S1, S2 kept; S10 beyond the first two

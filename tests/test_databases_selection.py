@@ -54,8 +54,30 @@ def test_natural_order_and_n_subjects():
 
 
 def test_lacks_lists_expressions_in_canonical_order():
-    out = select_subjects(table({"A": ["neutral", "happy", "angry", "disgusted"]}), None)
-    assert set(out["reason"]) == {"subject incomplete: lacks fearful, sad, surprised"}
+    df = table({"A": ["neutral", "happy", "angry", "disgusted"], "B": ALL})
+    out = select_subjects(df, None)
+    assert set(out.loc[out["subject"] == "A", "reason"]) == {
+        "subject incomplete: lacks fearful, sad, surprised"}
+
+
+def test_complete_means_every_expression_the_database_has():
+    five = ["happy", "fearful", "sad", "angry", "surprised"]
+    df = table({"S1": five, "S2": five[:4], "S3": five + ["happy", "sad"]})
+    out = select_subjects(df, None)
+    assert kept(out) == {"S1", "S3"}  # takes of S3 all kept; S2 lacks surprised
+    assert out.loc[out["subject"] == "S3", "included"].sum() == 7
+    assert set(out.loc[out["subject"] == "S2", "reason"]) == {
+        "subject incomplete: lacks surprised"}
+    # an expression whose images are all unusable still counts as one the database has
+    bad = table({"S1": five, "S2": five}, reasons={("S1", "sad"): "no face detected: 0",
+                                                   ("S2", "sad"): "unreadable image: x"})
+    assert kept(select_subjects(bad, None)) == set()
+    # ... but not one excluded from the study's label set
+    contempt = table({"S1": [*five, "contempt"]},
+                     reasons={("S1", "contempt"): "expression not studied: contempt"})
+    assert kept(select_subjects(contempt, None)) == {"S1"}
+    # the study's label set restricts what counts
+    assert kept(select_subjects(df, None, expressions=five[:4])) == {"S1", "S2", "S3"}
 
 
 def test_other_exclusions_stay_and_do_not_count():
@@ -103,7 +125,9 @@ def test_blank_subject_in_database_with_ids():
 
 
 def test_each_database_selected_on_its_own():
-    df = pd.concat([table({"a": ALL, "b": ALL}, db="X"), table({"a": ALL[:3]}, db="Y"),
+    df = pd.concat([table({"a": ALL, "b": ALL}, db="X"),
+                    table({"a": ALL[:3], "b": ALL}, db="Y", reasons={
+                        ("b", e): "unreadable image: x" for e in ALL}),
                     table({"": ["sad"]}, db="Z")], ignore_index=True)
     out = select_subjects(df, 1)
     assert set(out.loc[out["included"], "db"] + out.loc[out["included"], "subject"]) == {
@@ -112,9 +136,12 @@ def test_each_database_selected_on_its_own():
     assert list(s) == ["X", "Y", "Z"]
     assert s["X"]["n_subjects_selected"] == 1 and s["X"]["exclusions"] == {"not selected": 7}
     assert s["Y"]["n_subjects_selected"] == 0 and s["Y"]["exclusions"] == {
-        "subject incomplete": 3}
+        "subject incomplete": 3, "unreadable image": 7}
     assert s["Z"]["has_subject_ids"] is False and s["Z"]["n_subjects_selected"] is None
-    assert s["Z"]["images_per_expression"] == {e: int(e == "sad") for e in EXPRESSIONS}
+    assert s["Z"]["images_per_expression"] == {"sad": 1}
+    assert s["Z"]["images_per_subject"] == {} and s["Z"]["takes"] == {}
+    assert s["X"]["images_per_subject"] == {"min": 7, "median": 7.0, "max": 7}
+    assert s["X"]["takes"] == {"min": 1, "median": 1.0, "max": 1}
 
 
 def test_keeps_index_order_and_extra_columns():
@@ -179,8 +206,9 @@ def test_selection_invariants(rows, n):
     keep = ~before.isin(SELECTION_CATEGORIES) & (df["reason"] != "")
     assert (out.loc[keep, "reason"] == df.loc[keep, "reason"]).all()
     live = df[(df["reason"] == "") | before.isin(SELECTION_CATEGORIES)]
+    has = set(df["expression"])  # every labelled row counts, usable or not
     complete = sorted((s for s, part in live.groupby("subject")
-                       if set(part["expression"]) == set(EXPRESSIONS)), key=lambda s: int(s[1:]))
+                       if set(part["expression"]) == has), key=lambda s: int(s[1:]))
     expected = set(complete if n is None else complete[:n])
     assert kept(out) == expected
     assert len(out[out["included"]]) == len(live[live["subject"].isin(expected)])

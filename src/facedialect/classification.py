@@ -25,8 +25,9 @@ from facedialect.analysis.classification import (
     confusion_rows,
 )
 from facedialect.config import Study
+from facedialect.databases.selection import database_expressions
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS
+from facedialect.labels import EXPRESSIONS, in_order
 from facedialect.models.weights import load_backbone
 from facedialect.preprocess.augment import N_VARIANTS, variant_subset
 from facedialect.stages import load_face, preprocess_cache
@@ -149,11 +150,7 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
     if faces.empty:
         raise InputError("no included faces to train on: check tables/images.csv and "
                          "tables/preprocess.csv (run `facedialect preprocess`)")
-    for db, part in faces.groupby("db"):
-        missing = [e for e in EXPRESSIONS if not (part["expression"] == e).any()]
-        if missing:
-            raise InputError(f"database {db!r} has no included image of {missing}; every "
-                             f"expression needs images to train a 7-way classifier")
+    units = database_units(run.read_table("images"), faces, study.study.expressions)
     backbone = load_backbone(study.model.backbone, study.model.weights,
                              allow_download=study.model.allow_download)
     tag = backbone_tag(backbone)
@@ -166,7 +163,7 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
         part = faces[faces["db"] == db].reset_index(drop=True)
         if part.empty:
             continue
-        labels = torch.tensor([EXPRESSIONS.index(e) for e in part["expression"]])
+        labels = torch.tensor([units[db].index(e) for e in part["expression"]])
         plans = []
         for r in range(proto.runs):
             seeds = run_seeds(study.study.seed, db, r)
@@ -196,7 +193,7 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
     lr_scales: dict[str, float] = {}
     with run.stage("train", protocol=proto.name, backbone=tag, device=device) as info:
         for db, (part, labels, plans) in parts.items():
-            sig = _heads_signature(tag, proto, plans, study.study.seed)
+            sig = _heads_signature(tag, proto, plans, study.study.seed, units[db])
             target = heads_dir / f"{db}.pt"
             if target.exists() and torch.load(target, weights_only=True).get("signature") == sig:
                 saved = torch.load(target, weights_only=True)
@@ -212,13 +209,14 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
                 label = f"train {db} runs {g0}-{g0 + len(chunk) - 1}"
                 ck = run.path / "checkpoints" / f"{db}_runs{g0}-{g0 + len(chunk) - 1}.pt"
                 out = train_runs(
-                    feats, labels, chunk, proto, device=device, checkpoint=ck,
+                    feats, labels, chunk, proto, n_classes=len(units[db]),
+                    device=device, checkpoint=ck,
                     checkpoint_every=checkpoint_every,
                     progress=(lambda d, t, _label=label: progress(_label, d, t))
                     if progress else None)
                 outs.append((chunk, out))
                 checkpoints.append(ck)
-            saved = _save_heads(target, sig, tag, proto, outs)
+            saved = _save_heads(target, sig, tag, proto, outs, units[db])
             for ck in checkpoints:
                 ck.unlink(missing_ok=True)
             curve_rows.append(_curves_from_saved(db, saved))
@@ -228,6 +226,7 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
                                   "seconds": sum(o.seconds for _, o in outs)}
             lr_scales[db] = _lr_scale_of(saved)
         run.write_table("splits", splits)
+        run.write_table("classes", class_table(faces, units))
         run.write_table("training_curves", pd.concat(curve_rows, ignore_index=True))
         info.update(runs=proto.runs, weights_random=tag.endswith("|random"))
     run.update_manifest(training={"protocol": proto.as_dict(), "backbone": tag,
@@ -245,9 +244,10 @@ def _lr_scale_of(saved: dict[str, Any]) -> float:
     return 1.0 if scale is None or len(scale) == 0 else float(scale.min())
 
 
-def _heads_signature(tag: str, proto: Protocol, plans: list[RunPlan], seed: int) -> str:
+def _heads_signature(tag: str, proto: Protocol, plans: list[RunPlan], seed: int,
+                     expressions: list[str]) -> str:
     h = hashlib.sha256(f"{tag}|{proto.as_dict()}|{seed}|"
-                       f"{variant_subset(proto.variants)}".encode())
+                       f"{variant_subset(proto.variants)}|{expressions}".encode())
     for p in plans:
         h.update(np.asarray(p.train_idx, np.int64).tobytes())
         h.update(np.asarray(p.val_idx, np.int64).tobytes())
@@ -255,11 +255,12 @@ def _heads_signature(tag: str, proto: Protocol, plans: list[RunPlan], seed: int)
 
 
 def _save_heads(target: Path, sig: str, tag: str, proto: Protocol,
-                outs: list[tuple[list[RunPlan], Any]]) -> dict[str, Any]:
+                outs: list[tuple[list[RunPlan], Any]], expressions: list[str]
+                ) -> dict[str, Any]:
     import io
 
     state: dict[str, Any] = {"signature": sig, "backbone": tag, "protocol": proto.name,
-                             "dropout": proto.dropout}
+                             "dropout": proto.dropout, "expressions": list(expressions)}
     for name in ("w1", "b1", "w2", "b2", "w3", "b3"):
         state[name] = torch.cat([getattr(o.head, name).detach().cpu() for _, o in outs])
     state["runs"] = torch.tensor([p.run for chunk, _ in outs for p in chunk])
@@ -282,12 +283,82 @@ def _save_heads(target: Path, sig: str, tag: str, proto: Protocol,
 
 
 def load_heads(path: Path) -> tuple[MultiRunHead, dict[str, Any]]:
-    """Load ``heads/{db}.pt`` as a :class:`MultiRunHead` plus its metadata."""
+    """Load ``heads/{db}.pt`` as a :class:`MultiRunHead` plus its metadata.
+
+    ``state["expressions"]`` names the output units in order (files written before label
+    sets existed have the seven expressions).
+    """
     state = torch.load(path, weights_only=True)
     r, d, h = state["w1"].shape
-    head = MultiRunHead([0] * r, d, h, dropout=float(state["dropout"]))
+    n_out = state["w3"].shape[2]
+    state.setdefault("expressions", list(EXPRESSIONS[:n_out]))
+    head = MultiRunHead([0] * r, d, h, n_out=n_out, dropout=float(state["dropout"]))
     head.load_state_dict({k: state[k] for k in ("w1", "b1", "w2", "b2", "w3", "b3")})
     return head.eval(), state
+
+
+def database_units(images: pd.DataFrame, faces: pd.DataFrame, expressions: list[str]
+                   ) -> dict[str, list[str]]:
+    """The output units of each database's networks: the study expressions it has.
+
+    Parameters
+    ----------
+    images : pandas.DataFrame
+        ``tables/images.csv`` (every row, to see which expressions each database has).
+    faces : pandas.DataFrame
+        The included faces (:func:`included_faces`).
+    expressions : list of str
+        The study's label set.
+
+    Returns
+    -------
+    dict
+        Database -> its expressions in canonical order.
+
+    Raises
+    ------
+    InputError
+        When a database has fewer than two expressions, or an expression it has no usable
+        image of (every image excluded or without a detected face).
+    """
+    out: dict[str, list[str]] = {}
+    for db, part in faces.groupby("db", sort=False):
+        own = database_expressions(images[images["db"] == db], expressions)
+        empty = [e for e in own if not (part["expression"] == e).any()]
+        if empty:
+            raise InputError(
+                f"database {db!r} has no usable image of {', '.join(empty)} (all excluded or "
+                f"without a detected face; see tables/images.csv); leave it out with "
+                f"exclude_expressions = {empty} for this database, or fix the images")
+        if len(own) < 2:
+            raise InputError(f"database {db!r} has images of {own or 'no study expression'} "
+                             f"only; a classifier needs at least 2 expressions (study "
+                             f"expressions: {', '.join(expressions)})")
+        out[str(db)] = own
+    return out
+
+
+#: Columns of ``tables/classes.csv``.
+CLASS_COLUMNS = ["db", "expression", "images", "subjects", "unit"]
+
+
+def class_table(faces: pd.DataFrame, units: dict[str, list[str]]) -> pd.DataFrame:
+    """Images and subjects per database and expression, and whether its networks have a unit.
+
+    One row per database and expression of the union of all databases' units: an
+    expression another database has but this one does not is listed with 0 images and
+    ``unit`` false (absent: its networks cannot answer it).
+    """
+    union = in_order(e for u in units.values() for e in u)
+    rows = []
+    for db, own in units.items():
+        part = faces[faces["db"] == db]
+        for e in union:
+            sel = part[part["expression"] == e]
+            subjects = sel["subject"].replace("", np.nan).nunique()
+            rows.append({"db": db, "expression": e, "images": len(sel),
+                         "subjects": int(subjects), "unit": e in own})
+    return pd.DataFrame(rows, columns=CLASS_COLUMNS)
 
 
 def _curves_from_saved(db: str, saved: dict[str, Any]) -> pd.DataFrame:
@@ -314,6 +385,12 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
     ``[evaluation] swapped_subjects = "all"``), on all 50 variants (``variants = all``)
     and on the plain image (``variants = plain``).
     Failed runs are left out and listed in the summary.
+
+    Databases may have different label sets: every test image is passed through the
+    network, and the confusion matrix spans the union of the two databases' expressions
+    (NaN in the columns the network has no unit for); correct rates exist only for the
+    expressions both have. The expressions of the test database the network lacks are
+    listed under ``absent`` in the summary.
     """
     device = device or default_device()
     faces = included_faces(run)
@@ -332,10 +409,14 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
     keys = {db: tested.loc[tested["db"] == db, "path"].tolist() for db in dbs}
     rows = []
     failed_all: dict[str, dict[int, str]] = {}
+    absent: dict[str, list[str]] = {}
+    states = {db: load_heads(run.path / "heads" / f"{db}.pt") for db in dbs}
+    own = {db: list(states[db][1]["expressions"]) for db in dbs}
     with run.stage("evaluate") as info:
         for train_db in dbs:
-            head, state = load_heads(run.path / "heads" / f"{train_db}.pt")
+            head, state = states[train_db]
             head = head.to(device)
+            units = own[train_db]
             failed = dict(zip(state["failed_runs"].tolist(), state["failed_reasons"],
                               strict=True))
             failed_all[train_db] = failed
@@ -352,13 +433,18 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
                     n, v, d = x.shape
                     logits = head.forward_run(
                         r_pos, x.reshape(n * v, d).to(device=device, dtype=torch.float32))
-                    pred = logits.argmax(-1).reshape(n, v).cpu().numpy()
-                    true = np.array([EXPRESSIONS.index(e) for e in sp["expression"]])
+                    pred = np.asarray(units, dtype=object)[
+                        logits.argmax(-1).reshape(n, v).cpu().numpy()]
+                    true = sp["expression"].to_numpy(dtype=object)
                     cond = "matched" if test_db == train_db else "swapped"
-                    common = dict(train_db=train_db, test_db=test_db, condition=cond, run=r)
+                    common = dict(train_db=train_db, test_db=test_db, condition=cond, run=r,
+                                  classes=in_order([*units, *own[test_db]]), units=units)
                     rows.append(confusion_rows(np.repeat(true, v), pred.ravel(),
                                                variants="all", **common))
                     rows.append(confusion_rows(true, pred[:, 0], variants="plain", **common))
+                    lacks = [e for e in own[test_db] if e not in units]
+                    if lacks:
+                        absent[f"{train_db} -> {test_db}"] = lacks
         confusion = pd.concat(rows, ignore_index=True)
         accuracy = accuracy_from_confusion(confusion)
         stats_all = classification_stats(accuracy, "all").assign(variants="all")
@@ -372,4 +458,4 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
              .groupby(["train_db", "test_db", "condition"])["correct_rate"].mean())
     return {"mean_correct": {f"{a} -> {b} ({c})": round(float(v), 3)
                              for (a, b, c), v in means.items()},
-            "failed": failed_all}
+            "failed": failed_all, "absent": absent}

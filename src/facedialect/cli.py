@@ -18,6 +18,8 @@ from rich.table import Table
 
 from facedialect import __version__
 from facedialect.errors import FacedialectError, StudyFileError
+from facedialect.labels import EXPRESSIONS
+from facedialect.progress import LogProgress
 
 app = typer.Typer(
     name="facedialect",
@@ -66,26 +68,34 @@ def main(
     """Cross-cultural facial-expression research in one reproducible study."""
 
 
-def _progress() -> Progress:
+def _progress() -> Progress | LogProgress:
+    """Progress bars on a terminal; plain progress lines (every 30 s at most) otherwise."""
+    if not (err_console.is_terminal and err_console.is_interactive):
+        return LogProgress(err_console.file)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), console=err_console, transient=True)
 
 
 def _print_database_summary(images: pd.DataFrame) -> None:
-    from facedialect.databases import reason_category
-    from facedialect.labels import EXPRESSIONS
+    from facedialect.databases import reason_category, summarize
 
-    for db, part in images.groupby("db", sort=False):
-        inc = part[part["included"].astype(bool)]
-        has_ids = bool((part["subject"].fillna("") != "").any())
-        subj = f"{inc['subject'].nunique()} subjects" if has_ids else "no subject ids"
-        console.print(f"[bold]{db}[/]: {len(part)} files, {len(inc)} images included, {subj}",
-                      highlight=False)
+    for db, info in summarize(images).items():
+        part = images[images["db"] == db]
+        subj = (f"{info['n_subjects_selected']} subjects" if info["has_subject_ids"]
+                else "no subject ids")
+        console.print(f"[bold]{db}[/]: {info['n_files']} files, {info['n_included']} images "
+                      f"included, {subj}", highlight=False)
         t = Table(show_header=True, header_style="bold")
-        for e in EXPRESSIONS:
+        per_expr = info["images_per_expression"]
+        for e in per_expr:
             t.add_column(e, justify="right")
-        t.add_row(*[str(int((inc["expression"] == e).sum())) for e in EXPRESSIONS])
+        t.add_row(*[str(n) for n in per_expr.values()])
         console.print(t)
+        takes = info["images_per_subject"]
+        if takes:
+            console.print(f"  images per subject: {takes['min']}-{takes['max']} (median "
+                          f"{takes['median']:g}); per subject and expression: "
+                          f"{info['takes']['min']}-{info['takes']['max']}", highlight=False)
         exc = part[~part["included"].astype(bool)]
         if len(exc):
             cats = exc["reason"].fillna("").map(reason_category).value_counts()
@@ -132,16 +142,21 @@ def ingest(
     out: Annotated[Path, typer.Option(help="Run directory to write tables/images.csv in.")],
     name: Annotated[str | None, typer.Option(help="Database name (default: the preset "
                                              "in upper case).")] = None,
-    n_subjects: Annotated[int, typer.Option(help="Subjects with all 7 expressions to keep "
+    n_subjects: Annotated[int, typer.Option(help="Complete subjects to keep: at least one "
+                                            "image of each expression the database has "
                                             "(0 = all).")] = 60,
+    expressions: Annotated[str, typer.Option(help="The label set, comma-separated (from "
+                                             "neutral, happy, fearful, sad, angry, surprised, "
+                                             "disgusted, contempt).")] = ",".join(EXPRESSIONS),
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="Preset option KEY=VALUE (repeatable), e.g. "
         "-o subject_regex='(?P<subject>\\d+)_'.")] = None,
 ) -> None:
     """Parse and check one database; write tables/images.csv."""
-    from facedialect.config import DatabaseConfig
+    from facedialect.config import DatabaseConfig, StudySection
     from facedialect.stages import ingest_stage
     from facedialect.store import RunDir
+    from facedialect.study import labelled_ticker
 
     opts: dict[str, Any] = {}
     for item in option or []:
@@ -153,9 +168,13 @@ def ingest(
         {"name": name or preset.upper(), "preset": preset, "root": root,
          "n_subjects": n_subjects or None, "options": opts},
         context={"base_dir": Path.cwd()})
+    labels = StudySection.model_validate(
+        {"name": "ingest", "output": out, "expressions": [e for e in expressions.split(",")
+                                                          if e.strip()]},
+        context={"base_dir": Path.cwd()}).expressions
     run = RunDir(out)
-    with run.lock():
-        images = ingest_stage(run, [db])
+    with run.lock(), _progress() as bar:
+        images = ingest_stage(run, [db], labels, progress=labelled_ticker(bar))
     _print_database_summary(images[images["db"] == db.name])
     console.print(f"wrote {run.table_path('images')}", highlight=False)
 
@@ -346,14 +365,18 @@ def stimuli(
     )
     from facedialect.report.figures import stimuli_sheet
     from facedialect.store import atomic_write_bytes
+    from facedialect.study import labelled_ticker
 
-    try:
-        au_list = [int(a) for a in aus.split(",") if a.strip()] or list(STUDY_AUS)
-        table = stimulus_table(au_list, levels)
-        renderer = renderer_for(base_face, size)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    images = render_stimuli(table, renderer)
+    with _progress() as bar:
+        tick = labelled_ticker(bar)
+        try:
+            au_list = [int(a) for a in aus.split(",") if a.strip()] or list(STUDY_AUS)
+            table = stimulus_table(au_list, levels)
+            renderer = renderer_for(base_face, size,
+                                    progress=lambda d, t: tick("average face", d, t))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        images = render_stimuli(table, renderer, progress=lambda d, t: tick("stimuli", d, t))
     done = write_stimuli(out, table, images)
     atomic_write_bytes(Path(out) / "contact_sheet.png", stimuli_sheet(done))
     console.print(f"{len(done)} stimuli ({len(au_list)} AUs x {levels - 1} levels + the null "
@@ -406,7 +429,8 @@ def synth(
     out: Annotated[Path | None, typer.Option(help="Output folder: one database per culture "
                                              "(images, manifest.csv, truth.csv).")] = None,
     preset: Annotated[str, typer.Option(help="A shipped preset (east-west, "
-                                        "east-west-controls) or a TOML file.")] = "east-west",
+                                        "east-west-controls, messy) or a TOML "
+                                        "file.")] = "east-west",
     subjects: Annotated[int | None, typer.Option(help="Posers per culture [default: the "
                                                  "preset's [settings], else 60].")] = None,
     renderer: Annotated[str, typer.Option(help="3d (the ICT face model) or builtin (the "
@@ -427,6 +451,8 @@ def synth(
                                                     "file) and exit.")] = None,
 ) -> None:
     """Make synthetic cultures with known AU differences (SCIENCE §10)."""
+    import csv
+
     from facedialect.errors import InputError
     from facedialect.faces.synth import preset_text, synthesize
     from facedialect.study import labelled_ticker
@@ -442,9 +468,13 @@ def synth(
                           size=size, color=color, textures=textures, workers=workers,
                           progress=lambda c, d, t: tick(f"culture {c}", d, t))
     for culture, folder in done.items():
-        n = sum(1 for _ in open(folder / "manifest.csv", encoding="utf-8")) - 1
-        console.print(f"culture {culture}: {n // 7} posers x 7 expressions in {folder} "
-                      f"(manifest.csv, truth.csv)", highlight=False)
+        with open(folder / "manifest.csv", encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+        subjects = {r["subject"] for r in rows} - {""}
+        who = f"{len(subjects)} posers" if subjects else "no subject ids"
+        n_expr = len({r["expression"] for r in rows})
+        console.print(f"culture {culture}: {who}, {n_expr} expressions, {len(rows)} images "
+                      f"in {folder} (manifest.csv, truth.csv)", highlight=False)
     console.print(f"preset used: {Path(out) / 'preset.toml'}; read a culture with "
                   "preset = \"manifest\"", highlight=False, markup=False)
 

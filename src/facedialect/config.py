@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from facedialect.errors import StudyFileError
-from facedialect.labels import EXPRESSIONS
+from facedialect.labels import EXPRESSIONS, VOCABULARY, in_order, normalize_expression
 from facedialect.preprocess.params import PreprocessParams
 
 PresetName = Literal["kdef", "krc", "jaffe", "ckplus", "folder", "manifest"]
@@ -35,6 +35,18 @@ STUDY_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 15, 16, 17, 20, 2
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _vocabulary_list(v: list[str], what: str) -> list[str]:
+    """Check expression words against the vocabulary; return them in canonical order."""
+    words = [str(e).strip().lower() for e in v]
+    bad = [e for e in words if e not in VOCABULARY]
+    if bad:
+        raise ValueError(f"unknown expression(s) {bad} in {what}; valid: {list(VOCABULARY)}")
+    dup = sorted({e for e in words if words.count(e) > 1})
+    if dup:
+        raise ValueError(f"expression(s) {dup} listed twice in {what}")
+    return in_order(words)
 
 
 def _resolve(path: Path, info: ValidationInfo) -> Path:
@@ -54,6 +66,17 @@ class StudySection(_Section):
     cache_dir: Path | None = Field(
         None, description="Shared cache folder (default: $FACEDIALECT_CACHE or "
         "~/.cache/facedialect).")
+    expressions: list[str] = Field(
+        default_factory=lambda: list(EXPRESSIONS), min_length=2,
+        description="The study's label set, from neutral, happy, fearful, sad, angry, "
+        "surprised, disgusted, contempt (default: the seven without contempt). Images of "
+        "other expressions are excluded; a database's networks get one unit per study "
+        "expression it has.")
+
+    @field_validator("expressions")
+    @classmethod
+    def _expressions_known(cls, v: list[str]) -> list[str]:
+        return _vocabulary_list(v, "expressions")
 
     @field_validator("output", "cache_dir")
     @classmethod
@@ -68,11 +91,40 @@ class DatabaseConfig(_Section):
     preset: PresetName = Field(description="Naming scheme: kdef, krc, jaffe, ckplus, folder, "
                                "manifest.")
     root: Path = Field(description="The database folder (never written to).")
-    n_subjects: int | None = Field(60, ge=1, description="Subjects with all 7 expressions to "
-                                   "keep (none = all).")
+    n_subjects: int | None = Field(60, ge=1, description="Complete subjects to keep (at "
+                                   "least one image of each study expression the database "
+                                   "has; none = all).")
     culture: str | None = Field(None, description="Culture label for the report.")
     options: dict[str, Any] = Field(default_factory=dict, description="Preset options "
-                                    "(docs/databases.md).")
+                                    "(docs/databases.md), e.g. takes = 'all' or 'first'.")
+    label_map: dict[str, str] = Field(
+        default_factory=dict, description="Labels of this database (file-name codes, "
+        "folder names, manifest words, CK+ numbers) mapped to a study expression, e.g. "
+        "{ joy = 'happy' }; applied before the preset's own reading of the label.")
+    exclude_expressions: list[str] = Field(
+        default_factory=list, description="Study expressions not used from this database "
+        "(e.g. ['contempt']); its networks get no unit for them.")
+    merge_labels: bool = Field(False, description="Allow label_map to map two different "
+                               "labels onto one expression (else an error).")
+
+    @field_validator("label_map")
+    @classmethod
+    def _map_targets_known(cls, v: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, target in v.items():
+            word = normalize_expression(str(target))
+            if word is None:
+                raise ValueError(f"label_map maps {key!r} to {target!r}, which is not an "
+                                 f"expression; valid: {list(VOCABULARY)}")
+            if not str(key).strip():
+                raise ValueError("label_map has an empty label")
+            out[str(key).strip()] = word
+        return out
+
+    @field_validator("exclude_expressions")
+    @classmethod
+    def _exclusions_known(cls, v: list[str]) -> list[str]:
+        return _vocabulary_list(v, "exclude_expressions")
 
     @field_validator("name")
     @classmethod
@@ -257,8 +309,9 @@ class SaliencyConfig(_Section):
     score: Literal["probability", "logit"] = Field(
         "probability", description="Differentiated score of the image's own class: its "
         "softmax probability (SCIENCE §8) or its FC3 response.")
-    expressions: list[str] = Field(default_factory=lambda: list(EXPRESSIONS), min_length=1,
-                                   description="Expressions whose test images get maps.")
+    expressions: list[str] = Field(default_factory=lambda: list(VOCABULARY), min_length=1,
+                                   description="Expressions whose test images get maps "
+                                   "(default: every study expression).")
     images_per_class: int | None = Field(None, ge=1, description="Most test images per "
                                          "database, run and expression (seeded choice; "
                                          "none: all).")
@@ -278,10 +331,7 @@ class SaliencyConfig(_Section):
     @field_validator("expressions")
     @classmethod
     def _expressions_known(cls, v: list[str]) -> list[str]:
-        bad = [e for e in v if e not in EXPRESSIONS]
-        if bad:
-            raise ValueError(f"unknown expression(s) {bad}; valid: {list(EXPRESSIONS)}")
-        return [e for e in EXPRESSIONS if e in v]
+        return _vocabulary_list(v, "[saliency] expressions")
 
     @field_validator("modify_image")
     @classmethod
@@ -324,6 +374,27 @@ class Study(_Section):
         if dup:
             raise ValueError(f"database names must be unique; repeated: {dup}")
         return self
+
+    @model_validator(mode="after")
+    def _labels_fit_the_study(self) -> Study:
+        study = set(self.study.expressions)
+        for d in self.databases:
+            off = sorted({t for t in d.label_map.values() if t not in study})
+            if off:
+                raise ValueError(
+                    f"database {d.name!r}: label_map maps onto {off}, not among [study] "
+                    f"expressions {self.study.expressions}; add them there or use "
+                    f"exclude_expressions")
+            left = [e for e in self.study.expressions if e not in d.exclude_expressions]
+            if len(left) < 2:
+                raise ValueError(f"database {d.name!r}: exclude_expressions leaves "
+                                 f"{left or 'no expression'}; a classifier needs at least 2")
+        return self
+
+    def database_expressions(self, name: str) -> list[str]:
+        """The study expressions database ``name`` may use (before looking at its images)."""
+        db = next(d for d in self.databases if d.name == name)
+        return [e for e in self.study.expressions if e not in db.exclude_expressions]
 
     def to_toml(self) -> str:
         """Return the resolved study (defaults filled in) as TOML text."""

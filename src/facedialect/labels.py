@@ -1,7 +1,12 @@
-"""The 7-expression vocabulary and the label codes of each database preset."""
+"""The expression vocabulary and the label codes of each database preset.
+
+A study chooses its label set (``[study] expressions``) from :data:`VOCABULARY`: the seven
+expressions of the reference study (:data:`EXPRESSIONS`, the default) and contempt (CK+).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 #: Canonical order, used in every table and figure.
@@ -15,6 +20,9 @@ EXPRESSIONS: Final[tuple[str, ...]] = (
     "disgusted",
 )
 
+#: Every expression a study may use, in canonical order (the 7 of SCIENCE, then contempt).
+VOCABULARY: Final[tuple[str, ...]] = (*EXPRESSIONS, "contempt")
+
 #: Words accepted for each expression in folder names and manifests (lower case).
 SYNONYMS: Final[dict[str, str]] = {
     **{e: e for e in EXPRESSIONS},
@@ -26,6 +34,7 @@ SYNONYMS: Final[dict[str, str]] = {
     "ang": "angry", "an": "angry", "anger": "angry",
     "sur": "surprised", "su": "surprised", "surprise": "surprised",
     "dis": "disgusted", "di": "disgusted", "disgust": "disgusted",
+    "contempt": "contempt", "con": "contempt", "co": "contempt", "contemptuous": "contempt",
 }
 
 #: Preset-specific codes (exact, case-sensitive as in the file names).
@@ -41,15 +50,15 @@ JAFFE_CODES: Final[dict[str, str]] = {
     "NE": "neutral", "HA": "happy", "SA": "sad", "SU": "surprised",
     "AN": "angry", "DI": "disgusted", "FE": "fearful",
 }
-#: CK+ Emotion/ label numbers; 2 (contempt) has no place in the vocabulary.
-CKPLUS_CODES: Final[dict[int, str | None]] = {
-    0: "neutral", 1: "angry", 2: None, 3: "disgusted", 4: "fearful",
+#: CK+ Emotion/ label numbers.
+CKPLUS_CODES: Final[dict[int, str]] = {
+    0: "neutral", 1: "angry", 2: "contempt", 3: "disgusted", 4: "fearful",
     5: "happy", 6: "sad", 7: "surprised",
 }
 
 
 def normalize_expression(word: str) -> str | None:
-    """Map a free-form expression word to the vocabulary.
+    """Map a free-form expression word to :data:`VOCABULARY`.
 
     Parameters
     ----------
@@ -65,5 +74,15 @@ def normalize_expression(word: str) -> str | None:
 
 
 def expression_index(expression: str) -> int:
-    """Return the position of ``expression`` in :data:`EXPRESSIONS`."""
-    return EXPRESSIONS.index(expression)
+    """Return the position of ``expression`` in :data:`VOCABULARY` (its canonical rank)."""
+    return VOCABULARY.index(expression)
+
+
+def in_order(expressions: Iterable[str]) -> list[str]:
+    """The distinct known expressions among ``expressions``, in canonical order.
+
+    Unknown words (not in :data:`VOCABULARY`) are dropped; use it to order the label set
+    of a database, a head or a table.
+    """
+    have = set(expressions)
+    return [e for e in VOCABULARY if e in have]

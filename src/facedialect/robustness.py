@@ -57,7 +57,7 @@ def robustness_stage(run: RunDir, study: Study, *,
     study : Study
         The study.
     progress : callable, optional
-        ``progress(label, done, total)`` for the training.
+        ``progress(label, done, total)`` for ingestion, pre-processing and training.
 
     Returns
     -------
@@ -82,7 +82,7 @@ def robustness_stage(run: RunDir, study: Study, *,
     main_subjects = _subjects(run.read_table("images"))
     with sub.lock():
         save_study(sub, alt)
-        images = ingest_stage(sub, alt.databases)
+        images = ingest_stage(sub, alt.databases, alt.study.expressions, progress=progress)
         all_subjects = _subjects(images)
         gain = {db: n for db, n in all_subjects.items() if n > main_subjects.get(db, 0)}
         if not gain:
@@ -91,7 +91,9 @@ def robustness_stage(run: RunDir, study: Study, *,
             run.update_manifest(skipped={"robustness": note})
             return {"skipped": note}
         preprocess_stage(sub, alt.preprocess, n_subjects={d.name: None for d in alt.databases},
-                         cache_dir=alt.study.cache_dir)
+                         cache_dir=alt.study.cache_dir,
+                         progress=(lambda d, t: progress("robustness: pre-processing", d, t))
+                         if progress else None)
         all_subjects = _subjects(sub.read_table("images"))  # after face detection
         gain = {db: n for db, n in all_subjects.items() if n > main_subjects.get(db, 0)}
         if not gain:

@@ -21,6 +21,7 @@ from facedialect import databases
 from facedialect.config import DatabaseConfig, Study
 from facedialect.errors import ImageReadError
 from facedialect.imageio import read_gray
+from facedialect.labels import EXPRESSIONS
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.pipeline import FaceResult, preprocess_face
 from facedialect.store import ArrayCache, RunDir, atomic_write_text, cache_root
@@ -37,7 +38,9 @@ Progress = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------------------- ingest
-def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig]) -> pd.DataFrame:
+def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig],
+                 expressions: Sequence[str] = EXPRESSIONS, *,
+                 progress: Callable[[str, int, int], None] | None = None) -> pd.DataFrame:
     """Parse and validate each database; write ``tables/images.csv``.
 
     Rows of databases with other names already in the table are kept, so databases can be
@@ -49,6 +52,11 @@ def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig]) -> pd.DataFrame:
         The run directory.
     dbs : sequence of DatabaseConfig
         The databases to ingest.
+    expressions : sequence of str
+        The study's label set (``[study] expressions``).
+    progress : callable, optional
+        Called as ``progress(label, done, total)`` while each database's files are hashed
+        and decoded (label ``ingest NAME``).
 
     Returns
     -------
@@ -60,7 +68,12 @@ def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig]) -> pd.DataFrame:
         inputs: dict[str, str] = {}
         for db in dbs:
             df = databases.ingest(db.preset, db.root, db=db.name, options=db.options,
-                                  n_subjects=db.n_subjects)
+                                  n_subjects=db.n_subjects, expressions=expressions,
+                                  label_map=db.label_map,
+                                  exclude_expressions=db.exclude_expressions,
+                                  merge_labels=db.merge_labels,
+                                  progress=(lambda d, t, _label=f"ingest {db.name}":
+                                            progress(_label, d, t)) if progress else None)
             frames.append(df)
             listing = "\n".join(f"{p}\t{h}" for p, h in zip(df["path"], df["sha256"],
                                                              strict=True))
@@ -71,10 +84,13 @@ def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig]) -> pd.DataFrame:
             old = old[~old["db"].isin(new["db"].unique())]
             new = pd.concat([old, new], ignore_index=True) if len(old) else new
         run.write_table("images", new)
-        run.update_manifest(inputs=inputs,
+        run.update_manifest(inputs=inputs, expressions=list(expressions),
                             databases={db.name: {"preset": db.preset, "root": str(db.root),
                                                  "n_subjects": db.n_subjects,
-                                                 "options": db.options} for db in dbs})
+                                                 "options": db.options,
+                                                 "label_map": db.label_map,
+                                                 "exclude_expressions": db.exclude_expressions}
+                                       for db in dbs})
         info["images"] = int(len(new))
     return new
 

@@ -25,7 +25,8 @@ def run_study(study: Study, *, console: Console | None = None,
     console : rich.console.Console, optional
         Where to print stage lines.
     progress : callable, optional
-        Factory of a rich ``Progress`` for progress bars.
+        Factory of a rich ``Progress`` for progress bars, or of a
+        :class:`~facedialect.progress.LogProgress` for progress lines in a log.
 
     Returns
     -------
@@ -38,7 +39,8 @@ def run_study(study: Study, *, console: Console | None = None,
         save_study(run, study)
         run.update_manifest(report_title=study.report.title or study.study.name)
         say(f"[bold]ingest[/]: {len(study.databases)} database(s)")
-        images = ingest_stage(run, study.databases)
+        images = with_progress(progress, ingest_stage, run, study.databases,
+                               study.study.expressions)
         n_inc = int(images["included"].astype(bool).sum())
         say(f"  {len(images)} files, {n_inc} included before face detection")
         say("[bold]pre-process[/]")
@@ -129,7 +131,7 @@ def _train_and_evaluate(run: RunDir, study: Study, say: Callable[..., Any],
     from facedialect.tuning import tuning_stage
 
     say(f"[bold]AU tuning[/]: base face {study.tuning.base_face}")
-    tun = tuning_stage(run, study)
+    tun = with_progress(progress, tuning_stage, run, study)
     say(f"  {tun['stimuli']} stimuli; same-expression profile r_s: "
         + ", ".join(f"{k} {v}" for k, v in tun["same_unit_r"].items()))
     if study.tuning.robustness:

@@ -7,6 +7,7 @@ Writes ``stimuli/`` (images and ``stimuli.csv``) and the tables ``au_responses``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,19 @@ from facedialect.preprocess.pipeline import preprocess_face
 from facedialect.store import RunDir
 
 
-def tuning_stage(run: RunDir, study: Study) -> dict[str, Any]:
+def tuning_stage(run: RunDir, study: Study,
+                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Render the AU stimuli, pass them through every network, write the tuning tables.
+
+    Parameters
+    ----------
+    run : RunDir
+        The trained run directory.
+    study : Study
+        The study (``[tuning]``, ``[preprocess]``, ``[model]``).
+    progress : callable, optional
+        Called as ``progress(label, done, total)`` while the average base face is built
+        and while the stimuli are rendered.
 
     Raises
     ------
@@ -49,7 +61,9 @@ def tuning_stage(run: RunDir, study: Study) -> dict[str, Any]:
         # 'average': the average neutral face of this study's databases, built once into
         # RUN/faces/average_neutral.png; a photo path: the photo-textured 3D face
         renderer = renderer_for(cfg.base_face, run_dir=run.path,
-                                dbs=[d.name for d in study.databases])
+                                dbs=[d.name for d in study.databases],
+                                progress=(lambda d, t: progress("AU tuning: average face",
+                                                                d, t)) if progress else None)
     except ValueError as exc:
         raise InputError(f"[tuning] {exc}") from None
     manifest = run.read_manifest()
@@ -64,7 +78,9 @@ def tuning_stage(run: RunDir, study: Study) -> dict[str, Any]:
         base_image = "" if cfg.base_face in ("builtin", "3d") else cfg.base_face
     with run.stage("tuning", base_face=cfg.base_face, base_face_image=base_image) as info:
         table = stimulus_table(cfg.aus, cfg.levels)
-        images = render_stimuli(table, renderer)
+        images = render_stimuli(
+            table, renderer,
+            progress=(lambda d, t: progress("AU tuning: stimuli", d, t)) if progress else None)
         table = write_stimuli(run.path / "stimuli", table, images)
         feats = stimulus_features(table, images, study)
         resp = network_responses(run.path / "heads", [d.name for d in study.databases],
@@ -147,7 +163,8 @@ def network_responses(heads_dir: Path, dbs: list[str], feats: torch.Tensor,
         keep = [i for i, r in enumerate(runs) if r not in failed]
         with torch.no_grad():
             logits = np.stack([head.forward_run(i, feats.float()).numpy() for i in keep])
-        responses.append(tuning_responses(logits, table, db=db, runs=[runs[i] for i in keep]))
+        responses.append(tuning_responses(logits, table, db=db, runs=[runs[i] for i in keep],
+                                          units=list(state["expressions"])))
     if not responses:
         raise InputError(f"{heads_dir}: no trained networks; run `facedialect train` first")
     return pd.concat(responses, ignore_index=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,30 +21,49 @@ ACCURACY_COLUMNS = ["train_db", "test_db", "condition", "variants", "run", "expr
 STATS_COLUMNS = ["test", "effect", "statistic", "df", "p"]
 
 
-def confusion_rows(true: np.ndarray, predicted: np.ndarray, **keys: object) -> pd.DataFrame:
+def confusion_rows(true: np.ndarray, predicted: np.ndarray, *,
+                   classes: Sequence[str] = EXPRESSIONS, units: Sequence[str] | None = None,
+                   **keys: object) -> pd.DataFrame:
     """Confusion matrix of one run as tidy rows (rows: true expression, sum to 1).
 
     Parameters
     ----------
     true, predicted : numpy.ndarray
-        Expression indices (0..6) of every tested sample.
+        Expressions of every tested sample: names, or indices into ``classes``.
+    classes : sequence of str
+        The rows and columns: the union of the test database's expressions and the
+        network's units (default the seven expressions).
+    units : sequence of str, optional
+        The network's output units (default: all ``classes``). Columns of expressions the
+        network has no unit for get NaN rates: it cannot answer them.
     **keys
         Constant columns (train_db, test_db, condition, variants, run).
 
     Returns
     -------
     pandas.DataFrame
-        49 rows with :data:`CONFUSION_COLUMNS` (``n``: samples of the true expression);
-        rows of an expression with no sample have NaN rates.
+        ``len(classes)**2`` rows with :data:`CONFUSION_COLUMNS` (``n``: samples of the true
+        expression); rows of an expression with no sample have NaN rates.
     """
-    k = len(EXPRESSIONS)
+    names = np.asarray(list(classes), dtype=object)
+    pos = {c: i for i, c in enumerate(classes)}
+
+    def index(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values)
+        if values.dtype.kind in "iu":
+            return values.astype(np.int64)
+        return np.array([pos[v] for v in values], dtype=np.int64)
+
+    k = len(names)
     counts = np.zeros((k, k), dtype=np.float64)
-    np.add.at(counts, (np.asarray(true), np.asarray(predicted)), 1.0)
+    np.add.at(counts, (index(true), index(predicted)), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = counts / counts.sum(1, keepdims=True)
+    if units is not None:
+        rates[:, [c not in set(units) for c in classes]] = np.nan
     t, p = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-    df = pd.DataFrame({"true": np.asarray(EXPRESSIONS)[t.ravel()],
-                       "predicted": np.asarray(EXPRESSIONS)[p.ravel()],
+    df = pd.DataFrame({"true": names[t.ravel()],
+                       "predicted": names[p.ravel()],
                        "rate": rates.ravel(),
                        "n": np.repeat(counts.sum(1), k).astype(int)})
     for name, value in keys.items():
@@ -52,8 +72,12 @@ def confusion_rows(true: np.ndarray, predicted: np.ndarray, **keys: object) -> p
 
 
 def accuracy_from_confusion(confusion: pd.DataFrame) -> pd.DataFrame:
-    """Correct rate per expression and run: the diagonal of each confusion matrix."""
-    diag = confusion[confusion["true"] == confusion["predicted"]]
+    """Correct rate per expression and run: the diagonal of each confusion matrix.
+
+    Expressions with no test sample, or no unit in the tested network (absent from the
+    training database), have no correct rate and no row.
+    """
+    diag = confusion[(confusion["true"] == confusion["predicted"]) & confusion["rate"].notna()]
     out = diag.rename(columns={"true": "expression", "rate": "correct_rate"})
     return out[ACCURACY_COLUMNS].reset_index(drop=True)
 
@@ -65,7 +89,11 @@ def mean_confusion(confusion: pd.DataFrame) -> pd.DataFrame:
 
 
 def overall_correct(accuracy: pd.DataFrame) -> pd.DataFrame:
-    """Mean correct rate over expressions, per run (the paper's per-network score)."""
+    """Mean correct rate over expressions, per run (the paper's per-network score).
+
+    Over the expressions that have a correct rate: for swapped testing, those both
+    databases have.
+    """
     keys = ["train_db", "test_db", "condition", "variants", "run"]
     return accuracy.groupby(keys, sort=False)["correct_rate"].mean().reset_index()
 
@@ -75,6 +103,11 @@ def _anova(df: pd.DataFrame, factor: str, label: str) -> list[dict[str, object]]
     from statsmodels.stats.anova import anova_lm
 
     data = df.rename(columns={factor: "factor"})
+    # expressions every level of the factor has (databases with other label sets, swapped
+    # testing on the shared classes only)
+    levels = data["factor"].nunique()
+    shared = data.groupby("expression")["factor"].nunique()
+    data = data[data["expression"].isin(shared.index[shared == levels])]
     if data["factor"].nunique() < 2 or data["expression"].nunique() < 2:
         return []
     if data.groupby(["factor", "expression"]).size().min() < 2:

@@ -6,19 +6,22 @@ SCIENCE §7. Every function takes DataFrames (or arrays) and returns DataFrames.
 - :func:`tuning_profiles`: mean and SD over runs (a unit's profile: AUs x levels);
 - :func:`profile_similarity`: Spearman r_s between every unit of database A and every unit
   of database B, null level excluded, with p and Bonferroni-corrected p (over the 7
-  same-expression pairs, or the 49 pairs of the matrix);
+  same-expression pairs, or the 49 pairs of the matrix; with other label sets, the
+  units both databases have);
 - :func:`similarity_vs_confusion`: the 7 x 7 r_s matrix against the swapped confusion
-  matrix over the 49 cells;
+  matrix over the 49 cells (over the cells both tables have with other label sets);
 - :func:`profile_pca`: peak-or-trough per AU, PCA with the profiles as samples.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from facedialect.labels import EXPRESSIONS
+from facedialect.labels import EXPRESSIONS, in_order
 
 RESPONSE_COLUMNS = ["db", "run", "unit", "au", "level", "response"]
 PROFILE_COLUMNS = ["db", "unit", "au", "level", "mean", "sd"]
@@ -26,13 +29,13 @@ SIMILARITY_COLUMNS = ["db_a", "db_b", "unit_a", "unit_b", "spearman_r", "p", "p_
 
 
 def tuning_responses(logits: np.ndarray, stimuli: pd.DataFrame, *, db: str,
-                     runs: list[int]) -> pd.DataFrame:
+                     runs: list[int], units: Sequence[str] = EXPRESSIONS) -> pd.DataFrame:
     """FC3 responses to the stimuli, minus the response to the null image.
 
     Parameters
     ----------
     logits : numpy.ndarray
-        ``(R, S, 7)`` FC3 values before softmax of R runs for S stimuli.
+        ``(R, S, U)`` FC3 values before softmax of R runs for S stimuli and U units.
     stimuli : pandas.DataFrame
         One row per stimulus in the same order, columns ``au`` and ``level``; level 0 is
         the null image (the same image for every AU; its first row is used).
@@ -40,6 +43,8 @@ def tuning_responses(logits: np.ndarray, stimuli: pd.DataFrame, *, db: str,
         The database the networks were trained on.
     runs : list of int
         Run indices of the R runs.
+    units : sequence of str
+        The expression of each unit (the networks' label set; default the seven).
 
     Returns
     -------
@@ -53,13 +58,13 @@ def tuning_responses(logits: np.ndarray, stimuli: pd.DataFrame, *, db: str,
         raise ValueError("the stimuli have no null image (level 0)")
     rel = logits - logits[:, null_rows[0]:null_rows[0] + 1, :]
     r_count, s_count, u_count = rel.shape
-    if len(runs) != r_count or s_count != len(stimuli):
+    if len(runs) != r_count or s_count != len(stimuli) or u_count != len(units):
         raise ValueError(f"logits {logits.shape} do not fit {len(runs)} runs x "
-                         f"{len(stimuli)} stimuli")
+                         f"{len(stimuli)} stimuli x {len(units)} units")
     return pd.DataFrame({
         "db": db,
         "run": np.repeat(np.asarray(runs), s_count * u_count),
-        "unit": np.tile(np.asarray(EXPRESSIONS)[np.arange(u_count)], r_count * s_count),
+        "unit": np.tile(np.asarray(list(units), dtype=object), r_count * s_count),
         "au": np.tile(np.repeat(stimuli["au"].to_numpy(), u_count), r_count),
         "level": np.tile(np.repeat(levels, u_count), r_count),
         "response": rel.ravel(),
@@ -91,24 +96,27 @@ def _spearman(x: pd.Series, y: pd.Series) -> tuple[float, float]:
 def _profile_vectors(profiles: pd.DataFrame, db: str) -> pd.DataFrame:
     p = profiles[(profiles["db"] == db) & (profiles["level"] > 0)]
     wide = p.pivot_table(index=["au", "level"], columns="unit", values="mean")
-    return wide.reindex(columns=[u for u in EXPRESSIONS if u in wide.columns])
+    return wide.reindex(columns=in_order(wide.columns))
 
 
 def profile_similarity(profiles: pd.DataFrame, db_a: str, db_b: str) -> pd.DataFrame:
     """Spearman r_s between every unit of ``db_a`` and every unit of ``db_b``.
 
     The null level is excluded (it is 0 by construction). ``p_bonferroni`` multiplies p by
-    7 for same-expression pairs (the paper's 7 tests) and by 49 for the other pairs.
-    A flat profile (range below :data:`FLAT_PROFILE`) gives NaN.
+    the number of same-expression pairs for those (the paper's 7 tests: the units both
+    databases have) and by the number of pairs of the matrix for the others (49 with seven
+    units each). A flat profile (range below :data:`FLAT_PROFILE`) gives NaN.
     """
     a, b = _profile_vectors(profiles, db_a), _profile_vectors(profiles, db_b)
     common = a.index.intersection(b.index)
     a, b = a.loc[common], b.loc[common]
+    n_same = len(set(a.columns) & set(b.columns))
+    n_other = len(a.columns) * len(b.columns)
     rows = []
     for ua in a.columns:
         for ub in b.columns:
             r, p = _spearman(a[ua], b[ub])
-            m = 7 if ua == ub else 49
+            m = n_same if ua == ub else n_other
             rows.append({"db_a": db_a, "db_b": db_b, "unit_a": ua, "unit_b": ub,
                          "spearman_r": r, "p": p, "p_bonferroni": float(np.minimum(1.0, p * m))})
     return pd.DataFrame(rows, columns=SIMILARITY_COLUMNS)
@@ -138,9 +146,14 @@ def similarity_vs_confusion(similarity: pd.DataFrame, confusion_mean: pd.DataFra
     c = confusion_mean[(confusion_mean["train_db"] == trained)
                        & (confusion_mean["test_db"] == tested)]
     rate = {(t, p): v for t, p, v in zip(c["true"], c["predicted"], c["rate"], strict=True)}
+    tested_units = in_order(similarity.loc[similarity["db_a"] == tested, "unit_a"].tolist()
+                            + similarity.loc[similarity["db_b"] == tested, "unit_b"].tolist())
+    trained_units = in_order(similarity.loc[similarity["db_a"] == trained, "unit_a"].tolist()
+                             + similarity.loc[similarity["db_b"] == trained, "unit_b"].tolist())
     cells = pd.DataFrame([{"true": i, "predicted": j, "profile_r": r.get((i, j), np.nan),
                            "confusion_rate": rate.get((i, j), np.nan)}
-                          for i in EXPRESSIONS for j in EXPRESSIONS])
+                          for i in tested_units for j in trained_units],
+                         columns=["true", "predicted", "profile_r", "confusion_rate"])
     ok = cells.dropna()
     if len(ok) < 3:
         return {"spearman_r": float("nan"), "p": float("nan")}, cells

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from facedialect.databases.files import is_image_name, list_dir, not_an_image, walk_files
-from facedialect.databases.folder import contempt_reason, expression_folders, parse_folder
+from facedialect.databases.folder import expression_folders, parse_folder
 from facedialect.databases.schema import (
     BAD_LABEL,
     MISSING_FILE,
@@ -144,12 +144,8 @@ def _sequence(seq_path: Path, subject: str, seq: str, emotion: Path | None,
     if code is None:
         peak.reason = reason(BAD_LABEL, why)
         return out
-    expression = CKPLUS_CODES[code]
-    if expression is None:
-        peak.reason = contempt_reason(f"no place in the 7-expression vocabulary (CK+ label "
-                                      f"{code} in {label_file.name})")
-    else:
-        peak.expression = expression
+    peak.expression = CKPLUS_CODES[code]
+    peak.label = str(code)
     if first != last:
         out.append(Candidate(first, subject=subj, expression="neutral", session=seq))
     return out

@@ -6,7 +6,7 @@ Nothing here writes anywhere: files are only listed, hashed and decoded.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -168,7 +168,8 @@ def _check_one(cand: Candidate) -> tuple[str, str]:
     return sha, ""
 
 
-def check_files(cands: Sequence[Candidate], workers: int | None = None) -> list[str]:
+def check_files(cands: Sequence[Candidate], workers: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> list[str]:
     """Hash every image file and decode every one still in the running.
 
     Candidates are updated in place: a file that cannot be read or decoded gets an
@@ -181,6 +182,8 @@ def check_files(cands: Sequence[Candidate], workers: int | None = None) -> list[
         The files, in their final (sorted) order.
     workers : int, optional
         Threads for hashing and decoding (default :data:`WORKERS`).
+    progress : callable, optional
+        Called as ``progress(done, total)`` in files opened (first with 0).
 
     Returns
     -------
@@ -190,12 +193,16 @@ def check_files(cands: Sequence[Candidate], workers: int | None = None) -> list[
     skip = {NOT_AN_IMAGE, MISSING_FILE, OUTSIDE_ROOT}
     todo = [i for i, c in enumerate(cands) if reason_category(c.reason) not in skip]
     hashes = [""] * len(cands)
+    if progress:
+        progress(0, len(todo))
     with ThreadPoolExecutor(max_workers=max(1, workers or WORKERS)) as pool:
-        for i, (sha, why) in zip(todo, pool.map(_check_one, [cands[i] for i in todo]),
-                                 strict=True):
+        for n, (i, (sha, why)) in enumerate(
+                zip(todo, pool.map(_check_one, [cands[i] for i in todo]), strict=True), 1):
             hashes[i] = sha
             if why and not cands[i].reason:
                 cands[i].reason = why
+            if progress:
+                progress(n, len(todo))
     return hashes
 
 

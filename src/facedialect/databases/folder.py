@@ -9,31 +9,22 @@ from typing import Any
 from facedialect.databases.files import is_image_name, list_dir, not_an_image, walk_files
 from facedialect.databases.options import regex_subject
 from facedialect.databases.schema import (
-    CONTEMPT,
     NAME_MISFIT,
     UNKNOWN_FOLDER,
     Candidate,
     reason,
 )
-from facedialect.labels import EXPRESSIONS, normalize_expression
+from facedialect.labels import VOCABULARY, normalize_expression
 
 FOLDER_EXPECTED = ("one folder per expression (ROOT/{expression}/{any image}, e.g. "
                    "ROOT/happy/img001.jpg; folder names such as neutral, happy, fear, sadness, "
-                   "anger, surprise, disgust)")
-
-#: The CK+ label with no place in the 7-expression vocabulary.
-CONTEMPT_WORDS = frozenset({"contempt"})
-
-
-def contempt_reason(detail: str = "no place in the 7-expression vocabulary") -> str:
-    """Return the exclusion reason of a contempt image."""
-    return reason(CONTEMPT, detail)
+                   "anger, surprise, disgust, contempt)")
 
 
 def expression_folders(root: Path) -> list[Path]:
-    """Sub-folders of ``root`` named after an expression (or contempt)."""
-    return [Path(e.path) for e in list_dir(root) if e.is_dir() and (
-        normalize_expression(e.name) is not None or e.name.strip().lower() in CONTEMPT_WORDS)]
+    """Sub-folders of ``root`` named after an expression."""
+    return [Path(e.path) for e in list_dir(root)
+            if e.is_dir() and normalize_expression(e.name) is not None]
 
 
 def parse_folder(root: Path, options: dict[str, Any]) -> list[Candidate]:
@@ -67,15 +58,17 @@ def parse_folder(root: Path, options: dict[str, Any]) -> list[Candidate]:
             if not is_image_name(path):
                 out.append(Candidate(path, reason=not_an_image(path)))
             elif expression is None:
-                why = (contempt_reason() if entry.name.strip().lower() in CONTEMPT_WORDS
-                       else reason(UNKNOWN_FOLDER, f"{entry.name!r} (rename it to one "
-                                                       f"of {' '.join(EXPRESSIONS)})"))
-                out.append(Candidate(path, reason=why))
+                why = reason(UNKNOWN_FOLDER, f"{entry.name!r} (rename it to one of "
+                                             f"{' '.join(VOCABULARY)}, or map it with "
+                                             f"label_map)")
+                subject = regex_subject(pattern, path.name) if pattern is not None else ""
+                out.append(Candidate(path, subject=subject, reason=why, label=entry.name))
             elif pattern is None:
-                out.append(Candidate(path, expression=expression))
+                out.append(Candidate(path, expression=expression, label=entry.name))
             else:
                 subject = regex_subject(pattern, path.name)
-                cand = Candidate(path, subject=subject, expression=expression)
+                cand = Candidate(path, subject=subject, expression=expression,
+                                 label=entry.name)
                 if not subject:
                     cand.reason = reason(NAME_MISFIT, f"subject_regex {pattern.pattern!r} "
                                                       f"finds no subject id in {path.name!r}")

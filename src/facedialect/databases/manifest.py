@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from facedialect.databases.files import absolute, is_image_name, not_an_image
-from facedialect.databases.folder import CONTEMPT_WORDS, contempt_reason
 from facedialect.databases.schema import (
     DUPLICATE,
     MISSING_FILE,
@@ -19,7 +18,7 @@ from facedialect.databases.schema import (
     reason,
 )
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS, normalize_expression
+from facedialect.labels import VOCABULARY, normalize_expression
 
 REQUIRED_COLUMNS = ("path", "expression")
 OPTIONAL_COLUMNS = ("subject", "view", "session", "sex")
@@ -129,7 +128,7 @@ def parse_manifest(root: Path, options: dict[str, Any]) -> list[Candidate]:
         path = absolute(given if given.is_absolute() else root / given)
         word = row["expression"].strip()
         expression = normalize_expression(word) if word else None
-        cand = Candidate(path, expression=expression or "",
+        cand = Candidate(path, expression=expression or "", label=word,
                          **{k: str(row.get(k, "")).strip() for k in OPTIONAL_COLUMNS})
         exists = path.is_file()
         found += exists
@@ -147,11 +146,11 @@ def parse_manifest(root: Path, options: dict[str, Any]) -> list[Candidate]:
             why = reason(MISSING_FILE, f"{raw} ({line}) {what}")
         elif not word:
             why = reason(NO_LABEL, f"{line} has an empty expression")
-        elif expression is None:
-            why = (contempt_reason() if word.lower() in CONTEMPT_WORDS else reason(
-                UNKNOWN_CODE, f"{word!r} ({line}; use one of {' '.join(EXPRESSIONS)})"))
         elif has_subjects and not cand.subject:
             why = reason(NO_SUBJECT, f"{line} has an empty subject while other rows have one")
+        elif expression is None:
+            why = reason(UNKNOWN_CODE, f"{word!r} ({line}; use one of {' '.join(VOCABULARY)}, "
+                                       f"or map it with label_map)")
         else:
             why = ""
         cand.reason = why

@@ -70,7 +70,7 @@ def parse_kdef(root: Path, options: dict[str, Any]) -> list[Candidate]:
                                      f"{' '.join(KDEF_VIEWS)})"))
             continue
         cand = Candidate(path, subject=sex + num, expression=KDEF_CODES.get(code, ""),
-                         view=angle, session=session, sex=sex)
+                         view=angle, session=session, sex=sex, label=code)
         if code not in KDEF_CODES:
             _unknown(cand, code, KDEF_CODES)
         elif angle != options["view"]:
@@ -109,7 +109,7 @@ def parse_krc(root: Path, options: dict[str, Any]) -> list[Candidate]:
         poser, code, view = m.group(1), m.group(2).lower(), m.group(3).lower()
         sex = poser[0].upper() if poser[0].lower() in ("f", "m") else ""
         cand = Candidate(path, subject=poser, expression=KRC_CODES.get(code, ""), view=view,
-                         sex=sex)
+                         sex=sex, label=m.group(2))
         if code not in KRC_CODES:
             _unknown(cand, m.group(2), KRC_CODES)
         elif view != options["view"]:
@@ -145,7 +145,7 @@ def parse_jaffe(root: Path, options: dict[str, Any]) -> list[Candidate]:
             continue
         poser, code, take = m.group(1).upper(), m.group(2).upper(), m.group(3)
         cand = Candidate(path, subject=poser, expression=JAFFE_CODES.get(code, ""),
-                         session=str(int(take)), take=(int(take),))
+                         session=str(int(take)), take=(int(take),), label=code)
         if code not in JAFFE_CODES:
             _unknown(cand, m.group(2), JAFFE_CODES)
         out.append(cand)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from facedialect.databases.ckplus import CKPLUS_EXPECTED, is_full_layout, parse_ckplus
+from facedialect.databases.ckplus import CKPLUS_EXPECTED, parse_ckplus
 from facedialect.databases.folder import FOLDER_EXPECTED, parse_folder
 from facedialect.databases.manifest import MANIFEST_EXPECTED, parse_manifest
 from facedialect.databases.naming import (
@@ -23,16 +23,6 @@ from facedialect.databases.naming import (
 from facedialect.databases.options import Option, choice, flag, subject_regex, text
 from facedialect.databases.schema import FACS_COLUMN, Candidate
 from facedialect.errors import InputError
-
-
-def _always(root: Path) -> bool:
-    del root
-    return True
-
-
-def _never(root: Path) -> bool:
-    del root
-    return False
 
 
 def _lower_text(name: str, value: Any) -> str:
@@ -53,9 +43,9 @@ class Preset:
         What the database folder should hold (for messages).
     options : mapping of str to Option
         The options the preset takes.
-    one_per_expression : callable
-        ``f(root) -> bool``: whether only one image per subject and expression is kept
-        (the others are ``extra take``).
+    takes : {"first", "all"}
+        Default of the ``takes`` option every preset has: ``all`` keeps every image of a
+        subject and expression, ``first`` only the first (the others are ``extra take``).
     walks_root : bool
         Whether files are found by walking the root (False: listed in a manifest).
     extra_columns : tuple of str
@@ -66,7 +56,7 @@ class Preset:
     parse: Callable[[Path, dict[str, Any]], list[Candidate]]
     expected: str
     options: Mapping[str, Option] = field(default_factory=dict)
-    one_per_expression: Callable[[Path], bool] = _always
+    takes: str = "first"
     walks_root: bool = True
     extra_columns: tuple[str, ...] = ()
 
@@ -80,20 +70,27 @@ _TABLE: Final[dict[str, Preset]] = {p.name: p for p in (
         "view": Option("d", _lower_text, "the view code used (d assumed frontal)"),
     }),
     Preset("jaffe", parse_jaffe, f"JAFFE images named {JAFFE_EXPECTED}"),
-    Preset("ckplus", parse_ckplus, CKPLUS_EXPECTED, one_per_expression=is_full_layout,
+    Preset("ckplus", parse_ckplus, CKPLUS_EXPECTED, takes="all",
            extra_columns=(FACS_COLUMN,)),
     Preset("folder", parse_folder, FOLDER_EXPECTED, {
         "subject_regex": Option(None, subject_regex, "regex finding the subject id in a "
                                 "file name (group 'subject' or group 1)"),
-    }, one_per_expression=_never),
+    }, takes="all"),
     Preset("manifest", parse_manifest, MANIFEST_EXPECTED, {
         "file": Option("manifest.csv", text, "the CSV (relative to the root)"),
         "allow_outside_root": Option(False, flag, "accept listed files outside the root"),
-    }, one_per_expression=_never, walks_root=False),
+    }, takes="all", walks_root=False),
 )}
 
 #: The preset names, as used in study files.
 PRESETS: Final[tuple[str, ...]] = tuple(_TABLE)
+
+
+def preset_options(spec: Preset) -> dict[str, Option]:
+    """The options of a preset, with the ``takes`` option every preset has."""
+    return {**spec.options, "takes": Option(spec.takes, choice("all", "first", case="lower"),
+                                            "several images of a subject and expression: "
+                                            "keep 'all' or only the 'first'")}
 
 
 def get_preset(name: str) -> Preset:

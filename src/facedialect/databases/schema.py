@@ -27,7 +27,7 @@ UNREADABLE: Final = "unreadable image"
 NAME_MISFIT: Final = "name does not fit preset"
 UNKNOWN_CODE: Final = "unknown expression code"
 UNKNOWN_FOLDER: Final = "unknown expression folder"
-CONTEMPT: Final = "contempt"
+NOT_STUDIED: Final = "expression not studied"
 NO_LABEL: Final = "no emotion label"
 BAD_LABEL: Final = "bad label file"
 NO_SUBJECT: Final = "no subject id"
@@ -42,7 +42,7 @@ NOT_SELECTED: Final = "not selected"
 
 #: Every category ingest and selection can give, in the order they are checked.
 REASON_CATEGORIES: Final[tuple[str, ...]] = (
-    NOT_AN_IMAGE, NAME_MISFIT, UNKNOWN_CODE, UNKNOWN_FOLDER, CONTEMPT, NO_LABEL, BAD_LABEL,
+    NOT_AN_IMAGE, NAME_MISFIT, UNKNOWN_CODE, UNKNOWN_FOLDER, NO_LABEL, BAD_LABEL, NOT_STUDIED,
     NO_SUBJECT, OUTSIDE_ROOT, MISSING_FILE, NOT_FRONTAL, NOT_FIRST_SESSION, UNREADABLE,
     DUPLICATE, EXTRA_TAKE, INCOMPLETE, NOT_SELECTED,
 )
@@ -104,7 +104,12 @@ class Candidate:
     facs : str
         CK+ peak frames only: the FACS coding.
     take : tuple
-        Order among several images of one subject and expression (lowest is kept).
+        Order among several images of one subject and expression (lowest is kept with
+        ``takes = "first"``).
+    label : str
+        The label as the database gives it (file-name code, folder name, manifest word,
+        CK+ number); what ``label_map`` keys are matched against. "" when the expression
+        is implied (CK+'s first frames).
     """
 
     path: Path
@@ -116,6 +121,7 @@ class Candidate:
     reason: str = ""
     facs: str = ""
     take: tuple[int, ...] = ()
+    label: str = ""
 
     @property
     def key(self) -> str:

@@ -1,4 +1,4 @@
-"""Which images are used: one take per subject and expression, then N complete subjects."""
+"""Which images are used: the takes kept per subject and expression, then N complete subjects."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from facedialect.databases.schema import (
     EXTRA_TAKE,
     INCOMPLETE,
     NOT_SELECTED,
+    NOT_STUDIED,
     SELECTION_CATEGORIES,
     STRING_COLUMNS,
     Candidate,
@@ -19,7 +20,7 @@ from facedialect.databases.schema import (
     reason_category,
 )
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS
+from facedialect.labels import in_order
 
 _NEEDED = ("db", "subject", "expression", "included", "reason")
 
@@ -42,6 +43,26 @@ def mark_extra_takes(cands: Sequence[Candidate]) -> None:
             kept[k] = cand
 
 
+def database_expressions(images: pd.DataFrame,
+                         expressions: Sequence[str] | None = None) -> list[str]:
+    """The expressions one database has, in canonical order.
+
+    Every expression of a labelled row that is not excluded as ``expression not studied``
+    (usable or not), restricted to ``expressions`` when given.
+
+    Parameters
+    ----------
+    images : pandas.DataFrame
+        Rows of one database (``expression``, ``reason``).
+    expressions : sequence of str, optional
+        The study's label set.
+    """
+    cats = images["reason"].map(reason_category)
+    words = as_text(images["expression"])
+    own = in_order(words[(words != "") & (cats != NOT_STUDIED)])
+    return own if expressions is None else [e for e in own if e in set(expressions)]
+
+
 def check_n_subjects(n_subjects: int | None) -> int | None:
     """Return ``n_subjects`` if it is None or a positive int, else raise InputError."""
     if n_subjects is None:
@@ -52,8 +73,14 @@ def check_n_subjects(n_subjects: int | None) -> int | None:
     return n_subjects
 
 
-def select_subjects(images: pd.DataFrame, n_subjects: int | None) -> pd.DataFrame:
-    """Keep, per database, the first ``n_subjects`` subjects that have all 7 expressions.
+def select_subjects(images: pd.DataFrame, n_subjects: int | None,
+                    expressions: Sequence[str] | None = None) -> pd.DataFrame:
+    """Keep, per database, the first ``n_subjects`` complete subjects.
+
+    A subject is complete when it has at least one usable image (take) of each expression
+    the database has: every study expression (of ``expressions``, when given) that some
+    labelled file of the database has, usable or not (so the set does not change when
+    face detection drops images). All takes of a complete subject are kept.
 
     Pure: returns a new table and can be re-run (e.g. after face detection excluded some
     images). Rows excluded for any other reason stay excluded; rows excluded only by an
@@ -68,6 +95,9 @@ def select_subjects(images: pd.DataFrame, n_subjects: int | None) -> pd.DataFram
         Complete subjects to keep per database, in natural order of subject id
         ("S2" before "S10"); None keeps every complete subject. A database with fewer
         complete subjects keeps all it has.
+    expressions : sequence of str, optional
+        The study's label set; images of other expressions should already be excluded
+        (ingest does that), and none of them make a subject incomplete.
 
     Returns
     -------
@@ -96,6 +126,7 @@ def select_subjects(images: pd.DataFrame, n_subjects: int | None) -> pd.DataFram
     redo = reasons.map(reason_category).isin(SELECTION_CATEGORIES)
     reasons.loc[redo] = ""
     for _, part in out.groupby("db", sort=False):
+        own = database_expressions(part, expressions)
         live = part[reasons.loc[part.index] == ""]
         if not (live["subject"] != "").any():
             continue
@@ -104,13 +135,12 @@ def select_subjects(images: pd.DataFrame, n_subjects: int | None) -> pd.DataFram
                                             "have one)")
         live = live[live["subject"] != ""]
         have = live.groupby("subject")["expression"].agg(set)
-        complete = sorted((s for s, e in have.items() if set(EXPRESSIONS) <= e),
-                          key=natural_key)
+        complete = sorted((s for s, e in have.items() if set(own) <= e), key=natural_key)
         chosen = set(complete if n_subjects is None else complete[:n_subjects])
         for subject, idx in live.groupby("subject").groups.items():
             if subject in chosen:
                 continue
-            lacks = [e for e in EXPRESSIONS if e not in have[subject]]
+            lacks = [e for e in own if e not in have[subject]]
             reasons.loc[idx] = (reason(INCOMPLETE, f"lacks {', '.join(lacks)}") if lacks else
                             reason(NOT_SELECTED, f"beyond the first {n_subjects} complete "
                                                  f"subjects"))

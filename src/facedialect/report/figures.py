@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from facedialect.imageio import read_gray  # noqa: E402
-from facedialect.labels import EXPRESSIONS  # noqa: E402
+from facedialect.labels import VOCABULARY, expression_index, in_order  # noqa: E402
 from facedialect.store import ArrayCache, RunDir  # noqa: E402
 
 FIG_DPI = 110
@@ -63,7 +63,7 @@ def contact_sheets(run: RunDir, cache: ArrayCache, per_expression: int = 4) -> l
     merged = merged[merged["included"].astype(bool) & merged["detected"].astype(bool)]
     names = []
     for db, part in merged.groupby("db", sort=False):
-        exprs = [e for e in EXPRESSIONS if (part["expression"] == e).any()]
+        exprs = in_order(part["expression"])
         if not exprs:
             continue
         k = per_expression
@@ -100,7 +100,7 @@ def exclusions_figure(images: pd.DataFrame) -> bytes | None:
     if inc.empty:
         return None
     counts = (inc.groupby(["db", "expression"]).size().unstack(fill_value=0)
-              .reindex(columns=[e for e in EXPRESSIONS], fill_value=0))
+              .reindex(columns=in_order(inc["expression"]), fill_value=0))
     fig, ax = plt.subplots(figsize=(7, 2.8))
     counts.T.plot.bar(ax=ax, width=0.8)
     ax.set_ylabel("included images")
@@ -154,23 +154,25 @@ def confusion_figure(mean_conf: pd.DataFrame) -> bytes:
                              layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
-    short = [e[:3] for e in EXPRESSIONS]
     for a, b in pairs:
         part = mean_conf[(mean_conf["train_db"] == a) & (mean_conf["test_db"] == b)]
+        rows = in_order(part["true"])
+        cols = in_order(part["predicted"])
         mat = (part.pivot(index="true", columns="predicted", values="rate")
-               .reindex(index=list(EXPRESSIONS), columns=list(EXPRESSIONS)).to_numpy())
+               .reindex(index=rows, columns=cols).to_numpy())
         ax = axes[dbs.index(a), dbs.index(b)]
         ax.axis("on")
-        ax.imshow(mat, cmap="Blues", vmin=0, vmax=1)
-        for i in range(7):
-            for j in range(7):
+        ax.set_facecolor("0.85")  # NaN: no unit for that expression, or no test image
+        ax.imshow(np.ma.masked_invalid(mat), cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(rows)):
+            for j in range(len(cols)):
                 v = mat[i, j]
                 if np.isfinite(v):
                     txt = f"{v:.2f}"
                     ax.text(j, i, "1" if txt.startswith("1") else txt[1:], ha="center",
                             va="center", fontsize=6.5, color="white" if v > 0.6 else "black")
-        ax.set_xticks(range(7), short, fontsize=7, rotation=90)
-        ax.set_yticks(range(7), short, fontsize=7)
+        ax.set_xticks(range(len(cols)), [e[:3] for e in cols], fontsize=7, rotation=90)
+        ax.set_yticks(range(len(rows)), [e[:3] for e in rows], fontsize=7)
         cond = "matched" if a == b else "swapped"
         ax.set_title(f"trained {a}, tested {b}\n({cond})", fontsize=8)
         ax.set_xlabel("chosen", fontsize=7)
@@ -188,14 +190,15 @@ def correct_rate_figure(accuracy: pd.DataFrame) -> bytes:
         part = accuracy[accuracy["train_db"] == db]
         g = (part.groupby(["condition", "expression"])["correct_rate"]
              .agg(["mean", "std"]).reset_index())
-        x = np.arange(len(EXPRESSIONS))
+        exprs = in_order(g["expression"])
+        x = np.arange(len(exprs))
         for k, cond in enumerate(("matched", "swapped")):
-            sub = g[g["condition"] == cond].set_index("expression").reindex(list(EXPRESSIONS))
+            sub = g[g["condition"] == cond].set_index("expression").reindex(exprs)
             if sub["mean"].isna().all():
                 continue
             ax.bar(x + (k - 0.5) * 0.38, sub["mean"], 0.38, yerr=sub["std"].fillna(0),
                    capsize=2, label=cond, color=("C0", "C1")[k])
-        ax.set_xticks(x, [e[:4] for e in EXPRESSIONS], fontsize=8)
+        ax.set_xticks(x, [e[:4] for e in exprs], fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_title(f"networks trained on {db}", fontsize=9)
         ax.spines[["top", "right"]].set_visible(False)
@@ -204,7 +207,7 @@ def correct_rate_figure(accuracy: pd.DataFrame) -> bytes:
     return fig_to_png(fig)
 
 
-_MARKERS = dict(zip(EXPRESSIONS, ["o", "^", "s", "v", "D", "P", "X"], strict=True))
+_MARKERS = dict(zip(VOCABULARY, ["o", "^", "s", "v", "D", "P", "X", "*"], strict=True))
 
 
 def stimuli_sheet(stimuli: pd.DataFrame, every: int = 2) -> bytes:
@@ -247,17 +250,22 @@ def _profile_matrix(unit_profile: pd.DataFrame) -> pd.DataFrame:
 def profile_heatmaps(profiles: pd.DataFrame, similarity: pd.DataFrame | None) -> bytes:
     """Every unit's AU x level profile, normalised by its largest |value| (paper Fig. 7)."""
     dbs = list(dict.fromkeys(profiles["db"]))
-    fig, axes = plt.subplots(len(dbs), 7, figsize=(14, 3.3 * len(dbs)), squeeze=False,
-                             layout="constrained")
+    units = in_order(profiles["unit"])
+    fig, axes = plt.subplots(len(dbs), len(units), figsize=(2 * len(units), 3.3 * len(dbs)),
+                             squeeze=False, layout="constrained")
     same = {}
     if similarity is not None and len(similarity):
         s = similarity[similarity["unit_a"] == similarity["unit_b"]]
         same = dict(zip(s["unit_a"], s["spearman_r"], strict=True))
     im = None
     for r, db in enumerate(dbs):
-        for c, unit in enumerate(EXPRESSIONS):
+        for c, unit in enumerate(units):
             ax = axes[r, c]
             p = profiles[(profiles["db"] == db) & (profiles["unit"] == unit)]
+            if p.empty:  # the database has no such unit
+                ax.axis("off")
+                ax.set_title(f"{db}: no {unit} unit", fontsize=8)
+                continue
             mat = _profile_matrix(p)
             vals = mat.to_numpy()
             top = np.nanmax(np.abs(vals)) or 1.0
@@ -284,9 +292,12 @@ def tuning_curves_figure(profiles: pd.DataFrame, top: int = 3) -> bytes:
     """
     dbs = list(dict.fromkeys(profiles["db"]))
     styles = ["-", "--", ":", "-."]
-    fig, axes = plt.subplots(1, 7, figsize=(17, 3.2), layout="constrained")
+    units = in_order(profiles["unit"])
+    fig, axes = plt.subplots(1, len(units), figsize=(2.45 * len(units), 3.2), squeeze=False,
+                             layout="constrained")
+    axes = axes[0]
     n_levels = int(profiles["level"].max())
-    for ax, unit in zip(axes, EXPRESSIONS, strict=True):
+    for ax, unit in zip(axes, units, strict=True):
         u = profiles[profiles["unit"] == unit]
         strength = u.assign(a=u["mean"].abs()).groupby("au")["a"].max()
         aus = list(strength.sort_values(ascending=False).index[:top])
@@ -314,9 +325,12 @@ def sum_difference_figure(profiles: pd.DataFrame, db_a: str, db_b: str) -> bytes
     Each database's profile is first normalised by its largest |value| (as in Fig. 7);
     rows: the sum (A + B, what both share) and the difference (A − B, what differs).
     """
-    fig, axes = plt.subplots(2, 7, figsize=(14, 6.4), squeeze=False, layout="constrained")
+    units = [u for u in in_order(profiles.loc[profiles["db"] == db_a, "unit"])
+             if (profiles.loc[profiles["db"] == db_b, "unit"] == u).any()]
+    fig, axes = plt.subplots(2, len(units), figsize=(2 * len(units), 6.4), squeeze=False,
+                             layout="constrained")
     im = None
-    for c, unit in enumerate(EXPRESSIONS):
+    for c, unit in enumerate(units):
         mats = []
         for db in (db_a, db_b):
             p = profiles[(profiles["db"] == db) & (profiles["unit"] == unit)]
@@ -341,18 +355,20 @@ def similarity_confusion_figure(links: pd.DataFrame) -> bytes:
     pairs = list(dict.fromkeys(zip(links["trained"], links["tested"], strict=True)))
     fig, axes = plt.subplots(len(pairs), 3, figsize=(11, 3.5 * len(pairs)), squeeze=False,
                              layout="constrained")
-    short = [e[:3] for e in EXPRESSIONS]
     for k, (a, b) in enumerate(pairs):
         part = links[(links["trained"] == a) & (links["tested"] == b)]
+        rows, cols = in_order(part["true"]), in_order(part["predicted"])
         for col, (value, title, cmap, lo) in enumerate((
                 ("profile_r", f"r_s: {b} unit (row) vs {a} unit (col)", "RdBu_r", -1),
                 ("confusion_rate", f"trained {a}, tested {b}: rate", "Blues", 0))):
             mat = (part.pivot(index="true", columns="predicted", values=value)
-                   .reindex(index=list(EXPRESSIONS), columns=list(EXPRESSIONS)))
+                   .reindex(index=rows, columns=cols))
             ax = axes[k, col]
-            ax.imshow(mat.to_numpy(), cmap=cmap, vmin=lo, vmax=1)
-            ax.set_xticks(range(7), short, fontsize=7, rotation=90)
-            ax.set_yticks(range(7), short, fontsize=7)
+            ax.set_facecolor("0.85")
+            ax.imshow(np.ma.masked_invalid(mat.to_numpy(dtype=float)), cmap=cmap, vmin=lo,
+                      vmax=1)
+            ax.set_xticks(range(len(cols)), [e[:3] for e in cols], fontsize=7, rotation=90)
+            ax.set_yticks(range(len(rows)), [e[:3] for e in rows], fontsize=7)
             ax.set_title(title, fontsize=8)
         ax = axes[k, 2]
         ax.scatter(part["profile_r"], part["confusion_rate"], s=12)
@@ -375,14 +391,14 @@ def pca_figure(scores: pd.DataFrame, variance: pd.DataFrame) -> bytes:
         for (db, unit), row in wide.iterrows():
             filled = dbs.index(db) == 0
             ax.scatter(row[1], row[pc], marker=_MARKERS[unit], s=60,
-                       facecolors=f"C{EXPRESSIONS.index(unit)}" if filled else "none",
-                       edgecolors=f"C{EXPRESSIONS.index(unit)}", linewidths=1.4)
+                       facecolors=f"C{expression_index(unit)}" if filled else "none",
+                       edgecolors=f"C{expression_index(unit)}", linewidths=1.4)
         ax.set_xlabel(f"PC1 ({ratio.get(1, 0):.0%})")
         ax.set_ylabel(f"PC{pc} ({ratio.get(pc, 0):.0%})")
         ax.axhline(0, color="0.8", lw=0.8)
         ax.axvline(0, color="0.8", lw=0.8)
-    handles = [plt.Line2D([], [], marker=_MARKERS[e], ls="", color=f"C{i}", label=e)
-               for i, e in enumerate(EXPRESSIONS)]
+    handles = [plt.Line2D([], [], marker=_MARKERS[e], ls="", color=f"C{expression_index(e)}",
+                          label=e) for e in in_order(scores["unit"])]
     handles += [plt.Line2D([], [], marker="o", ls="", color="k", label=f"{dbs[0]} (filled)")]
     if len(dbs) > 1:
         handles += [plt.Line2D([], [], marker="o", ls="", mfc="none", color="k",

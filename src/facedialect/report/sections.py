@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from facedialect.databases import reason_category
-from facedialect.labels import EXPRESSIONS
+from facedialect.databases import reason_category, summarize
+from facedialect.labels import VOCABULARY, in_order
 from facedialect.report.figures import exclusions_figure
 from facedialect.report.html import (
     Code,
@@ -157,8 +157,8 @@ def summary_section(run: RunDir) -> Section | None:
         wide = rob.pivot_table(index=["db", "subjects_main", "subjects_all"], columns="unit",
                                values="spearman_r", sort=False, dropna=False
                                ).round(2).reset_index()
-        wide = wide[[c for c in wide.columns if c not in EXPRESSIONS]
-                    + [e for e in EXPRESSIONS if e in wide.columns]]
+        wide = wide[[c for c in wide.columns if c not in VOCABULARY]
+                    + in_order(wide.columns)]
         blocks.append(Table(wide, "Robustness: Spearman r_s between each unit's profile from "
                             "networks trained on all complete subjects and from the main "
                             "selection (tables/robustness.csv).", "headline_robustness"))
@@ -169,6 +169,7 @@ def summary_section(run: RunDir) -> Section | None:
         has_ids = bool((part["subject"].fillna("") != "").any())
         row = {"database": db, "files found": len(part), "images included": len(inc),
                "subjects included": inc["subject"].nunique() if has_ids else "no subject ids",
+               "expressions": ", ".join(in_order(inc["expression"])),
                "excluded": len(part) - len(inc)}
         if prep is not None:
             p = prep[prep["db"] == db]
@@ -195,16 +196,33 @@ def database_section(run: RunDir) -> Section | None:
         return None
     inc = images[images["included"].astype(bool)]
     counts = (inc.groupby(["db", "expression"]).size().unstack(fill_value=0)
-              .reindex(columns=list(EXPRESSIONS), fill_value=0).reset_index())
+              .reindex(columns=in_order(inc["expression"]), fill_value=0).reset_index())
+    takes = []
+    for db, info in summarize(images).items():
+        if info["images_per_subject"]:
+            s, t = info["images_per_subject"], info["takes"]
+            takes.append({"db": db, "subjects": info["n_subjects_selected"],
+                          "images per subject (min-max)": f"{s['min']}-{s['max']}",
+                          "median": s["median"],
+                          "per subject and expression (min-max)": f"{t['min']}-{t['max']}",
+                          "median ": t["median"]})
+        else:
+            takes.append({"db": db, "subjects": "no subject ids"})
     exc = images[~images["included"].astype(bool)].copy()
     exc["category"] = exc["reason"].fillna("").map(reason_category)
     by_reason = (exc.groupby(["db", "category"]).size().rename("files").reset_index()
                  if len(exc) else pd.DataFrame(columns=["db", "category", "files"]))
     blocks: list = [
         Text("Each database was parsed with its preset; files that do not fit the naming, "
-             "cannot be read, repeat another file's bytes, or belong to subjects without all "
-             "seven expressions in the frontal view are excluded and listed here (SCIENCE §1)."),
+             "cannot be read, repeat another file's bytes, have an expression outside the "
+             "study's label set, or belong to subjects without an image of every expression "
+             "the database has (in the frontal view) are excluded and listed here "
+             "(SCIENCE §1)."),
         Table(counts, "Included images per expression (rows: databases).", "images_per_expression"),
+        Table(pd.DataFrame(takes), "Images per subject, and per subject and expression "
+              "(several takes of one expression are all used unless the database's option "
+              "takes = 'first'; every take of a subject stays in one split part).",
+              "images_per_subject"),
     ]
     png = exclusions_figure(images)
     if png:
@@ -289,7 +307,8 @@ def training_section(run: RunDir) -> Section | None:
         sp = run.read_table("splits")
         counts = (sp.groupby(["db", "run", "part", "expression"]).size()
                   .groupby(["db", "part", "expression"]).mean().unstack(fill_value=0)
-                  .reindex(columns=list(EXPRESSIONS), fill_value=0).round(1).reset_index())
+                  .reindex(columns=in_order(sp["expression"]), fill_value=0).round(1)
+                  .reset_index())
         blocks.append(Table(counts, "Images per expression in each part (mean over runs); "
                             f"split unit: {facts.get('split_by', 'auto')} (auto: by subject "
                             "where the database has subject ids, else by image, stratified "
@@ -330,8 +349,28 @@ def classification_section(run: RunDir) -> Section | None:
                "expression, matched vs swapped (mean ± SD across runs), from "
                "tables/accuracy.csv.", "correct_rate"),
         Table(stats, "t-tests and two-way ANOVAs on per-run correct rates (runs as "
-              "replicates; scipy / statsmodels).", "stats_classification"),
+              "replicates; scipy / statsmodels; ANOVAs over the expressions every compared "
+              "group has).", "stats_classification"),
     ]
+    if run.has_table("classes"):
+        classes = run.read_table("classes")
+        units = {db: set(g.loc[g["unit"].astype(bool), "expression"])
+                 for db, g in classes.groupby("db", sort=False)}
+        if len({frozenset(u) for u in units.values()}) > 1:
+            wide = (classes.assign(cell=[f"{n}" if u else "absent" for n, u in
+                                         zip(classes["images"], classes["unit"].astype(bool),
+                                             strict=True)])
+                    .pivot(index="db", columns="expression", values="cell"))
+            wide = wide[in_order(wide.columns)].reset_index()
+            absent = [f"{a}-trained networks have no unit for {b}'s "
+                      f"{', '.join(in_order(units[b] - units[a]))}"
+                      for a in units for b in units if a != b and units[b] - units[a]]
+            blocks.insert(1, Table(
+                wide, "Label sets: included images per expression and database; 'absent': "
+                "the database has no such expression and its networks no such unit "
+                "(tables/classes.csv). Swapped correct rates are over the expressions both "
+                "databases have; the confusion matrices span both label sets (grey: no unit "
+                "or no test image). " + "; ".join(absent) + ".", "label_sets"))
     return Section("classification", "Classification: matched and swapped", blocks)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS
+from facedialect.labels import EXPRESSIONS, expression_index, in_order
 from facedialect.landmarks import mean_shape, piecewise_affine_warp
 from facedialect.models.backbones import Backbone
 from facedialect.saliency.gradients import METHODS, saliency_maps
@@ -115,6 +115,7 @@ def saliency_analysis(
     batch_size: int = 16,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    units: Mapping[str, Sequence[str]] | None = None,
 ) -> SaliencyResult:
     """Saliency maps of every test image for every run that tested it.
 
@@ -143,6 +144,9 @@ def saliency_analysis(
         Where to compute.
     progress : callable, optional
         ``progress(done, total)`` in image-run pairs.
+    units : mapping, optional
+        Database -> the expression of each of its heads' output units (default: the seven
+        expressions).
 
     Returns
     -------
@@ -174,7 +178,7 @@ def saliency_analysis(
     for img in images:
         if img not in faces or img not in landmarks:
             raise InputError(f"{img}: no pre-processed face or no landmarks")
-    exprs = tuple(e for e in EXPRESSIONS if (tests["expression"] == e).any())
+    exprs = tuple(in_order(tests["expression"]))
     h, w = np.asarray(faces[images[0]]).shape
     shape = mean_shape([landmarks[i] for i in images])
     face_sum = np.zeros((h, w), np.float64)
@@ -196,12 +200,13 @@ def saliency_analysis(
         if unknown:
             raise InputError(f"database {db!r}: runs {unknown} have no trained head")
         by_image = {img: g for img, g in part.groupby("image", sort=False)}
-        order = sorted(by_image, key=lambda i: (EXPRESSIONS.index(
+        own = list((units or {}).get(db, EXPRESSIONS))
+        order = sorted(by_image, key=lambda i: (expression_index(
             by_image[i]["expression"].iloc[0]), i))
         for chunk in _chunks(order, {i: len(by_image[i]) for i in order}, batch_size):
             pairs = pd.concat([by_image[i] for i in chunk], ignore_index=True)
             stack = np.stack([faces[i] for i in pairs["image"]])
-            cls = [EXPRESSIONS.index(e) for e in pairs["expression"]]
+            cls = [own.index(e) for e in pairs["expression"]]
             run_pos = [pos[int(r)] for r in pairs["run"]]
             labels = {i: region_labels(landmarks[i], (h, w)).ravel() for i in chunk}
             for method in methods:

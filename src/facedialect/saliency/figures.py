@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from facedialect.imageio import read_gray  # noqa: E402
-from facedialect.labels import EXPRESSIONS  # noqa: E402
+from facedialect.labels import in_order  # noqa: E402
 from facedialect.report.figures import fig_to_png  # noqa: E402
 from facedialect.saliency.analysis import AlignedMaps  # noqa: E402
 from facedialect.saliency.regions import REGIONS, region_polygons  # noqa: E402
@@ -125,7 +125,7 @@ def region_shares_figure(regions: pd.DataFrame, method: str) -> bytes:
     """
     units = unit_means(regions[regions["method"] == method])
     dbs = list(dict.fromkeys(units["db"]))
-    exprs = [e for e in EXPRESSIONS if (units["expression"] == e).any()]
+    exprs = in_order(units["expression"])
     summ = (units.groupby(["expression", "region", "db"])["share"]
             .agg(["mean", "sem"]).reset_index())
     cols = min(len(exprs), 4)
@@ -181,9 +181,8 @@ def modification_strip(images: np.ndarray, probabilities: pd.DataFrame, target: 
         _face_axes(ax, images[s])
         ax.set_title(f"step {s}\np({target})={p.loc[s, target]:.2f}", fontsize=8)
     ax = fig.add_subplot(grid[1, :])
-    for e in EXPRESSIONS:
-        if e in p.columns:
-            ax.plot(p.index, p[e], lw=2.0 if e == target else 0.9, label=e)
+    for e in in_order(p.columns):
+        ax.plot(p.index, p[e], lw=2.0 if e == target else 0.9, label=e)
     ax.set_xlabel("step", fontsize=8)
     ax.set_ylabel("probability", fontsize=8)
     ax.set_ylim(0, 1)
@@ -201,7 +200,7 @@ def modification_grid_figure(table: pd.DataFrame, folder: str | Path) -> bytes:
     """
     folder = Path(folder)
     dbs = list(dict.fromkeys(table["db"]))
-    targets = [e for e in EXPRESSIONS if (table["target"] == e).any()]
+    targets = in_order(table["target"])
     last = table["step"].max()
     fig, axes = plt.subplots(len(dbs), len(targets) + 1,
                              figsize=(1.55 * (len(targets) + 1), 1.85 * len(dbs)),

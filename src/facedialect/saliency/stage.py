@@ -25,7 +25,6 @@ import torch
 from facedialect.classification import default_device, included_faces, load_heads
 from facedialect.config import Study
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS
 from facedialect.models.backbones import Backbone
 from facedialect.models.weights import load_backbone
 from facedialect.saliency.analysis import AlignedMaps, saliency_analysis
@@ -76,15 +75,19 @@ def _backbone(study: Study, tag: str, device: str) -> Backbone:
     return backbone.to(device).eval()
 
 
-def _heads(run: RunDir, dbs: list[str], device: str
-           ) -> dict[str, tuple[MultiRunHead, list[int], set[int]]]:
+Heads = tuple[MultiRunHead, list[int], set[int], list[str]]
+
+
+def _heads(run: RunDir, dbs: list[str], device: str) -> dict[str, Heads]:
+    """Per database: its heads, run ids, failed run ids and unit expressions."""
     out = {}
     for db in dbs:
         path = run.path / "heads" / f"{db}.pt"
         if path.exists():
             head, state = load_heads(path)
             out[db] = (head.to(device), [int(r) for r in state["runs"].tolist()],
-                       {int(r) for r in state["failed_runs"].tolist()})
+                       {int(r) for r in state["failed_runs"].tolist()},
+                       list(state["expressions"]))
     if not out:
         raise InputError(f"{run.path / 'heads'}: no trained heads; run `facedialect train` "
                          f"first")
@@ -227,6 +230,7 @@ def saliency_stage(run: RunDir, study: Study, *,
         backbone = _backbone(study, tag, device)
         result = saliency_analysis(
             backbone, {db: (h[0], h[1]) for db, h in heads.items()}, usable, faces, marks,
+            units={db: h[3] for db, h in heads.items()},
             methods=cfg.methods, score=cfg.score, batch_size=cfg.batch_size, device=device,
             progress=(lambda d, t: progress("saliency: maps", d, t)) if progress else None)
         stats = region_stats(result.regions, n_resamples=cfg.resamples,
@@ -290,8 +294,8 @@ def _mask(study: Study) -> np.ndarray:
     return oval_mask(study.preprocess.size, study.preprocess)
 
 
-def _live_runs(head: tuple[MultiRunHead, list[int], set[int]]) -> list[int]:
-    _, runs, failed = head
+def _live_runs(head: Heads) -> list[int]:
+    _, runs, failed, _ = head
     live = [i for i, r in enumerate(runs) if r not in failed]
     if not live:
         raise InputError("every run of this database failed; nothing to modify with")
@@ -307,14 +311,14 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _modification_rows(db: str, image: str, targets: list[str], res: ModifyResult
-                       ) -> pd.DataFrame:
+def _modification_rows(db: str, image: str, targets: list[str], units: list[str],
+                       res: ModifyResult) -> pd.DataFrame:
     steps, n, k = res.probabilities.shape
     return pd.DataFrame({
         "db": db, "image": image,
         "target": np.repeat(np.tile(targets, steps), k),
         "step": np.repeat(np.arange(steps), n * k),
-        "expression": np.tile(EXPRESSIONS[:k], steps * n),
+        "expression": np.tile(units, steps * n),
         "probability": res.probabilities.ravel()})
 
 
@@ -362,13 +366,14 @@ def modification_stage(run: RunDir, study: Study, *, device: str | None = None
                    tv_weight=cfg.modify_tv_weight) as info:
         atomic_write_bytes(grid / "original.png", _png(face))
         for db, h in heads.items():
-            res = modify_faces(backbone, h[0], np.stack([face] * len(EXPRESSIONS)),
-                               np.arange(len(EXPRESSIONS)), _live_runs(h),
+            units = h[3]
+            res = modify_faces(backbone, h[0], np.stack([face] * len(units)),
+                               np.arange(len(units)), _live_runs(h),
                                steps=cfg.modify_steps, step_size=cfg.modify_step_size,
                                tv_weight=cfg.modify_tv_weight, mask=_mask(study),
                                device=device)
-            rows.append(_modification_rows(db, image, list(EXPRESSIONS), res))
-            for t, expr in enumerate(EXPRESSIONS):
+            rows.append(_modification_rows(db, image, units, units, res))
+            for t, expr in enumerate(units):
                 atomic_write_bytes(grid / f"{db}_{expr}.png", _png(res.images[-1, t]))
                 out["target_probability"][f"{db} {expr}"] = (
                     round(float(res.probabilities[0, t, t]), 3),
@@ -397,15 +402,22 @@ def modify_image_stage(run: RunDir, study: Study, image: Path, target: str, *,
     InputError
         On an unknown target or database, or a photo without a face.
     """
-    if target not in EXPRESSIONS:
-        raise InputError(f"unknown target expression {target!r}; use one of "
-                         f"{', '.join(EXPRESSIONS)}")
+    if target not in study.study.expressions:
+        raise InputError(f"unknown target expression {target!r}; use one of the study's "
+                         f"expressions: {', '.join(study.study.expressions)}")
     device = device or default_device()
     tag = _trained_tag(run)
     names = [d.name for d in study.databases]
     if db is not None and db not in names:
         raise InputError(f"unknown database {db!r}; this study has {', '.join(names)}")
     heads = _heads(run, [db] if db else names, device)
+    lacking = [name for name, h in heads.items() if target not in h[3]]
+    if db is not None and lacking:
+        raise InputError(f"database {db!r}'s networks have no {target} unit (its "
+                         f"expressions: {', '.join(heads[db][3])})")
+    heads = {name: h for name, h in heads.items() if name not in lacking}
+    if not heads:
+        raise InputError(f"no database's networks have a {target} unit")
     if not Path(image).is_file():
         raise InputError(f"{image}: no such image file")
     face = _preprocessed(Path(image), study)
@@ -413,16 +425,16 @@ def modify_image_stage(run: RunDir, study: Study, image: Path, target: str, *,
     from facedialect.report.figures import safe_name
     from facedialect.saliency.figures import modification_strip
 
-    t = EXPRESSIONS.index(target)
     out: dict[str, Any] = {}
     for name, h in heads.items():
+        t = h[3].index(target)
         res = modify_faces(backbone, h[0], face[None], [t], _live_runs(h), steps=steps,
                            step_size=step_size, tv_weight=tv_weight, mask=_mask(study),
                            device=device)
         folder = run.path / "modify" / safe_name(f"{Path(image).stem}_{target}_{name}")
         for s in range(len(res.images)):
             atomic_write_bytes(folder / f"step_{s:03d}.png", _png(res.images[s, 0]))
-        table = _modification_rows(name, str(image), [target], res)
+        table = _modification_rows(name, str(image), [target], h[3], res)
         atomic_write_bytes(folder / "probabilities.csv",
                            table.to_csv(index=False, lineterminator="\n").encode())
         atomic_write_bytes(folder / "strip.png",

@@ -21,7 +21,7 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS
+from facedialect.labels import in_order
 from facedialect.saliency.regions import REGIONS
 
 __all__ = ["REGION_COLUMNS", "STATS_COLUMNS", "hedges_g", "region_stats", "unit_means"]
@@ -116,7 +116,7 @@ def region_stats(shares: pd.DataFrame, *, n_resamples: int = 9999, seed: int = 0
         um = units[units["method"] == method]
         for a, b in combinations(dbs, 2):
             block = []
-            for expr in [e for e in EXPRESSIONS if (um["expression"] == e).any()]:
+            for expr in in_order(um["expression"]):
                 for region in REGIONS:
                     sel = um[(um["expression"] == expr) & (um["region"] == region)]
                     xa = sel.loc[sel["db"] == a, "share"].to_numpy(float)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS
+from facedialect.labels import in_order
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def split_run(images: pd.DataFrame, seed: int, shares: tuple[float, float, float
         where.update({s: "validation" for s in order[n_tr:n_tr + n_va]})
         where.update({s: "test" for s in order[n_tr + n_va:]})
         return images["subject"].map(where).astype(object)
-    for expr in EXPRESSIONS:  # image-wise, stratified by expression
+    for expr in in_order(images["expression"]):  # image-wise, stratified by expression
         idx = images.index[images["expression"] == expr]
         if len(idx) == 0:
             continue
