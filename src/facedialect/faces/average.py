@@ -255,11 +255,13 @@ def average_face_from_run(run_dir: str | Path, size: int = 512, color: bool = Fa
 
 
 def cached_run_average(run_dir: str | Path, size: int = 512,
-                       dbs: Sequence[str] | None = None) -> Path:
+                       dbs: Sequence[str] | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> Path:
     """Build (or reuse) ``RUN/faces/average_neutral.png`` and return its path.
 
     The image is rebuilt when the set of neutral images (their content hashes), the size
     or the databases change; ``average_neutral.json`` beside it records them.
+    ``progress(done, total)`` is called while it is built (see :func:`average_face`).
     """
     run = Path(run_dir).expanduser().resolve()
     paths = run_neutral_images(run, dbs)
@@ -283,7 +285,7 @@ def cached_run_average(run_dir: str | Path, size: int = 512,
                 return out
         except (OSError, json.JSONDecodeError):
             pass
-    face = average_face(paths, size=size)
+    face = average_face(paths, size=size, progress=progress)
     write_average_face(face, out)
     atomic_write_text(meta, json.dumps(key, indent=2) + "\n")
     return out

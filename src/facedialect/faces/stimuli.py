@@ -51,7 +51,8 @@ def photo_renderer(photo: str | Path, size: int = 256) -> Renderer:
 
 
 def renderer_for(base_face: str, size: int = 256, *, run_dir: str | Path | None = None,
-                 dbs: Sequence[str] | None = None) -> Renderer:
+                 dbs: Sequence[str] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Renderer:
     """The renderer of a base face.
 
     Parameters
@@ -67,6 +68,8 @@ def renderer_for(base_face: str, size: int = 256, *, run_dir: str | Path | None 
         The study's run directory (for ``average``).
     dbs : sequence of str, optional
         Databases whose neutral faces make ``average`` (default: all of the run's).
+    progress : callable, optional
+        ``progress(done, total)`` while an ``average`` base face is built.
 
     Raises
     ------
@@ -91,7 +94,7 @@ def renderer_for(base_face: str, size: int = 256, *, run_dir: str | Path | None 
             raise ValueError("base face 'average' needs a run directory: use "
                              "average:RUN_DIR (a run whose databases are ingested)")
         return photo_renderer(cached_run_average(run, dbs=dbs if base_face == "average"
-                                                 else None), size)
+                                                 else None, progress=progress), size)
     if base_face and Path(base_face).expanduser().is_file():
         return photo_renderer(base_face, size)
     raise ValueError(f"base face {base_face!r}: not a photo file nor one of "
@@ -118,23 +121,37 @@ def stimulus_table(aus: Sequence[int] = STUDY_AUS, levels: int = 11) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def render_stimuli(table: pd.DataFrame, renderer: Renderer, workers: int = 1
-                   ) -> list[np.ndarray]:
+def render_stimuli(table: pd.DataFrame, renderer: Renderer, workers: int = 1,
+                   progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
     """Render every stimulus of ``table`` (the null image once, with no AU).
 
     ``workers > 1`` renders in that many threads (numpy and OpenCV release the GIL); the
     first image is rendered alone first, so per-size caches are built once. The images
-    are the same whatever the number of workers.
+    are the same whatever the number of workers. ``progress(done, total)``, when given, is
+    called first with 0 and then after each image.
     """
     jobs = [{} if r.au == 0 else {int(r.au): float(r.intensity)}
             for r in table.itertuples(index=False)]
+    images: list[np.ndarray] = []
+
+    def keep(img: np.ndarray) -> None:
+        images.append(img)
+        if progress:
+            progress(len(images), len(jobs))
+
+    if progress:
+        progress(0, len(jobs))
     if workers <= 1 or len(jobs) < 2:
-        return [renderer(j) for j in jobs]
+        for j in jobs:
+            keep(renderer(j))
+        return images
     from concurrent.futures import ThreadPoolExecutor
 
-    first = renderer(jobs[0])
+    keep(renderer(jobs[0]))
     with ThreadPoolExecutor(int(workers)) as ex:
-        return [first, *ex.map(renderer, jobs[1:])]
+        for img in ex.map(renderer, jobs[1:]):
+            keep(img)
+    return images
 
 
 def write_stimuli(out_dir: str | Path, table: pd.DataFrame, images: Sequence[np.ndarray]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from facedialect.databases import reason_category, summarize
-from facedialect.labels import VOCABULARY, in_order
+from facedialect.labels import EXPRESSIONS, VOCABULARY, in_order
 from facedialect.report.figures import exclusions_figure
 from facedialect.report.html import (
     Code,
@@ -110,11 +110,24 @@ def deviations(run: RunDir) -> list[str]:
             cfg = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError:
             cfg = {}
+        exprs = cfg.get("study", {}).get("expressions", list(EXPRESSIONS))
+        if list(exprs) != list(EXPRESSIONS):
+            out.append(f"label set {', '.join(exprs)} instead of the paper's seven "
+                       "expressions")
         for db in cfg.get("databases", []):
             n = db.get("n_subjects")
             if n != 60:
                 out.append(f"database {db.get('name')}: "
                            f"{'all' if n is None else n} subjects instead of 60")
+            if db.get("exclude_expressions") or db.get("label_map"):
+                out.append(f"database {db.get('name')}: label map {db.get('label_map', {})}, "
+                           f"excluded expressions {db.get('exclude_expressions', [])}")
+        if run.has_table("images"):
+            for name, info in summarize(run.read_table("images")).items():
+                takes = info["takes"]
+                if takes and takes["max"] > 1:
+                    out.append(f"database {name}: several images per subject and expression "
+                               f"({takes['min']}-{takes['max']}; the paper used one)")
         base = cfg.get("tuning", {}).get("base_face")
         if base and run.has_table("au_profiles"):
             out.append(f"AU stimuli made by facedialect on base face {base!r}, not with "
@@ -135,7 +148,8 @@ def summary_section(run: RunDir) -> Section | None:
     if acc is not None:
         paper = ", ".join(f"{k} {v[0]:.2f} matched / {v[1]:.2f} swapped"
                           for k, v in PAPER_MATCHED_SWAPPED.items())
-        blocks.append(Table(acc, "Mean correct rate over the 7 expressions (all 50 variants), "
+        blocks.append(Table(acc, "Mean correct rate over the expressions (all 50 variants; "
+                            "swapped: those both databases have), "
                             "mean ± SD across runs: tested on its own database (matched) "
                             f"and on the other(s) (swapped). The paper: {paper}.",
                             "headline_accuracy"))
