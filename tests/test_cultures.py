@@ -238,3 +238,190 @@ def test_parallel_rendering_gives_the_same_files(tmp_path: Path) -> None:
     write_synthetic_database(tmp_path / "serial", "A", preset)
     write_synthetic_database(tmp_path / "parallel", "A", preset, workers=2)
     assert _files(tmp_path / "serial") == _files(tmp_path / "parallel")
+
+
+# ---------------------------------------------------------------------------------------
+# Culture designs: several takes, unbalanced classes, missing expressions, label sets,
+# no subject ids
+# ---------------------------------------------------------------------------------------
+
+FIVE = ("angry", "fearful", "happy", "sad", "surprised")
+
+
+def _noise(identity: FaceIdentity, aus: dict[int, float], *, size: int,
+           color: bool) -> np.ndarray:
+    """A fast stand-in renderer: noise seeded by the image's head pose (no two alike)."""
+    seed = int(abs(identity.roll * 1e6 + identity.yaw * 1e9)) % 2**32
+    shape = (size, size, 3) if color else (size, size)
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _takes(p: object) -> dict[str, int]:
+    """Images per expression of one poser."""
+    out: dict[str, int] = {}
+    for im in p.images:  # type: ignore[attr-defined]
+        out[im.expression] = out.get(im.expression, 0) + 1
+    return out
+
+
+def test_takes_vary_within_range_and_take_1_is_the_one_image_of_before() -> None:
+    plain = sample_poser_expressions("A", EastWestPreset(n_posers=20, seed=3),
+                                     np.random.default_rng(5))
+    posers = sample_poser_expressions("A", EastWestPreset(n_posers=20, seed=3, takes=(1, 6)),
+                                      np.random.default_rng(5))
+    counts = [n for p in posers for n in _takes(p).values()]
+    assert min(counts) >= 1 and max(counts) <= 6 and len(set(counts)) >= 5  # varying
+    for p, q in zip(posers, plain, strict=True):
+        assert (p.subject, p.identity, p.expressiveness) == (q.subject, q.identity,
+                                                               q.expressiveness)
+        firsts = [im for im in p.images if im.take == 1]
+        assert firsts == list(q.images)  # take 1: exactly the one image of before
+        for e in EXPRESSIONS:
+            takes = [im for im in p.images if im.expression == e]
+            assert [im.take for im in takes] == list(range(1, len(takes) + 1))
+            # every take is a new draw: its own intensities and head pose
+            assert len({im.identity.roll for im in takes}) == len(takes)
+            if e != "neutral" and len(takes) > 1:
+                assert len({tuple(im.aus.values()) for im in takes}) > 1
+            for im in takes:
+                assert {au for au, v in im.aus.items() if v > 0} <= EXPECTED_A[e]
+    # images come in canonical expression order, then by take
+    order = [(EXPRESSIONS.index(im.expression), im.take) for im in posers[0].images]
+    assert order == sorted(order)
+
+
+def test_expression_takes_make_classes_unbalanced_as_configured() -> None:
+    preset = EastWestPreset(n_posers=10, takes=(2, 2),
+                            expression_takes={"happy": (4, 4), "fearful": (1, 1)})
+    posers = sample_poser_expressions("B", preset, np.random.default_rng(0))
+    total = {e: sum(_takes(p)[e] for p in posers) for e in EXPRESSIONS}
+    assert total == {**dict.fromkeys(EXPRESSIONS, 20), "happy": 40, "fearful": 10}
+    assert total["happy"] / total["fearful"] == 4.0
+    ranged = EastWestPreset(n_posers=40, expression_takes={"happy": (3, 5)})
+    happy = [_takes(p)["happy"] for p in sample_poser_expressions(
+        "A", ranged, np.random.default_rng(0))]
+    assert set(happy) == {3, 4, 5}
+    assert all(n == 1 for p in sample_poser_expressions("A", ranged, np.random.default_rng(0))
+               for e, n in _takes(p).items() if e != "happy")
+
+
+def test_missing_expression_share() -> None:
+    plain = sample_poser_expressions("A", EastWestPreset(n_posers=40), np.random.default_rng(2))
+    some = sample_poser_expressions("A", EastWestPreset(n_posers=40,
+                                                        missing_expression_share=0.3),
+                                    np.random.default_rng(2))
+    lacking = [p for p in some if len(p.images) < 7]
+    assert 6 <= len(lacking) <= 20  # about 30 % of 40
+    assert all(len(p.images) == 6 for p in lacking)  # one expression each
+    assert len({next(e for e in EXPRESSIONS if e not in _takes(p)) for p in lacking}) >= 3
+    for p, q in zip(some, plain, strict=True):  # the other images stay as they were
+        assert all(im in q.images for im in p.images)
+    every = sample_poser_expressions("A", EastWestPreset(n_posers=10, missing_expression_share=1),
+                                     np.random.default_rng(2))
+    assert all(len(p.images) == 6 for p in every)
+
+
+def test_design_of_a_culture_inherits_and_overrides() -> None:
+    p = EastWestPreset(
+        prototypes={"A": {}, "B": {}, "C": {}}, takes=(1, 3),
+        expression_takes={"neutral": (2, 2), "happy": (4, 6)}, missing_expression_share=0.2,
+        designs={"C": {"classes": list(reversed(FIVE)), "subject_ids": False},
+                 "B": {"takes": [2, 2], "expression_takes": {}, "missing_expression_share": 0}})
+    a, b, c = p.design_of("A"), p.design_of("B"), p.design_of("C")
+    assert (a.takes, a.expression_takes, a.missing_expression_share) == \
+        ((1, 3), {"neutral": (2, 2), "happy": (4, 6)}, 0.2)
+    assert a.subject_ids and a.classes == EXPRESSIONS and not a.is_plain
+    assert (b.takes, b.expression_takes, b.missing_expression_share) == ((2, 2), {}, 0)
+    assert c.classes == ("happy", "fearful", "sad", "angry", "surprised")  # canonical order
+    assert not c.subject_ids
+    assert c.expression_takes == {"happy": (4, 6)}  # neutral is not one of C's classes
+    assert c.take_range("happy") == (4, 6) and c.take_range("sad") == (1, 3)
+    assert EastWestPreset().design_of("A").is_plain
+    with pytest.raises(ValueError, match="unknown culture 'D'"):
+        p.design_of("D")
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"takes": (3, 1)}, r"takes\n.*expected \[min, max\] with 1 <= min <= max <= 20"),
+    ({"takes": (0, 2)}, "expected \\[min, max\\]"),
+    ({"takes": 2}, "expected \\[min, max\\]"),
+    ({"takes": (1.5, 2)}, "whole numbers"),
+    ({"expression_takes": {"joy": (1, 2)}}, "unknown expression 'joy'"),
+    ({"expression_takes": {"happy": (1, 99)}}, "happy: expected \\[min, max\\]"),
+    ({"missing_expression_share": 1.5}, "less than or equal to 1"),
+    ({"designs": {"C": {}}}, "designs for unknown culture.*'C'"),
+    ({"designs": {"A": {"classes": ["happy"]}}}, "at least 2 expressions"),
+    ({"designs": {"A": {"classes": ["happy", "joy"]}}}, "unknown expression 'joy'"),
+    ({"designs": {"A": {"classes": ["sad", "sad", "happy"]}}}, "listed twice"),
+    ({"designs": {"A": {"classes": list(FIVE), "expression_takes": {"neutral": (1, 2)}}}},
+     "expression_takes names neutral, not in the culture's classes"),
+    ({"designs": {"A": {"subject_id": False}}}, "extra"),
+])
+def test_bad_designs_are_rejected(kw: dict[str, object], match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        EastWestPreset(**kw)  # type: ignore[arg-type]
+
+
+def test_takes_get_unique_names_and_truth_a_take_column(tmp_path: Path) -> None:
+    preset = _small(n_posers=3, takes=(1, 3), expression_takes={"happy": (3, 3)})
+    table = write_synthetic_database(tmp_path / "kdef", "A", preset, renderer=_noise)
+    manifest = pd.read_csv(tmp_path / "kdef" / "manifest.csv", dtype=str,
+                           keep_default_na=False)
+    assert tuple(manifest.columns) == MANIFEST_COLUMNS
+    assert manifest["path"].is_unique and len(manifest) == table["path"].nunique()
+    assert all((tmp_path / "kdef" / p).is_file() for p in manifest["path"])
+    assert list(table.columns) == [*TRUTH_COLUMNS, "take"]
+    takes = table.drop_duplicates("path").set_index("path")["take"]
+    for path, take in takes.items():
+        stem = path.removesuffix(".png")
+        if take == 1:
+            assert KDEF_NAME.match(path), path  # as before takes existed
+        else:
+            assert stem.endswith(f"S_{take}") and KDEF_NAME.match(stem[:-len(f"_{take}")]
+                                                                  + ".png")
+    happy = table.drop_duplicates("path").query("expression == 'happy'")
+    assert list(happy["take"]) == [1, 2, 3] * 3  # happy: 3 takes for each of the 3 posers
+    folder = write_synthetic_database(tmp_path / "folder", "A",
+                                      preset.model_copy(update={"layout": "folder"}),
+                                      renderer=_noise)
+    assert set(folder["path"]) == {f"{e}/{s}_{t}.png" for e, s, t in zip(
+        folder["expression"], folder["subject"], folder["take"], strict=True)}
+    # one take each: no take column, as before
+    plain = write_synthetic_database(tmp_path / "plain", "A", _small(n_posers=1),
+                                     renderer=_noise)
+    assert tuple(plain.columns) == TRUTH_COLUMNS
+
+
+def test_five_classes_without_subject_ids(tmp_path: Path) -> None:
+    from facedialect.databases import ingest
+
+    preset = _small(n_posers=4, takes=(1, 2), prototypes={"A": {}, "C": {}},
+                    designs={"C": {"classes": list(FIVE), "subject_ids": False}})
+    table = write_synthetic_database(tmp_path, "C", preset, renderer=_noise)
+    manifest = pd.read_csv(tmp_path / "manifest.csv", dtype=str, keep_default_na=False)
+    assert tuple(manifest.columns) == MANIFEST_COLUMNS
+    assert (manifest["subject"] == "").all()
+    assert set(manifest["expression"]) == set(FIVE)
+    assert all(re.fullmatch(rf"{e}/\d{{5}}\.png", p)
+               for p, e in zip(manifest["path"], manifest["expression"], strict=True))
+    assert manifest["path"].is_unique
+    # the truth keeps who posed what
+    assert table["subject"].nunique() == 4 and set(table["expression"]) == set(FIVE)
+    assert list(table.drop_duplicates("path")["path"]) == list(manifest["path"])
+    images = ingest("manifest", tmp_path, db="C")
+    assert images["included"].astype(bool).all() and len(images) == len(manifest)
+    assert (images["subject"].fillna("") == "").all()
+    assert set(images["expression"]) == set(FIVE)
+
+
+def test_old_settings_write_the_same_files_as_before(tmp_path: Path) -> None:
+    """Pinned: what the generator wrote before culture designs existed (folder layout)."""
+    import hashlib
+
+    write_synthetic_database(tmp_path, "B", EastWestPreset(n_posers=2, size=64, seed=4,
+                                                           layout="folder"))
+    digest = {f: hashlib.sha256((tmp_path / f).read_bytes()).hexdigest()
+              for f in ("manifest.csv", "truth.csv")}
+    assert digest == {
+        "manifest.csv": "6799aa42918fe492149d186aca6eff0c945e9dcc2ce5721ede7c0ff932a23b2f",
+        "truth.csv": "ecc650f748b2feef67964c189107eeb014bc85536ac9e64e0a5451356250b124"}

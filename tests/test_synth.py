@@ -321,3 +321,189 @@ def test_cli_synth(tmp_path: Path) -> None:
     res = runner.invoke(app, ["synth", "--out", str(tmp_path / "y"), "--textures",
                               str(tmp_path / "none")])
     assert res.exit_code == 2 and "no such folder" in res.output
+
+
+# ---------------------------------------------------------------------------------------
+# Real-data shapes: takes, unbalanced classes, missing expressions, label sets, no ids
+# ---------------------------------------------------------------------------------------
+
+FIVE = ("happy", "fearful", "sad", "angry", "surprised")  # Yousefi et al., canonical order
+
+
+def _images_per(posers: list, ) -> pd.DataFrame:  # type: ignore[type-arg]
+    """One row per image: subject, expression, take."""
+    return pd.DataFrame([(i.subject, i.expression, i.take) for p in posers for i in p.images],
+                        columns=["subject", "expression", "take"])
+
+
+def test_messy_preset_is_east_west_with_real_data_shapes() -> None:
+    assert "messy" in preset_names()
+    p = load_preset("messy")
+    assert p.cultures == ("A", "B", "C") and p.n_posers == 12 and p.seed == 0
+    assert _au_sets(p.prototypes_of("A")) == SCIENCE_A
+    assert _au_sets(p.prototypes_of("B")) == SCIENCE_B
+    assert _au_sets(p.prototypes_of("C")) == SCIENCE_A
+    ew = load_preset("east-west")
+    same = set(VARIATION_KEYS) - {"takes", "expression_takes", "missing_expression_share"}
+    assert all(getattr(p, k) == getattr(ew, k) for k in same)  # so the same posers
+    assert p.takes == (1, 3) and p.expression_takes == {"happy": (2, 6), "fearful": (1, 1)}
+    assert p.missing_expression_share == 0.25
+    a, c = p.design_of("A"), p.design_of("C")
+    assert a.subject_ids and a.classes == EXPRESSIONS and p.design_of("B") == a
+    assert not c.subject_ids and c.classes == FIVE and c.missing_expression_share == 0
+    text = preset_text("messy")
+    assert set(tomllib.loads(text)["variation"]) == set(VARIATION_KEYS)
+    res = runner.invoke(app, ["synth", "--show-preset", "messy"])
+    assert res.exit_code == 0 and res.output == text
+    again = load_preset(tomllib.loads(preset_toml(p)))  # provenance reads back the same
+    assert again.model_dump(exclude={"labels"}) == p.model_dump(exclude={"labels"})
+
+
+def test_messy_posers_exercise_every_real_data_path() -> None:
+    """The shipped preset at its seed: takes 1-6, happy:fearful ~4:1, posers lacking an
+    expression (A and B), a 5-class culture without subject ids (C)."""
+    from facedialect.faces.cultures import _culture_seed
+
+    p = load_preset("messy")
+    for culture in p.cultures:
+        posers = sample_poser_expressions(culture, p, np.random.default_rng(
+            _culture_seed(p.seed, culture)))
+        im = _images_per(posers)
+        counts = im.groupby(["subject", "expression"]).size()
+        assert counts.min() >= 1 and counts.max() <= 6 and counts.nunique() >= 4, culture
+        assert counts.max() >= 5  # happy reaches 5 or 6 takes
+        for e, n in counts.groupby(level="expression"):
+            lo, hi = p.design_of(culture).take_range(str(e))
+            assert lo <= n.min() and n.max() <= hi, (culture, e)
+        per_class = im["expression"].value_counts()
+        assert 2.5 <= per_class["happy"] / per_class["fearful"] <= 5.5, culture
+        assert per_class.max() / per_class.min() <= 5.5
+        n_expr = im.groupby("subject")["expression"].nunique()
+        if culture == "C":
+            assert set(im["expression"]) == set(FIVE) and (n_expr == 5).all()
+        else:
+            assert set(im["expression"]) == set(EXPRESSIONS)
+            assert (n_expr == 6).sum() >= 1 and (n_expr >= 6).all()  # some lack one
+
+
+def test_messy_databases_keep_east_west_first_takes(tmp_path: Path) -> None:
+    messy = synthesize(tmp_path / "messy", "messy", renderer="builtin", n_posers=4, size=64,
+                       workers=1)
+    ew = synthesize(tmp_path / "ew", "east-west", renderer="builtin", n_posers=4, size=64,
+                    workers=1)
+    assert list(messy) == ["A", "B", "C"]
+    for culture in ("A", "B"):
+        manifest = pd.read_csv(messy[culture] / "manifest.csv", dtype=str,
+                               keep_default_na=False)
+        truth = pd.read_csv(messy[culture] / "truth.csv")
+        assert list(truth.columns)[-1] == "take"
+        assert manifest["path"].is_unique and set(manifest["path"]) == set(truth["path"])
+        assert (manifest["subject"] != "").all()
+        on_disk = {k for k in _files(messy[culture]) if k.endswith(".png")}
+        assert on_disk == set(manifest["path"])
+        # take 1 of every poser and expression: the east-west file, byte for byte
+        first = truth[truth["take"] == 1].drop(columns="take").reset_index(drop=True)
+        old = pd.read_csv(ew[culture] / "truth.csv")
+        old = old[old["path"].isin(first["path"])].reset_index(drop=True)
+        pd.testing.assert_frame_equal(first, old)
+        for path in first["path"].unique():
+            assert (messy[culture] / path).read_bytes() == (ew[culture] / path).read_bytes()
+        assert (truth["take"] > 1).any()
+    c = pd.read_csv(messy["C"] / "manifest.csv", dtype=str, keep_default_na=False)
+    assert (c["subject"] == "").all() and set(c["expression"]) == set(FIVE)
+    assert pd.read_csv(messy["C"] / "truth.csv")["subject"].nunique() == 4  # truth keeps ids
+    assert (tmp_path / "messy" / "contact_sheet_C.png").is_file()
+    resolved = load_preset(tmp_path / "messy" / "preset.toml")
+    assert resolved.design_of("C") == load_preset("messy").design_of("C")
+
+
+def test_presets_without_the_new_keys_draw_as_before(tmp_path: Path) -> None:
+    """Pinned: manifest.csv and truth.csv (and the 3-D and photo scenes) of the shipped
+    presets as written before takes, label sets and subject_ids existed."""
+    from facedialect.faces.cultures import _culture_seed
+    from facedialect.faces.synth import add_photo_textures
+
+    want = {
+        ("A", "manifest.csv"): "2e441306df25f93dd151f266f0007ac39d8b2ad2cae6cc0861beaa7179cf7cea",
+        ("A", "truth.csv"): "049d37fafbbba1a9d23f147242638267bad3e9f7662129b4924c26332c0d7fa1",
+        ("B", "manifest.csv"): "346f292a02f99e71304d7a53c11a4e06e9d8f222510132d77947f702b36b7b52",
+        ("B", "truth.csv"): "37ad68696b1e7ee1cb5f8636bf3a468ff3b370626caec405a940f9788fe85949",
+        ("A-no23", "manifest.csv"):
+            "91e99600022f918c3992d0534b36487d658fc03e224db1b5b74918ab98f9d577",
+        ("A-no23", "truth.csv"):
+            "3b0ad44074206263fe61ea2f7b803e1f608607accf50057e2cbffc847d3cb1fc",
+    }
+    done = synthesize(tmp_path, "east-west-controls", renderer="builtin", n_posers=3, size=64,
+                      workers=1)
+    got = {(c, f): hashlib.sha256((done[c] / f).read_bytes()).hexdigest()
+           for c, f in want}
+    assert got == want
+    scenes = {"A": ("1e78493b61219fe10317c555613b6431e5c6ecc5acf195e44dd752d6b7824575",
+                    "e20d016b81601532528c6e481411902741a8a876edb9d42a6b9143bc21047220"),
+              "B": ("b6e01aaee372ba8eb0996b286ec25bb4c06171c9522bd3478f1ffeaf7cac4000",
+                    "7afd89902bd149718c9febac216f8d466e52d6bf2f17aa003bcd0c5ec2206565")}
+    p = load_preset("east-west", n_posers=3)
+    for c, (three_d, photo) in scenes.items():
+        posers = sample_poser_expressions(c, p, np.random.default_rng(_culture_seed(p.seed, c)))
+        s3 = add_3d_scenes(posers, p, c)
+        ph = add_photo_textures(posers, p, c, [Path("/x/a.jpg"), Path("/x/b.jpg")])
+        for made, digest in ((s3, three_d), (ph, photo)):
+            text = repr([[i.scene for i in q.images] for q in made])
+            assert hashlib.sha256(text.encode()).hexdigest() == digest, c
+
+
+def test_3d_scenes_of_later_takes_and_missing_expressions() -> None:
+    base = EastWestPreset(n_posers=4, seed=2)
+    messy = base.model_copy(update={"takes": (2, 3), "missing_expression_share": 1.0})
+    plain = add_3d_scenes(sample_poser_expressions("A", base, np.random.default_rng(1)),
+                          base, "A")
+    posers = add_3d_scenes(sample_poser_expressions("A", messy, np.random.default_rng(1)),
+                           messy, "A")
+    for p, q in zip(posers, plain, strict=True):
+        old = {i.expression: i.scene for i in q.images}
+        assert len({i.expression for i in p.images}) == 6  # each lacks one
+        for img in p.images:
+            if img.take == 1:  # the same light as without takes or the missing expression
+                assert img.scene == old[img.expression]
+            else:
+                assert img.scene["coeffs"] == old[img.expression]["coeffs"]  # same face
+        assert len({i.scene["light"] for i in p.images}) == len(p.images)  # light per image
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("[variation]\ntakes = [3, 1]\n[cultures.A]\n",
+     r"takes: expected \[min, max\] with 1 <= min <= max <= 20, got \[3, 1\]"),
+    ("[variation]\ntakes = 2\n[cultures.A]\n", r"takes: expected \[min, max\]"),
+    ("[variation]\nexpression_takes = { joy = [1, 2] }\n[cultures.A]\n",
+     "expression_takes: unknown expression 'joy'; the valid expressions are neutral"),
+    ("[variation]\nexpression_takes = { sad = [1, 50] }\n[cultures.A]\n",
+     r"expression_takes: sad: expected \[min, max\]"),
+    ("[variation]\nmissing_expression_share = 2\n[cultures.A]\n",
+     "missing_expression_share: Input should be less than or equal to 1"),
+    ("[cultures.A]\ntakes = [0, 1]\n", r"\[cultures.A\] takes: expected \[min, max\]"),
+    ("[cultures.A]\nclasses = [\"happy\", \"joy\"]\n",
+     r"\[cultures.A\] classes: unknown expression 'joy'"),
+    ("[cultures.A]\nclasses = [\"happy\"]\n", "at least 2 expressions"),
+    ("[cultures.A]\nsubject_ids = \"no\"\n", r"\[cultures.A\] subject_ids: Input should be"),
+    ("[cultures.A]\nclasses = [\"happy\", \"sad\"]\nexpression_takes = { angry = [1, 2] }\n",
+     r"\[cultures.A\] expression_takes names angry, not in the culture's classes"),
+    ("[cultures.A]\ntake = [1, 2]\n",
+     "unknown key.*'take'.*valid keys: label, expressions, takes, expression_takes"),
+])
+def test_bad_design_keys_are_clear_errors(tmp_path: Path, text: str, match: str) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(InputError, match=match) as err:
+        load_preset(f)
+    assert str(f) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_synth_five_classes_without_subject_ids(tmp_path: Path) -> None:
+    f = tmp_path / "web.toml"
+    f.write_text("[variation]\ntakes = [1, 2]\n[cultures.W]\nsubject_ids = false\n"
+                 "classes = [\"angry\", \"fearful\", \"happy\", \"sad\", \"surprised\"]\n")
+    res = runner.invoke(app, ["synth", "--preset", str(f), "--renderer", "builtin",
+                              "--subjects", "2", "--size", "64", "--workers", "1", "--out",
+                              str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "culture W: no subject ids, 5 expressions" in " ".join(res.output.split())

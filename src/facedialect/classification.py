@@ -29,14 +29,13 @@ from facedialect.databases.selection import database_expressions
 from facedialect.errors import InputError
 from facedialect.labels import EXPRESSIONS, in_order
 from facedialect.models.weights import load_backbone
-from facedialect.preprocess.augment import N_VARIANTS, variant_subset
+from facedialect.preprocess.augment import variant_subset
 from facedialect.stages import load_face, preprocess_cache
 from facedialect.store import RunDir, atomic_write_bytes
 from facedialect.training.features import (
-    ALL_VARIANTS,
     FeatureCache,
-    backbone_tag,
     extract_features,
+    feature_cache_and_runner,
 )
 from facedialect.training.protocol import Protocol, resolve_protocol
 from facedialect.training.splits import balance_classes, run_seeds, split_run
@@ -59,7 +58,8 @@ def protocol_of(study: Study) -> Protocol:
     """The study's training protocol with its overrides."""
     t = study.training
     return resolve_protocol(t.protocol, runs=t.runs, iterations=t.iterations,
-                            batch_size=t.batch_size, momentum=t.momentum)
+                            batch_size=t.batch_size, momentum=t.momentum,
+                            test_variants=t.test_variants)
 
 
 def included_faces(run: RunDir) -> pd.DataFrame:
@@ -86,9 +86,10 @@ def needed_variants(faces: pd.DataFrame, splits: pd.DataFrame, proto: Protocol,
                     swapped_subjects: str = "test") -> dict[str, tuple[int, ...]]:
     """Return the variants whose features each face needs, by cache key.
 
-    A face needs the protocol's training variants (:func:`variant_subset`), and all 50
-    when some network is tested on it: it is a test image in some run, or, with
-    ``swapped_subjects = "all"`` and more than one database, any face.
+    A face needs the protocol's training variants (:func:`variant_subset`), and its test
+    variants (``variant_subset(proto.test_variants)``: all 50 in the paper protocol, the
+    10 training variants in the quick one) when some network is tested on it
+    (:func:`tested_images`).
 
     Parameters
     ----------
@@ -97,7 +98,7 @@ def needed_variants(faces: pd.DataFrame, splits: pd.DataFrame, proto: Protocol,
     splits : pandas.DataFrame
         ``tables/splits.csv`` rows (``db, path, part``).
     proto : Protocol
-        The training protocol (its ``variants``).
+        The training protocol (its ``variants`` and ``test_variants``).
     swapped_subjects : str
         The study's ``[evaluation] swapped_subjects``.
 
@@ -107,14 +108,27 @@ def needed_variants(faces: pd.DataFrame, splits: pd.DataFrame, proto: Protocol,
         Cache key -> sorted variant indices.
     """
     train = set(variant_subset(proto.variants))
-    tested = set(splits.loc[splits["part"] == "test", ["db", "path"]]
-                 .itertuples(index=False, name=None))
-    test_all = swapped_subjects == "all" and faces["db"].nunique() > 1
+    test = train | set(variant_subset(proto.test_variants))
+    tested = tested_images(faces, splits, swapped_subjects)
     out: dict[str, set[int]] = {}
     for db, path, key in faces[["db", "path", "cache_key"]].itertuples(index=False, name=None):
-        need = set(ALL_VARIANTS) if test_all or (db, path) in tested else train
+        need = test if (db, path) in tested else train
         out[key] = out.get(key, set()) | need
     return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+def tested_images(faces: pd.DataFrame, splits: pd.DataFrame, swapped_subjects: str = "test"
+                  ) -> set[tuple[str, str]]:
+    """The ``(db, path)`` of the faces some network is tested on.
+
+    A test image in some run, or, with ``swapped_subjects = "all"`` and more than one
+    database, any face.
+    """
+    pairs = faces[["db", "path"]].itertuples(index=False, name=None)
+    if swapped_subjects == "all" and faces["db"].nunique() > 1:
+        return set(pairs)
+    return set(splits.loc[splits["part"] == "test", ["db", "path"]]
+               .itertuples(index=False, name=None)) & set(pairs)
 
 
 def train_stage(run: RunDir, study: Study, *, device: str | None = None,
@@ -136,8 +150,8 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
         Iterations between training checkpoints.
     tested : bool
         Whether the networks will be tested (:func:`evaluate_stage`): then the test
-        images' features are computed in all 50 variants, else only the training
-        variants (the robustness check only trains).
+        images' features are computed in the protocol's test variants too, else only in
+        the training variants (the robustness check only trains).
 
     Returns
     -------
@@ -153,10 +167,12 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
     units = database_units(run.read_table("images"), faces, study.study.expressions)
     backbone = load_backbone(study.model.backbone, study.model.weights,
                              allow_download=study.model.allow_download)
-    tag = backbone_tag(backbone)
-    fcache = FeatureCache(tag, study.study.cache_dir)
+    fcache, runner = feature_cache_and_runner(backbone, study.model.runtime, device=device,
+                                              cache_dir=study.study.cache_dir)
+    tag = fcache.backbone_tag
     pcache = preprocess_cache(study.study.cache_dir)
-    summary: dict[str, Any] = {"protocol": proto.as_dict(), "backbone": tag, "dbs": {}}
+    summary: dict[str, Any] = {"protocol": proto.as_dict(), "backbone": tag, "dbs": {},
+                               "runtime": runner.name}
     split_rows, curve_rows = [], []
     parts: dict[str, tuple[pd.DataFrame, torch.Tensor, list[RunPlan]]] = {}
     for db in dict.fromkeys(d.name for d in study.databases):
@@ -180,15 +196,15 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
     train_variants = variant_subset(proto.variants)
     needed = (needed_variants(faces, splits, proto, study.evaluation.swapped_subjects)
               if tested else dict.fromkeys(faces["cache_key"], train_variants))
-    with run.stage("features", backbone=tag) as info:
+    with run.stage("features", backbone=tag, runtime=runner.name) as info:
         n = extract_features(
             list(faces["cache_key"]), lambda k: load_face(k, pcache), backbone,
-            study.preprocess, fcache, variants=needed, device=device,
+            study.preprocess, fcache, variants=needed, device=device, runner=runner,
             progress=(lambda d, t: progress("features", d, t)) if progress else None)
         info.update(computed=n, faces=len(faces),
                     variants=int(sum(len(v) for v in needed.values())))
     summary["features_computed"] = n
-    del backbone
+    del backbone, runner
     heads_dir = run.path / "heads"
     lr_scales: dict[str, float] = {}
     with run.stage("train", protocol=proto.name, backbone=tag, device=device) as info:
@@ -230,6 +246,7 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
         run.write_table("training_curves", pd.concat(curve_rows, ignore_index=True))
         info.update(runs=proto.runs, weights_random=tag.endswith("|random"))
     run.update_manifest(training={"protocol": proto.as_dict(), "backbone": tag,
+                                  "runtime": fcache.runtime,
                                   "weights_random": tag.endswith("|random"),
                                   "device": device, "split_by": study.training.split_by,
                                   "class_balance": study.training.class_balance,
@@ -246,7 +263,9 @@ def _lr_scale_of(saved: dict[str, Any]) -> float:
 
 def _heads_signature(tag: str, proto: Protocol, plans: list[RunPlan], seed: int,
                      expressions: list[str]) -> str:
-    h = hashlib.sha256(f"{tag}|{proto.as_dict()}|{seed}|"
+    # what training depends on: not the test variants, nor the notes (text on the numbers)
+    numbers = {k: v for k, v in proto.as_dict().items() if k not in ("test_variants", "notes")}
+    h = hashlib.sha256(f"{tag}|{numbers}|{seed}|"
                        f"{variant_subset(proto.variants)}|{expressions}".encode())
     for p in plans:
         h.update(np.asarray(p.train_idx, np.int64).tobytes())
@@ -382,8 +401,9 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
 
     Each network is tested on the test subjects of its own run index (for swapped
     testing, optionally on all included images of the other database:
-    ``[evaluation] swapped_subjects = "all"``), on all 50 variants (``variants = all``)
-    and on the plain image (``variants = plain``).
+    ``[evaluation] swapped_subjects = "all"``), on the protocol's test variants
+    (``variants = all``: all 50 in the paper protocol, the 10 training variants in the
+    quick one) and on the plain image (``variants = plain``).
     Failed runs are left out and listed in the summary.
 
     Databases may have different label sets: every test image is passed through the
@@ -399,12 +419,16 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
     tag = manifest.get("training", {}).get("backbone")
     if tag is None:
         raise InputError(f"{run.path}: no trained networks; run `facedialect train` first")
-    fcache = FeatureCache(tag, study.study.cache_dir)
+    fcache = FeatureCache(tag, study.study.cache_dir,
+                          runtime=manifest["training"].get("runtime", "torch"))
     dbs = [d.name for d in study.databases if (run.path / "heads" / f"{d.name}.pt").exists()]
-    needed = needed_variants(faces, splits, protocol_of(study),
-                             study.evaluation.swapped_subjects)
-    tested = faces[[len(needed[k]) == N_VARIANTS for k in faces["cache_key"]]]
-    feats = {db: torch.from_numpy(fcache.load(list(tested.loc[tested["db"] == db, "cache_key"])))
+    proto = protocol_of(study)
+    test_variants = variant_subset(proto.test_variants)
+    pairs = tested_images(faces, splits, study.evaluation.swapped_subjects)
+    tested = faces[[p in pairs for p in faces[["db", "path"]].itertuples(index=False,
+                                                                         name=None)]]
+    feats = {db: torch.from_numpy(fcache.load(list(tested.loc[tested["db"] == db, "cache_key"]),
+                                              test_variants))
              for db in dbs}
     keys = {db: tested.loc[tested["db"] == db, "path"].tolist() for db in dbs}
     rows = []
@@ -412,7 +436,14 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
     absent: dict[str, list[str]] = {}
     states = {db: load_heads(run.path / "heads" / f"{db}.pt") for db in dbs}
     own = {db: list(states[db][1]["expressions"]) for db in dbs}
-    with run.stage("evaluate") as info:
+    disjoint = [f"{a} and {b}" for i, a in enumerate(dbs) for b in dbs[i + 1:]
+                if not set(own[a]) & set(own[b])]
+    run.forget("skipped", "swapped testing")
+    if disjoint:
+        run.update_manifest(skipped={"swapped testing": (
+            f"{'; '.join(disjoint)} share no expression: their networks were tested on each "
+            "other's images (confusion matrices) but have no swapped correct rate")})
+    with run.stage("evaluate", test_variants=len(test_variants)) as info:
         for train_db in dbs:
             head, state = states[train_db]
             head = head.to(device)
@@ -458,4 +489,4 @@ def evaluate_stage(run: RunDir, study: Study, *, device: str | None = None) -> d
              .groupby(["train_db", "test_db", "condition"])["correct_rate"].mean())
     return {"mean_correct": {f"{a} -> {b} ({c})": round(float(v), 3)
                              for (a, b, c), v in means.items()},
-            "failed": failed_all, "absent": absent}
+            "failed": failed_all, "absent": absent, "disjoint": disjoint}

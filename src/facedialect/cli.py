@@ -117,6 +117,17 @@ def _run_preprocess_params(run_dir: Path) -> tuple[Any, Path | None]:
         Path(cache) if cache else None)
 
 
+def _run_screening(run_dir: Path) -> Any:
+    """The ``[screening]`` section recorded in RUN/config.toml (defaults without one)."""
+    from facedialect.config import ScreeningConfig
+
+    cfg = run_dir / "config.toml"
+    if not cfg.exists():
+        return ScreeningConfig()
+    data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    return ScreeningConfig.model_validate(data.get("screening", {}))
+
+
 # ------------------------------------------------------------------------------------ commands
 @app.command()
 @friendly
@@ -192,13 +203,18 @@ def preprocess(
 
     run = RunDir(run_dir)
     params, cache = _run_preprocess_params(run.path)
+    screen = _run_screening(run.path)
     with run.lock(), _progress() as bar:
         task = bar.add_task("pre-processing", total=None)
         s = preprocess_stage(run, params, cache_dir=cache, workers=workers or None,
-                             progress=lambda d, t: bar.update(task, completed=d, total=t))
+                             progress=lambda d, t: bar.update(task, completed=d, total=t),
+                             screen=screen)
     console.print(f"{s.processed} images: {s.detected} faces detected, {s.not_detected} "
                   f"excluded (no face or unreadable), {s.several_faces} with several faces "
                   f"(largest used); {s.from_cache} from cache", highlight=False)
+    console.print(f"screening: {s.near_duplicates} near duplicate(s) excluded in "
+                  f"{s.duplicate_groups} group(s) (tables/duplicates.csv), {s.too_small} "
+                  f"face(s) too small, {s.blurred} blurred", highlight=False)
     console.print(f"wrote {run.table_path('preprocess')} and contact sheets in {run.figures}",
                   highlight=False)
 

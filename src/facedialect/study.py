@@ -47,7 +47,8 @@ def run_study(study: Study, *, console: Console | None = None,
         kwargs: dict[str, Any] = dict(
             n_subjects={d.name: d.n_subjects for d in study.databases},
             cache_dir=study.study.cache_dir,
-            faces_per_expression=study.report.contact_sheet_per_expression)
+            faces_per_expression=study.report.contact_sheet_per_expression,
+            screen=study.screening)
         if progress is not None:
             with progress() as bar:
                 task = bar.add_task("pre-processing", total=None)
@@ -56,6 +57,8 @@ def run_study(study: Study, *, console: Console | None = None,
         else:
             s = preprocess_stage(run, study.preprocess, **kwargs)
         say(f"  {s.detected}/{s.processed} faces detected ({s.from_cache} from cache)")
+        say(f"  screening: {s.near_duplicates} near duplicate(s) in {s.duplicate_groups} "
+            f"group(s), {s.too_small} face(s) too small, {s.blurred} blurred")
         _train_and_evaluate(run, study, say, progress)
         if study.meaning.enabled:
             _meaning(run, study, say, progress)
@@ -128,12 +131,17 @@ def _train_and_evaluate(run: RunDir, study: Study, say: Callable[..., Any],
     res = evaluate_stage(run, study)
     for key, value in res["mean_correct"].items():
         say(f"  {key}: mean correct rate {value:.3f}")
+    for pair, lacks in res["absent"].items():
+        say(f"  {pair}: no unit for {', '.join(lacks)} (absent; scored on the shared "
+            "expressions)")
+    for pair in res["disjoint"]:
+        say(f"  {pair} share no expression: no swapped correct rate")
     from facedialect.tuning import tuning_stage
 
     say(f"[bold]AU tuning[/]: base face {study.tuning.base_face}")
     tun = with_progress(progress, tuning_stage, run, study)
-    say(f"  {tun['stimuli']} stimuli; same-expression profile r_s: "
-        + ", ".join(f"{k} {v}" for k, v in tun["same_unit_r"].items()))
+    say(f"  {tun['stimuli']} stimuli" + ("; same-expression profile r_s: " + ", ".join(
+        f"{k} {v}" for k, v in tun["same_unit_r"].items()) if tun["same_unit_r"] else ""))
     if study.tuning.robustness:
         _robustness(run, study, say, progress)
 

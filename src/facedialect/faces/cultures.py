@@ -5,6 +5,9 @@ uses the classic prototypes; the default culture B changes fearful, angry, sad a
 disgusted. Each poser has its own face, its own expressiveness, AU intensities drawn
 around the prototype values and a small head pose; every image records the AU
 intensities it was drawn with, so the method's findings can be checked against the truth.
+A culture's design (:class:`CultureDesign`) makes its database look like real data:
+several takes per poser and expression, unbalanced classes, posers lacking an
+expression, a label set other than the 7, no subject ids.
 
 A culture's folder holds the images, ``manifest.csv`` (for the ``manifest`` database preset)
 and ``truth.csv`` (each image's AU intensities). ``faces.synth`` adds the 3-D face model,
@@ -29,7 +32,7 @@ from typing import Any, Final, Literal, Protocol
 import numpy as np
 import pandas as pd
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from facedialect.faces.procedural import STUDY_AUS, FaceIdentity, render_face
 from facedialect.labels import EXPRESSIONS, KDEF_CODES
@@ -41,11 +44,15 @@ __all__ = [
     "MANIFEST_COLUMNS",
     "TRUTH_COLUMNS",
     "TRUTH_FILE",
+    "MAX_TAKES",
+    "CultureDesign",
     "EastWestPreset",
     "PoserSample",
     "Renderer",
     "SyntheticImage",
+    "check_classes",
     "check_prototypes",
+    "check_takes",
     "culture_summary",
     "sample_poser_expressions",
     "write_posers",
@@ -164,6 +171,140 @@ def check_prototypes(table: Mapping[str, Mapping[int, float]], where: str = "pro
     return out
 
 
+#: Most takes (images) one poser may have of one expression.
+MAX_TAKES: Final[int] = 20
+
+
+def check_takes(value: Any) -> tuple[int, int]:
+    """Validate a take range ``[min, max]`` (images per poser and expression).
+
+    Parameters
+    ----------
+    value : Any
+        Two whole numbers with ``1 <= min <= max <=`` :data:`MAX_TAKES`.
+
+    Returns
+    -------
+    tuple of int
+        ``(min, max)``.
+
+    Raises
+    ------
+    ValueError
+        Otherwise; the message shows what was given and what is expected.
+    """
+    want = f"expected [min, max] with 1 <= min <= max <= {MAX_TAKES}, got {value!r}"
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) \
+            or len(value) != 2:
+        raise ValueError(want)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{want} (whole numbers)")
+    lo, hi = int(value[0]), int(value[1])
+    if not 1 <= lo <= hi <= MAX_TAKES:
+        raise ValueError(want)
+    return lo, hi
+
+
+def check_classes(value: Any) -> tuple[str, ...]:
+    """Validate a culture's label set: at least 2 distinct expressions of the 7.
+
+    Returns
+    -------
+    tuple of str
+        The expressions in canonical order (:data:`facedialect.labels.EXPRESSIONS`).
+
+    Raises
+    ------
+    ValueError
+        On an unknown expression (the valid ones listed), a repeated one, or fewer than 2.
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list of expressions, got {value!r}")
+    for expr in value:
+        if expr not in EXPRESSIONS:
+            raise ValueError(f"unknown expression {expr!r}; the valid expressions are "
+                             f"{', '.join(EXPRESSIONS)}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"an expression is listed twice in {list(value)!r}")
+    if len(value) < 2:
+        raise ValueError(f"a label set needs at least 2 expressions, got {list(value)!r}")
+    return tuple(e for e in EXPRESSIONS if e in value)
+
+
+def _check_expression_takes(value: Any) -> dict[str, tuple[int, int]]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a table expression = [min, max], got {value!r}")
+    out: dict[str, tuple[int, int]] = {}
+    for expr, rng in value.items():
+        if expr not in EXPRESSIONS:
+            raise ValueError(f"unknown expression {expr!r}; the valid expressions are "
+                             f"{', '.join(EXPRESSIONS)}")
+        try:
+            out[expr] = check_takes(rng)
+        except ValueError as exc:
+            raise ValueError(f"{expr}: {exc}") from None
+    return {e: out[e] for e in EXPRESSIONS if e in out}
+
+
+class CultureDesign(BaseModel):
+    """How one culture's database is sampled: takes, label set, missing images, subject ids.
+
+    ``takes``, ``expression_takes`` and ``missing_expression_share`` left as None take the
+    preset's values (:class:`EastWestPreset`); :meth:`EastWestPreset.design_of` returns
+    a culture's design with every value filled in.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    takes: tuple[int, int] | None = Field(
+        None, description="Images per poser and expression, [min, max], drawn per poser and "
+        "expression (None: the preset's).")
+    expression_takes: dict[str, tuple[int, int]] | None = Field(
+        None, description="Expression -> [min, max] takes, replacing ``takes`` for those "
+        "expressions (unbalanced classes; None: the preset's).")
+    missing_expression_share: float | None = Field(
+        None, ge=0.0, le=1.0, description="Probability that a poser lacks one expression, "
+        "drawn at random from the culture's classes (None: the preset's).")
+    subject_ids: bool = Field(True, strict=True, description="False: the manifest's subject "
+                              "column is empty and the files are named by expression and "
+                              "number.")
+    classes: tuple[str, ...] = Field(EXPRESSIONS, description="The culture's label set (at "
+                                     "least 2 of the 7 expressions).")
+
+    @field_validator("takes", mode="before")
+    @classmethod
+    def _takes_ok(cls, value: Any) -> Any:
+        return value if value is None else check_takes(value)
+
+    @field_validator("expression_takes", mode="before")
+    @classmethod
+    def _expression_takes_ok(cls, value: Any) -> Any:
+        return value if value is None else _check_expression_takes(value)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_ok(cls, value: Any) -> tuple[str, ...]:
+        return check_classes(value)
+
+    @model_validator(mode="after")
+    def _takes_of_own_classes(self) -> CultureDesign:
+        other = [e for e in self.expression_takes or {} if e not in self.classes]
+        if other:
+            raise ValueError(f"expression_takes names {', '.join(other)}, not in the "
+                             f"culture's classes ({', '.join(self.classes)})")
+        return self
+
+    def take_range(self, expression: str) -> tuple[int, int]:
+        """``[min, max]`` takes of one expression (``expression_takes``, else ``takes``)."""
+        return (self.expression_takes or {}).get(expression, self.takes or (1, 1))
+
+    @property
+    def is_plain(self) -> bool:
+        """True for one image per poser and expression, all 7, nothing missing."""
+        return (self.classes == EXPRESSIONS and not self.missing_expression_share
+                and all(self.take_range(e) == (1, 1) for e in EXPRESSIONS))
+
+
 class EastWestPreset(BaseModel):
     """Settings of the synthetic cultures: who poses what, how much it varies.
 
@@ -171,6 +312,11 @@ class EastWestPreset(BaseModel):
     {AU: intensity}). A culture's table may list only the expressions it changes: the
     others are taken from culture A's classic prototypes (:data:`PROTOTYPES_A`), as
     SCIENCE.md section 10 describes culture B ("keeps the rest").
+
+    ``takes``, ``expression_takes``, ``missing_expression_share`` and ``designs`` (one
+    :class:`CultureDesign` per culture) shape a culture's database like real data; their
+    defaults (one image per poser and expression, all 7, subject ids) draw exactly what
+    the generator drew before they existed.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -228,6 +374,37 @@ class EastWestPreset(BaseModel):
                               description="3-D model: SD of the ambient light per image.")
     diffuse_sd: float = Field(0.05, ge=0.0, le=0.2,
                               description="3-D model: SD of the diffuse light per image.")
+    takes: tuple[int, int] = Field(
+        (1, 1), description="Images (takes) per poser and expression, [min, max]: each "
+        "poser and expression draws a number in this range (uniform).")
+    expression_takes: dict[str, tuple[int, int]] = Field(
+        default_factory=dict, description="Expression -> [min, max] takes, replacing "
+        "``takes`` for those expressions (unbalanced classes).")
+    missing_expression_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="Probability that a poser lacks one expression "
+        "(drawn at random from the culture's classes).")
+    designs: dict[str, CultureDesign] = Field(
+        default_factory=dict, description="Culture name -> its own takes, label set, "
+        "missing share and subject ids (cultures left out: the preset's values, all 7 "
+        "expressions, subject ids).")
+
+    @field_validator("takes", mode="before")
+    @classmethod
+    def _takes_ok(cls, value: Any) -> tuple[int, int]:
+        return check_takes(value)
+
+    @field_validator("expression_takes", mode="before")
+    @classmethod
+    def _expression_takes_ok(cls, value: Any) -> dict[str, tuple[int, int]]:
+        return _check_expression_takes(value)
+
+    @model_validator(mode="after")
+    def _designs_of_known_cultures(self) -> EastWestPreset:
+        unknown = [c for c in self.designs if c not in self.prototypes]
+        if unknown:
+            raise ValueError(f"designs for unknown culture(s) {', '.join(map(repr, unknown))}; "
+                             f"this preset has {', '.join(map(repr, self.prototypes))}")
+        return self
 
     @field_validator("prototypes", mode="before")
     @classmethod
@@ -261,6 +438,29 @@ class EastWestPreset(BaseModel):
                              f"{', '.join(repr(c) for c in self.cultures)}")
         return copy.deepcopy(self.prototypes[culture])
 
+    def design_of(self, culture: str) -> CultureDesign:
+        """Return one culture's design with every value filled in.
+
+        Its own ``takes``, ``expression_takes`` and ``missing_expression_share`` where
+        :attr:`designs` gives them, else the preset's (``expression_takes`` restricted to
+        the culture's classes).
+
+        Raises
+        ------
+        ValueError
+            When the preset has no such culture.
+        """
+        self.prototypes_of(culture)
+        own = self.designs.get(culture, CultureDesign())
+        per_expr = (own.expression_takes if own.expression_takes is not None else
+                    {e: r for e, r in self.expression_takes.items() if e in own.classes})
+        return own.model_copy(update={
+            "takes": own.takes if own.takes is not None else self.takes,
+            "expression_takes": per_expr,
+            "missing_expression_share": (own.missing_expression_share
+                                         if own.missing_expression_share is not None
+                                         else self.missing_expression_share)})
+
     def changed_expressions(self, a: str, b: str) -> list[str]:
         """Expressions whose prototypes differ between cultures ``a`` and ``b``."""
         pa, pb = self.prototypes_of(a), self.prototypes_of(b)
@@ -269,7 +469,7 @@ class EastWestPreset(BaseModel):
 
 @dataclass(frozen=True)
 class SyntheticImage:
-    """One image to draw: a poser's face in one expression.
+    """One image to draw: a poser's face in one expression (one take of it).
 
     Attributes
     ----------
@@ -286,6 +486,10 @@ class SyntheticImage:
         Extra keyword arguments of the renderer for this image (e.g. the 3-D model's
         identity coefficients and light, :mod:`facedialect.faces.synth`); empty for the
         built-in face.
+    take : int
+        Take number 1..n of this poser and expression. Take 1 is drawn exactly as when
+        every poser had one image per expression; later takes draw their AU
+        intensities, head pose (and 3-D light) anew from a stream of their own.
     """
 
     subject: str
@@ -293,11 +497,12 @@ class SyntheticImage:
     identity: FaceIdentity
     aus: dict[int, float]
     scene: dict[str, Any] = field(default_factory=dict)
+    take: int = 1
 
 
 @dataclass(frozen=True)
 class PoserSample:
-    """One synthetic poser and the 7 images they pose.
+    """One synthetic poser and the images they pose.
 
     Attributes
     ----------
@@ -311,7 +516,9 @@ class PoserSample:
     expressiveness : float
         Gain on the prototype intensities.
     images : tuple[SyntheticImage, ...]
-        One per expression, in canonical order.
+        In canonical expression order, then by take: one per expression with the
+        default design; with :class:`CultureDesign` settings, several takes, only the
+        culture's classes, possibly one expression left out.
     """
 
     number: int
@@ -329,14 +536,23 @@ def _culture_seed(seed: int, culture: str) -> np.random.SeedSequence:
 
 def sample_poser_expressions(culture: str, preset: EastWestPreset,
                              rng: np.random.Generator) -> list[PoserSample]:
-    """Draw the posers of one culture and the AU intensities of their 7 expressions.
+    """Draw the posers of one culture and the AU intensities of their images.
+
+    Every poser first draws one image of each of the 7 expressions (take 1), always in
+    the same way, so a culture's design (:meth:`EastWestPreset.design_of`) never changes
+    them. Then, from a stream of its own (spawned from the poser's generator): whether
+    the poser lacks one expression (``missing_expression_share``; which one, uniform over
+    the culture's classes), a number of takes per expression (uniform in its take range)
+    and the images of takes 2, 3, ... (each expression from its own sub-stream, drawn
+    like take 1: AU intensities around the poser's prototype values, head pose).
+    Expressions outside the culture's classes and the missing one are left out.
 
     Parameters
     ----------
     culture : str
         A culture of ``preset``.
     preset : EastWestPreset
-        Prototypes, number of posers and the variation settings.
+        Prototypes, number of posers, the variation settings and the culture's design.
     rng : numpy.random.Generator
         Source of randomness; poser ``k`` uses the ``k``-th child generator spawned from
         it, so the first posers are the same whatever ``n_posers`` is.
@@ -352,6 +568,7 @@ def sample_poser_expressions(culture: str, preset: EastWestPreset,
         When ``culture`` is not in the preset.
     """
     protos = preset.prototypes_of(culture)
+    design = preset.design_of(culture)
     wide = preset.n_posers > 99
     posers: list[PoserSample] = []
     for k, child in enumerate(rng.spawn(preset.n_posers), start=1):
@@ -359,23 +576,59 @@ def sample_poser_expressions(culture: str, preset: EastWestPreset,
         identity = FaceIdentity.random(child, sex=sex, pose=False)
         gain = float(np.clip(child.normal(1.0, preset.expressiveness_sd), 0.5, 1.5))
         subject = f"{sex}{k:03d}" if wide else f"{sex}{k:02d}"
-        images = []
-        for expr in EXPRESSIONS:
-            aus = dict.fromkeys(STUDY_AUS, 0.0)
-            for au, value in protos[expr].items():
-                v = gain * value + child.normal(0.0, preset.intensity_sd)
-                aus[au] = round(float(np.clip(v, 0.0, 1.0)), 4)
-            posed = replace(
-                identity,
-                roll=float(np.clip(child.normal(0.0, preset.roll_sd), -12.0, 12.0)),
-                yaw=float(np.clip(child.normal(0.0, preset.yaw_sd), -0.9, 0.9)),
-                shift=(float(np.clip(child.normal(0.0, preset.shift_sd), -0.08, 0.08)),
-                       float(np.clip(child.normal(0.0, preset.shift_sd), -0.08, 0.08))),
-                scale=float(np.clip(child.normal(1.0, preset.scale_sd), 0.85, 1.15)),
-            )
-            images.append(SyntheticImage(subject, expr, posed, aus))
+        images = [_draw_image(child, preset, subject, expr, identity, gain, protos[expr])
+                  for expr in EXPRESSIONS]
+        if not design.is_plain:
+            images = _design_images(child.spawn(1)[0], preset, design, images, identity,
+                                    gain, protos)
         posers.append(PoserSample(k, subject, sex, identity, gain, tuple(images)))
     return posers
+
+
+def _draw_image(rng: np.random.Generator, preset: EastWestPreset, subject: str, expr: str,
+                identity: FaceIdentity, gain: float, proto: Mapping[int, float],
+                take: int = 1) -> SyntheticImage:
+    """One image: AU intensities around the poser-scaled prototype, then the head pose."""
+    aus = dict.fromkeys(STUDY_AUS, 0.0)
+    for au, value in proto.items():
+        v = gain * value + rng.normal(0.0, preset.intensity_sd)
+        aus[au] = round(float(np.clip(v, 0.0, 1.0)), 4)
+    posed = replace(
+        identity,
+        roll=float(np.clip(rng.normal(0.0, preset.roll_sd), -12.0, 12.0)),
+        yaw=float(np.clip(rng.normal(0.0, preset.yaw_sd), -0.9, 0.9)),
+        shift=(float(np.clip(rng.normal(0.0, preset.shift_sd), -0.08, 0.08)),
+               float(np.clip(rng.normal(0.0, preset.shift_sd), -0.08, 0.08))),
+        scale=float(np.clip(rng.normal(1.0, preset.scale_sd), 0.85, 1.15)),
+    )
+    return SyntheticImage(subject, expr, posed, aus, take=take)
+
+
+def _design_images(rng: np.random.Generator, preset: EastWestPreset, design: CultureDesign,
+                   firsts: list[SyntheticImage], identity: FaceIdentity, gain: float,
+                   protos: Mapping[str, Mapping[int, float]]) -> list[SyntheticImage]:
+    """A poser's images under a culture design: the first takes kept, more takes added.
+
+    The draws do not depend on each other's outcome: the missing expression and every
+    take count are always drawn, and each expression's extra takes come from its own
+    sub-stream, so changing one setting leaves the other draws alone.
+    """
+    classes = design.classes
+    lacks = rng.random() < (design.missing_expression_share or 0.0)
+    which = classes[int(rng.integers(len(classes)))]
+    lacking = which if lacks else None
+    counts = {e: int(rng.integers(design.take_range(e)[0], design.take_range(e)[1] + 1))
+              for e in EXPRESSIONS}
+    streams = dict(zip(EXPRESSIONS, rng.spawn(len(EXPRESSIONS)), strict=True))
+    out: list[SyntheticImage] = []
+    for first in firsts:
+        e = first.expression
+        if e not in classes or e == lacking:
+            continue
+        out.append(first)
+        out.extend(_draw_image(streams[e], preset, first.subject, e, identity, gain,
+                               protos[e], take=t) for t in range(2, counts[e] + 1))
+    return out
 
 
 class Renderer(Protocol):
@@ -392,10 +645,12 @@ class Renderer(Protocol):
 
 
 def _relative_path(img: SyntheticImage, number: int, sex: str, layout: str) -> str:
+    """File of an image: take 1 as always, later takes with ``_{take}`` (unique names)."""
     if layout == "kdef":
         stem = f"A{sex}{number:02d}"
-        return f"{stem}/{stem}{_EXPR_TO_KDEF[img.expression]}S.png"
-    return f"{img.expression}/{img.subject}_1.png"
+        tail = "" if img.take == 1 else f"_{img.take}"
+        return f"{stem}/{stem}{_EXPR_TO_KDEF[img.expression]}S{tail}.png"
+    return f"{img.expression}/{img.subject}_{img.take}.png"
 
 
 def _resolve_layout(preset: EastWestPreset) -> str:
@@ -478,6 +733,7 @@ def write_posers(
     *,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    culture: str | None = None,
 ) -> pd.DataFrame:
     """Draw sampled posers to a folder: the images, ``manifest.csv`` and ``truth.csv``.
 
@@ -496,11 +752,17 @@ def write_posers(
         on it.
     progress : callable, optional
         ``progress(done, total)`` after each image.
+    culture : str, optional
+        The posers' culture: where its design has ``subject_ids = False``, the manifest's
+        subject column is empty and the files are ``{expression}/{number:05d}.png``
+        (numbered through the database), whatever the layout; ``truth.csv`` keeps the
+        poser ids.
 
     Returns
     -------
     pandas.DataFrame
-        The ``truth.csv`` table (:data:`TRUTH_COLUMNS`).
+        The ``truth.csv`` table (:data:`TRUTH_COLUMNS`, and ``take`` last when some
+        image is a second or later take).
 
     Raises
     ------
@@ -511,19 +773,23 @@ def write_posers(
     out = Path(out_dir)
     layout = _resolve_layout(preset)
     out.mkdir(parents=True, exist_ok=True)
+    ids = culture is None or preset.design_of(culture).subject_ids
+    takes = any(img.take > 1 for p in posers for img in p.images)
     jobs: list[tuple[str, SyntheticImage]] = []
-    rows: list[tuple[str, str, str, int, float]] = []
+    rows: list[tuple[Any, ...]] = []
     listing: list[tuple[str, str, str, str, str, str]] = []
     for p in posers:
         for img in p.images:
-            rel = _relative_path(img, p.number, p.sex, layout)
+            rel = (_relative_path(img, p.number, p.sex, layout) if ids
+                   else f"{img.expression}/{len(jobs) + 1:05d}.png")
             jobs.append((rel, img))
-            listing.append((rel, img.subject, img.expression, "S", "A", p.sex))
-            rows.extend((rel, img.subject, img.expression, au, img.aus[au])
+            listing.append((rel, img.subject if ids else "", img.expression, "S", "A", p.sex))
+            extra = (img.take,) if takes else ()
+            rows.extend((rel, img.subject, img.expression, au, img.aus[au], *extra)
                         for au in STUDY_AUS)
     _render_many(renderer, out, jobs, preset.size, preset.color, workers, progress)
     _atomic_csv(pd.DataFrame(listing, columns=list(MANIFEST_COLUMNS)), out / "manifest.csv")
-    table = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
+    table = pd.DataFrame(rows, columns=[*TRUTH_COLUMNS, *(("take",) if takes else ())])
     _atomic_csv(table, out / TRUTH_FILE)
     return table
 
@@ -538,13 +804,18 @@ def write_synthetic_database(
 ) -> pd.DataFrame:
     """Draw one synthetic culture's face database to a folder.
 
-    Writes one PNG per poser and expression, ``manifest.csv`` (for the ``manifest``
-    database preset: ``path, subject, expression, view, session, sex``) and ``truth.csv``
-    beside them. With at most 99 posers (``layout`` "auto" or "kdef") the files follow
-    KDEF naming in one folder per poser, session A, straight view: ``AF01/AF01NES.png``
-    (``F``/``M`` sex, 2-digit id, expression code AF AN DI HA NE SA SU), so the ``kdef``
-    preset reads them too (it then lists the two CSV files as excluded non-images). With
-    more posers (or ``layout="folder"``) they go to ``{expression}/{subject}_1.png``.
+    Writes one PNG per poser, expression and take (one take per poser and expression
+    unless the culture's design, :meth:`EastWestPreset.design_of`, says otherwise),
+    ``manifest.csv`` (for the ``manifest`` database preset: ``path, subject, expression,
+    view, session, sex``) and ``truth.csv`` beside them. With at most 99 posers
+    (``layout`` "auto" or "kdef") the files follow KDEF naming in one folder per poser,
+    session A, straight view: ``AF01/AF01NES.png`` (``F``/``M`` sex, 2-digit id,
+    expression code AF AN DI HA NE SA SU), so the ``kdef`` preset reads them too (it then
+    lists the two CSV files as excluded non-images); takes 2, 3, ... are
+    ``AF01/AF01NES_2.png`` (which the ``kdef`` preset does not read). With more posers
+    (or ``layout="folder"``) they go to ``{expression}/{subject}_{take}.png``. A culture
+    without subject ids gets ``{expression}/{number:05d}.png`` and an empty subject
+    column in the manifest.
 
     Parameters
     ----------
@@ -565,8 +836,9 @@ def write_synthetic_database(
     -------
     pandas.DataFrame
         The ``truth.csv`` table: columns ``path`` (relative to ``out_dir``, with
-        ``/``), ``subject``, ``expression``, ``au``, ``intensity``; one row per image and
-        study AU (0 for the AUs the image does not pose).
+        ``/``), ``subject`` (the poser, also where the manifest has no subject ids),
+        ``expression``, ``au``, ``intensity``, and ``take`` when some image is a second or
+        later take; one row per image and study AU (0 for the AUs the image does not pose).
 
     Raises
     ------
@@ -582,7 +854,7 @@ def write_synthetic_database(
     _resolve_layout(preset)
     rng = np.random.default_rng(_culture_seed(preset.seed, culture))
     posers = sample_poser_expressions(culture, preset, rng)
-    return write_posers(out_dir, posers, preset, renderer, workers=workers)
+    return write_posers(out_dir, posers, preset, renderer, workers=workers, culture=culture)
 
 
 def culture_summary(preset: EastWestPreset) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """Synthetic cultures as face databases: TOML presets, 3-D posers, ``facedialect synth``.
 
-A preset (TOML, shipped: ``east-west``; or a user's file) says which AUs each culture uses
-for each expression and how posers and images vary. :func:`synthesize` writes one database
+A preset (TOML, shipped: ``east-west``, ``east-west-controls``, ``messy``; or a user's file)
+says which AUs each culture uses for each expression, how posers and images vary and how
+each culture's database is shaped (takes per poser and expression, label set, posers
+lacking an expression, subject ids). :func:`synthesize` writes one database
 folder per culture (images, ``manifest.csv`` for the ``manifest`` preset, ``truth.csv``
 with each image's AU intensities), drawn with the 3-D face model (:func:`render_synth_3d`:
 random identity coefficients, skin tone and albedo, head pose, light), as photo-textured
@@ -29,8 +31,10 @@ from pydantic import ValidationError
 from facedialect.errors import InputError
 from facedialect.faces.cultures import (
     PROTOTYPES_A,
+    CultureDesign,
     EastWestPreset,
     PoserSample,
+    SyntheticImage,
     _culture_seed,
     check_prototypes,
     sample_poser_expressions,
@@ -40,6 +44,7 @@ from facedialect.faces.procedural import FaceIdentity, render_face
 from facedialect.labels import EXPRESSIONS
 
 __all__ = [
+    "CULTURE_KEYS",
     "RENDERERS",
     "SETTINGS_KEYS",
     "VARIATION_KEYS",
@@ -63,13 +68,19 @@ RENDERERS: Final[tuple[str, ...]] = ("3d", "builtin")
 VARIATION_KEYS: Final[tuple[str, ...]] = (
     "female_fraction", "intensity_sd", "expressiveness_sd", "roll_sd", "yaw_sd", "shift_sd",
     "scale_sd", "identity_components", "identity_sd", "albedo_sd", "light_azimuth_sd",
-    "light_elevation_sd", "ambient_sd", "diffuse_sd",
+    "light_elevation_sd", "ambient_sd", "diffuse_sd", "takes", "expression_takes",
+    "missing_expression_share",
 )
 _TOP_KEYS: Final[tuple[str, ...]] = ("name", "description", "settings", "variation",
                                       "cultures")
 #: Keys of a preset's optional ``[settings]`` table (what a ``synth`` run used).
 SETTINGS_KEYS: Final[tuple[str, ...]] = ("n_posers", "seed", "size", "color")
-_CULTURE_KEYS: Final[tuple[str, ...]] = ("label", "expressions")
+#: Keys of a culture's design (:class:`~facedialect.faces.cultures.CultureDesign`) in its
+#: ``[cultures.NAME]`` table; the first three override ``[variation]``'s.
+_DESIGN_KEYS: Final[tuple[str, ...]] = ("takes", "expression_takes", "missing_expression_share",
+                                        "subject_ids", "classes")
+#: Keys of a preset's ``[cultures.NAME]`` tables.
+CULTURE_KEYS: Final[tuple[str, ...]] = ("label", "expressions", *_DESIGN_KEYS)
 #: Default light of the renderer (toward the light: x right, y up, z to the viewer).
 _LIGHT0: Final[tuple[float, float, float]] = (-0.35, 0.45, 1.0)
 _AMBIENT0: Final[float] = 0.38
@@ -130,9 +141,12 @@ def load_preset(preset: str | Path | Mapping[str, Any] = "east-west", *,
         A shipped preset name (:func:`preset_names`), a TOML file, or its parsed content.
         Top-level keys: ``name``, ``description``, ``[settings]`` (:data:`SETTINGS_KEYS`,
         defaults for the arguments below), ``[variation]`` (:data:`VARIATION_KEYS`)
-        and ``[cultures.NAME]`` with ``label`` and ``[cultures.NAME.expressions]``
-        (expression -> {AU: intensity}). The first culture's missing expressions are the
-        classic prototypes; a later culture's are copied from the first culture.
+        and ``[cultures.NAME]`` with ``label``, ``[cultures.NAME.expressions]``
+        (expression -> {AU: intensity}) and the culture's design (:data:`CULTURE_KEYS`:
+        ``takes``, ``expression_takes`` and ``missing_expression_share`` override
+        ``[variation]``'s; ``subject_ids``; ``classes``, its label set). The first
+        culture's missing expressions are the classic prototypes; a later culture's are
+        copied from the first culture.
     n_posers, seed, size, color, layout : optional
         Override the preset's ``[settings]`` (else :class:`EastWestPreset`'s defaults).
 
@@ -145,7 +159,7 @@ def load_preset(preset: str | Path | Mapping[str, Any] = "east-west", *,
     InputError
         On a TOML syntax error, an unknown key (the valid keys listed), an unknown
         expression or AU (the valid ones listed), an intensity outside 0..1 or a bad
-        variation value; the message names the preset.
+        variation or design value; the message names the preset (and the culture).
     """
     if isinstance(preset, Mapping):
         data, where = dict(preset), "preset"
@@ -177,13 +191,14 @@ def load_preset(preset: str | Path | Mapping[str, Any] = "east-west", *,
                          "one culture with [cultures.NAME.expressions]")
     prototypes: dict[str, dict[str, dict[int, float]]] = {}
     labels: dict[str, str] = {}
+    designs: dict[str, CultureDesign] = {}
     first: dict[str, dict[int, float]] | None = None
     for name, spec in cultures.items():
         at = f"cultures.{name}"
         if not isinstance(spec, Mapping):
             raise InputError(f"preset {where}: [{at}] must be a table with 'label' and "
                              "[expressions]")
-        bad_keys(spec, _CULTURE_KEYS, f"[{at}]")
+        bad_keys(spec, CULTURE_KEYS, f"[{at}]")
         table = spec.get("expressions", {})
         try:
             full = check_prototypes(table, f"preset {where}: {at}.expressions",
@@ -194,15 +209,30 @@ def load_preset(preset: str | Path | Mapping[str, Any] = "east-west", *,
         prototypes[str(name)] = full
         if "label" in spec:
             labels[str(name)] = str(spec["label"])
+        own = {k: spec[k] for k in _DESIGN_KEYS if k in spec}
+        if own:
+            try:
+                designs[str(name)] = CultureDesign(**own)
+            except ValidationError as exc:
+                raise InputError(f"preset {where}: [{at}] {_messages(exc)}") from None
     settings = {**given, **{k: v for k, v in dict(n_posers=n_posers, seed=seed, size=size,
                                                    color=color, layout=layout).items()
                             if v is not None}}
     try:
-        return EastWestPreset(prototypes=prototypes, labels=labels, **variation, **settings)
+        return EastWestPreset(prototypes=prototypes, labels=labels, designs=designs,
+                              **variation, **settings)
     except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
-                         for e in exc.errors())
-        raise InputError(f"preset {where}: {msgs}") from None
+        raise InputError(f"preset {where}: {_messages(exc)}") from None
+
+
+def _messages(exc: ValidationError) -> str:
+    """Pydantic's errors as ``key: message; ...`` (without its "Value error, " prefix)."""
+    out = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        out.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(out)
 
 
 def preset_toml(preset: EastWestPreset, name: str = "resolved") -> str:
@@ -212,13 +242,16 @@ def preset_toml(preset: EastWestPreset, name: str = "resolved") -> str:
     doc: dict[str, Any] = {
         "name": name,
         "settings": {k: getattr(preset, k) for k in SETTINGS_KEYS},
-        "variation": {k: getattr(preset, k) for k in VARIATION_KEYS},
+        "variation": {k: _toml_value(getattr(preset, k)) for k in VARIATION_KEYS},
         "cultures": {},
     }
     for c in preset.cultures:
         entry: dict[str, Any] = {}
         if c in preset.labels:
             entry["label"] = preset.labels[c]
+        if c in preset.designs:
+            entry.update({k: _toml_value(v) for k, v in
+                          preset.designs[c].model_dump(exclude_defaults=True).items()})
         entry["expressions"] = {e: {str(au): v for au, v in aus.items()}
                                 for e, aus in preset.prototypes_of(c).items()}
         doc["cultures"][c] = entry
@@ -226,6 +259,15 @@ def preset_toml(preset: EastWestPreset, name: str = "resolved") -> str:
             "complete).\n# Re-use: facedialect synth --preset THIS_FILE (command-line options "
             "override [settings]).\n")
     return head + tomli_w.dumps(doc)
+
+
+def _toml_value(value: Any) -> Any:
+    """Tuples as lists (also inside tables), for TOML."""
+    if isinstance(value, Mapping):
+        return {k: _toml_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_toml_value(v) for v in value]
+    return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,7 +303,9 @@ def add_3d_scenes(posers: list[PoserSample], preset: EastWestPreset, culture: st
     and ~N(0, ``light_elevation_sd``) degrees, ambient and diffuse strengths varied.
     The draws come from their own seed (preset seed and culture), one child generator
     per poser, so AU intensities are the same as with the built-in face and the first
-    posers do not depend on how many are drawn.
+    posers do not depend on how many are drawn. Take 1 of each of the 7 expressions
+    draws its light in canonical order (also for an expression the poser lacks, so the
+    others keep theirs); takes 2, 3, ... draw from a sub-stream per expression.
 
     Returns
     -------
@@ -278,17 +322,36 @@ def add_3d_scenes(posers: list[PoserSample], preset: EastWestPreset, culture: st
         coeffs = tuple(round(float(c), 5) for c in np.concatenate([base, extra]))
         albedo = tuple(round(float(g), 4) for g in
                        np.clip(child.normal(1.0, preset.albedo_sd, 3), 0.8, 1.2))
-        images = []
-        for img in p.images:
-            az = float(np.clip(child.normal(0.0, preset.light_azimuth_sd), -40, 40))
-            el = float(np.clip(child.normal(0.0, preset.light_elevation_sd), -25, 25))
-            amb = float(np.clip(_AMBIENT0 + child.normal(0.0, preset.ambient_sd), 0.2, 0.6))
-            dif = float(np.clip(_DIFFUSE0 + child.normal(0.0, preset.diffuse_sd), 0.4, 0.9))
-            scene = {"coeffs": coeffs, "albedo": albedo, "light": _turn(_LIGHT0, az, el),
-                     "ambient": round(amb, 4), "diffuse": round(dif, 4)}
-            images.append(replace(img, scene=scene))
-        out.append(replace(p, images=tuple(images)))
+
+        def light(g: np.random.Generator, coeffs: tuple[float, ...] = coeffs,
+                  albedo: tuple[float, ...] = albedo) -> dict[str, Any]:
+            az = float(np.clip(g.normal(0.0, preset.light_azimuth_sd), -40, 40))
+            el = float(np.clip(g.normal(0.0, preset.light_elevation_sd), -25, 25))
+            amb = float(np.clip(_AMBIENT0 + g.normal(0.0, preset.ambient_sd), 0.2, 0.6))
+            dif = float(np.clip(_DIFFUSE0 + g.normal(0.0, preset.diffuse_sd), 0.4, 0.9))
+            return {"coeffs": coeffs, "albedo": albedo, "light": _turn(_LIGHT0, az, el),
+                    "ambient": round(amb, 4), "diffuse": round(dif, 4)}
+
+        out.append(replace(p, images=_with_scenes(p.images, child, light)))
     return out
+
+
+def _with_scenes(images: tuple[SyntheticImage, ...], rng: np.random.Generator,
+                 draw: Callable[[np.random.Generator], dict[str, Any]]
+                 ) -> tuple[SyntheticImage, ...]:
+    """Give a poser's images their per-image scene draws.
+
+    Take 1 of each of the 7 expressions draws from ``rng`` in canonical order, also where
+    the poser has no such image (so one poser and expression left out or several takes
+    never change another image's draws, and one take per expression draws exactly as
+    before takes existed); later takes draw from a sub-stream per expression, in order.
+    """
+    firsts = {e: draw(rng) for e in EXPRESSIONS}
+    streams: dict[str, np.random.Generator] = {}
+    if any(img.take > 1 for img in images):
+        streams = dict(zip(EXPRESSIONS, rng.spawn(len(EXPRESSIONS)), strict=True))
+    return tuple(replace(img, scene=firsts[img.expression] if img.take == 1
+                         else draw(streams[img.expression])) for img in images)
 
 
 def render_synth_3d(identity: FaceIdentity, aus: Mapping[int, float], *, size: int = 256,
@@ -379,12 +442,13 @@ def add_photo_textures(posers: list[PoserSample], preset: EastWestPreset, cultur
     out: list[PoserSample] = []
     for k, (p, child) in enumerate(zip(posers, rng.spawn(len(posers)), strict=True)):
         photo = str(photos[int(order[k % len(photos)])].resolve())
-        images = []
-        for img in p.images:
-            gain = float(np.clip(1.0 + child.normal(0.0, preset.ambient_sd) / _AMBIENT0,
-                                 0.75, 1.25))
-            images.append(replace(img, scene={"photo": photo, "gain": round(gain, 4)}))
-        out.append(replace(p, images=tuple(images)))
+
+        def gain(g: np.random.Generator, photo: str = photo) -> dict[str, Any]:
+            value = float(np.clip(1.0 + g.normal(0.0, preset.ambient_sd) / _AMBIENT0,
+                                  0.75, 1.25))
+            return {"photo": photo, "gain": round(value, 4)}
+
+        out.append(replace(p, images=_with_scenes(p.images, child, gain)))
     return out
 
 
@@ -433,14 +497,18 @@ def culture_folder(culture: str) -> str:
 
 
 def contact_sheet(folder: str | Path, n_posers: int = 6, tile: int = 128) -> np.ndarray:
-    """A grid of one culture's images: posers (rows) x the 7 expressions (columns).
+    """A grid of one culture's images: posers (rows) x its expressions (columns).
+
+    Each cell is the poser's first listed image of the expression (take 1), blank where
+    the poser lacks it. Without subject ids (an empty subject column), row ``i`` shows the
+    ``i``-th listed image of each expression.
 
     Parameters
     ----------
     folder : str or Path
         A culture's database (with ``manifest.csv``).
     n_posers : int
-        First posers shown.
+        First posers (rows) shown.
     tile : int
         Side of each image in the sheet, pixels.
 
@@ -454,18 +522,25 @@ def contact_sheet(folder: str | Path, n_posers: int = 6, tile: int = 128) -> np.
 
     root = Path(folder)
     m = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
-    subjects = list(dict.fromkeys(m["subject"]))[:n_posers]
+    columns = [e for e in EXPRESSIONS if e in set(m["expression"])]
+    if m["subject"].str.strip().ne("").any():
+        subjects = list(dict.fromkeys(m["subject"]))[:n_posers]
+        cells = [[m.loc[(m["subject"] == s) & (m["expression"] == e), "path"].head(1).tolist()
+                  for e in columns] for s in subjects]
+    else:
+        by_expr = {e: m.loc[m["expression"] == e, "path"].tolist() for e in columns}
+        rows = min(n_posers, max(len(v) for v in by_expr.values()))
+        cells = [[by_expr[e][i:i + 1] for e in columns] for i in range(rows)]
     head = 22
-    sheet = np.full((head + tile * len(subjects), tile * len(EXPRESSIONS), 3), 255, np.uint8)
-    for j, e in enumerate(EXPRESSIONS):
+    sheet = np.full((head + tile * len(cells), tile * len(columns), 3), 255, np.uint8)
+    for j, e in enumerate(columns):
         cv2.putText(sheet, e, (j * tile + 6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                     cv2.LINE_AA)
-    for i, s in enumerate(subjects):
-        for j, e in enumerate(EXPRESSIONS):
-            row = m[(m["subject"] == s) & (m["expression"] == e)]
-            if row.empty:
+    for i, row in enumerate(cells):
+        for j, path in enumerate(row):
+            if not path:
                 continue
-            with Image.open(root / row["path"].iloc[0]) as im:
+            with Image.open(root / path[0]) as im:
                 arr = np.asarray(im.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS))
             sheet[head + i * tile: head + (i + 1) * tile, j * tile: (j + 1) * tile] = arr
     return sheet
@@ -553,7 +628,8 @@ def synthesize(out_dir: str | Path, preset: str | Path | EastWestPreset = "east-
             if progress is not None:
                 progress(c, d, t)
 
-        write_posers(folder, posers, p, draw, workers=n_workers, progress=tick)
+        write_posers(folder, posers, p, draw, workers=n_workers, progress=tick,
+                     culture=culture)
         import cv2
 
         ok, buf = cv2.imencode(".png", cv2.cvtColor(contact_sheet(folder), cv2.COLOR_RGB2BGR))
