@@ -131,9 +131,14 @@ def training_curves_figure(curves: pd.DataFrame, window: int = 25) -> bytes:
             m, s = tr.mean(axis=1), tr.std(axis=1).fillna(0)
             ax.plot(m.index, m.values, color="C0", lw=1.2, label="training")
             ax.fill_between(m.index, m - s, m + s, color="C0", alpha=0.25, lw=0)
-            va = part[part["split"] == "validation"].groupby("iteration")[metric]
-            vm, vs = va.mean(), va.std().fillna(0)
-            ax.errorbar(vm.index, vm.values, yerr=vs.values, color="C3", fmt="o-", ms=3,
+            # runs with training sets of different sizes end their epochs at different
+            # iterations: average the k-th validation of every run, at its mean iteration
+            val = part[part["split"] == "validation"].sort_values("iteration")
+            val = val.assign(epoch=val.groupby("run").cumcount())
+            va = val.groupby("epoch")
+            vm, vs = va[metric].mean(), va[metric].std().fillna(0)
+            vx = va["iteration"].mean()
+            ax.errorbar(vx.values, vm.values, yerr=vs.values, color="C3", fmt="o-", ms=3,
                         lw=1, capsize=2, label="validation")
             ax.set_ylabel("correct rate" if metric == "correct_rate" else "loss")
             if metric == "correct_rate":
