@@ -677,7 +677,8 @@ def curve(args: argparse.Namespace) -> dict[str, Any]:
         head, _ = load_heads(run.path / "heads" / f"{DB}.pt")
         from facedialect.training.features import FeatureCache
 
-        feats = torch.from_numpy(FeatureCache(summary["backbone"], study.study.cache_dir)
+        feats = torch.from_numpy(FeatureCache(summary["backbone"], study.study.cache_dir,
+                                              runtime=summary["runtime"])
                                  .load(list(faces["cache_key"])))
         splits = run.read_table("splits")
         per_run = []

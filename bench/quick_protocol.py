@@ -9,7 +9,8 @@ protocol is what it is": the run of tests/test_validation.py, kept with
 ``pytest --basetemp=DIR``; its cache is ``DIR/validation0/cache``). For every setting,
 each database's runs are trained again on the same splits (``tables/splits.csv``) and the
 same spread training variants as the quick protocol, with the learning rate divided by 10
-at 2/3 of the iterations, and tested on each run's test images (all 50 variants). Prints
+at 2/3 of the iterations, and tested on each run's test images (in the run's test
+variants: all 50 for runs made before ``test_variants`` existed, else the protocol's). Prints
 one line per setting and database (matched test correct rate per run and mean, training
 correct rate over the last 20 iterations, seconds) and writes
 ``bench/results/quick_protocol.json``. Test images' features must be cached (they are,
@@ -43,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def evaluate_setting(run: RunDir, cache: FeatureCache, its: int, hidden: int, lr: float,
                      seed: int, feature_scale: float = 1.0) -> list[dict[str, object]]:
     """Train and test every database's runs with one setting (features x feature_scale)."""
+    tested_in = variant_subset(run.read_manifest()["training"]["protocol"].get(
+        "test_variants", 50))
     faces = included_faces(run)
     splits = run.read_table("splits")
     proto = replace(QUICK, iterations=its, hidden=hidden,
@@ -69,7 +72,8 @@ def evaluate_setting(run: RunDir, cache: FeatureCache, its: int, hidden: int, lr
         head = res.head.eval()
         accs = []
         for pos, idx in enumerate(tests):
-            x = torch.from_numpy(cache.load(list(part["cache_key"].iloc[idx]))).float()
+            x = torch.from_numpy(cache.load(list(part["cache_key"].iloc[idx]),
+                                            tested_in)).float()
             x *= feature_scale
             n, v, d = x.shape
             with torch.no_grad():
@@ -101,8 +105,10 @@ def main() -> None:
                     "(what the quick protocol's lr_cap is for)")
     args = ap.parse_args()
     run = RunDir(args.run_dir)
-    tag = run.read_manifest()["training"]["backbone"]
-    cache = FeatureCache(tag, args.cache or args.run_dir.parent / "cache")
+    training = run.read_manifest()["training"]
+    tag = training["backbone"]
+    cache = FeatureCache(tag, args.cache or args.run_dir.parent / "cache",
+                         runtime=training.get("runtime", "torch"))
     rows = []
     for spec in args.settings:
         its, hidden, lr, *factor = spec.split(":")

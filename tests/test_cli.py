@@ -216,6 +216,9 @@ n_subjects = 3
 name = "two"
 output = "out"
 {dbs}
+[screening]
+near_duplicates = false  # A and B are the same photos
+
 [model]
 backbone = "mobilenet_v2"
 weights = "random"
@@ -238,8 +241,10 @@ levels = 3
     conf = RunDir(tmp_path / "out").read_table("confusion")
     assert set(conf["condition"]) == {"matched", "swapped"}
     n = conf[conf["variants"] == "all"].groupby("condition")["n"].max()
-    assert n["matched"] == 50  # one test subject x 50 variants per expression
-    assert n["swapped"] == (50 if swapped == "test" else 150)  # or all 3 subjects
+    # one test subject x the quick protocol's 10 test variants per expression
+    assert n["matched"] == 10
+    assert n["swapped"] == (10 if swapped == "test" else 30)  # or all 3 subjects
+    assert RunDir(tmp_path / "out").read_manifest()["stages"]["evaluate"]["test_variants"] == 10
     run = RunDir(tmp_path / "out")
     stats = run.read_table("stats_classification")
     assert "ANOVA condition x expression (A-trained)" in set(stats["test"])

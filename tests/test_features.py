@@ -1,6 +1,8 @@
-"""The feature cache computes only the variants a study needs (training subset, 50 for tests)."""
+"""The feature cache computes only the variants a study needs (training and test subsets)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -91,11 +93,15 @@ def test_needed_variants_follow_the_splits_and_swapped_subjects() -> None:
                            "run": [0] * 4 + [1] * 4,
                            "part": ["train", "test", "train", "validation",
                                     "train", "validation", "train", "train"]})
-    need = needed_variants(faces, splits, QUICK, "test")
+    quick50 = replace(QUICK, test_variants=50)  # the quick protocol tested as the paper's
+    need = needed_variants(faces, splits, quick50, "test")
     assert need["ka2"] == tuple(range(50))  # a test image in run 0
     assert need["ka1"] == need["kb1"] == need["kb2"] == variant_subset(QUICK.variants)
-    assert all(len(v) == 50 for v in needed_variants(faces, splits, QUICK, "all").values())
+    assert all(len(v) == 50 for v in needed_variants(faces, splits, quick50, "all").values())
     assert all(len(v) == 50 for v in needed_variants(faces, splits, PAPER, "test").values())
+    # the quick protocol tests in its 10 training variants: no face needs more
+    assert all(v == variant_subset(10)
+               for v in needed_variants(faces, splits, QUICK, "all").values())
     # one database alone: "all" swapped subjects does not apply
     one = faces[faces["db"] == "A"]
     assert needed_variants(one, splits, QUICK, "all")["ka1"] == variant_subset(10)

@@ -47,6 +47,9 @@ output = "out"
 cache_dir = "cache"
 seed = 3
 {dbs}
+[screening]
+near_duplicates = false  # A and B are the same photos
+
 [model]
 backbone = "mobilenet_v2"
 weights = "random"

@@ -39,7 +39,7 @@ from facedialect.training.features import (
 )
 from facedialect.training.protocol import Protocol, resolve_protocol
 from facedialect.training.splits import balance_classes, run_seeds, split_run
-from facedialect.training.trainer import MultiRunHead, RunPlan, train_runs
+from facedialect.training.trainer import TRAINER_VERSION, MultiRunHead, RunPlan, train_runs
 
 Progress = Callable[[str, int, int], None]
 
@@ -265,7 +265,7 @@ def _heads_signature(tag: str, proto: Protocol, plans: list[RunPlan], seed: int,
                      expressions: list[str]) -> str:
     # what training depends on: not the test variants, nor the notes (text on the numbers)
     numbers = {k: v for k, v in proto.as_dict().items() if k not in ("test_variants", "notes")}
-    h = hashlib.sha256(f"{tag}|{numbers}|{seed}|"
+    h = hashlib.sha256(f"{tag}|{numbers}|{seed}|{TRAINER_VERSION}|"
                        f"{variant_subset(proto.variants)}|{expressions}".encode())
     for p in plans:
         h.update(np.asarray(p.train_idx, np.int64).tobytes())

@@ -25,6 +25,7 @@ from pydantic import (
 from facedialect.errors import StudyFileError
 from facedialect.labels import EXPRESSIONS, VOCABULARY, in_order, normalize_expression
 from facedialect.preprocess.params import PreprocessParams
+from facedialect.preprocess.screening import DEFAULT_HASH_DISTANCE, HASH_BITS
 
 PresetName = Literal["kdef", "krc", "jaffe", "ckplus", "folder", "manifest"]
 
@@ -154,6 +155,11 @@ class ModelConfig(_Section):
                          "'random' (tests only; flagged everywhere) or a path to a .pth file.")
     allow_download: bool = Field(False, description="Allow downloading known ImageNet weight "
                                  "files (checksummed) into the torch hub cache.")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="What runs the frozen backbone for features: 'onnx' (ONNX "
+        "Runtime, about 2.5x faster on a busy 2-core CPU; needs pip install "
+        "\"facedialect[fast]\"), 'torch' (eager PyTorch) or 'auto' (ONNX Runtime when "
+        "installed and the device is a CPU, else PyTorch).")
 
 
 class TrainingConfig(_Section):
@@ -166,6 +172,9 @@ class TrainingConfig(_Section):
     batch_size: int | None = Field(None, ge=1, description="Mini-batch size (paper: 32).")
     momentum: float | None = Field(None, ge=0, lt=1, description="SGD momentum (paper: "
                                    "not stated).")
+    test_variants: int | None = Field(None, ge=1, le=50, description="Augmentation variants "
+                                      "each test image is tested in (paper: all 50; quick: "
+                                      "the 10 it trains on).")
     split_by: Literal["auto", "subject", "image"] = Field(
         "auto", description="Split unit: 'subject' (all images of a subject in one part, "
         "SCIENCE §5), 'image' (image-wise, stratified by expression; for web-collected sets) "
@@ -345,6 +354,32 @@ class SaliencyConfig(_Section):
         return p
 
 
+class ScreeningConfig(_Section):
+    """``[screening]``: near duplicates, face size and blur (SCIENCE §1, docs/preprocessing.md)."""
+
+    near_duplicates: bool = Field(True, description="Find near-duplicate images (resized, "
+                                  "re-encoded or mirrored copies) within and between the "
+                                  "databases; keep the first of each group (databases in "
+                                  "study order, then paths) and exclude the others.")
+    hash_distance: int = Field(DEFAULT_HASH_DISTANCE, ge=0, le=HASH_BITS // 2,
+                               description="Largest perceptual-hash distance (bits of 576) "
+                               "of near duplicates; measured on the London set: resized, "
+                               "re-encoded or mirrored copies 0-24 (harsh ones up to 44), "
+                               "another photo of the same person 88 and more, different "
+                               "people 134 and more.")
+    within_subject: bool = Field(False, description="Also compare images of one subject in "
+                                 "one database (default: no; the subject-wise split keeps "
+                                 "them in one part, so a copy there cannot reach the test "
+                                 "set, and a poser's takes of one expression can be nearly "
+                                 "the same photo). Set it with [training] split_by = 'image'.")
+    min_face: int = Field(40, ge=0, description="Smallest detected face box width in pixels "
+                          "of the original image; smaller faces are excluded (0: no limit).")
+    min_sharpness: float = Field(0.0, ge=0.0, description="Smallest face sharpness (variance "
+                                 "of the Laplacian of the face box at 64x64, SD 32); "
+                                 "blurrier faces are excluded (0: no limit; the London "
+                                 "studio photos score 244-861).")
+
+
 class ReportConfig(_Section):
     """``[report]``: the HTML report."""
 
@@ -359,6 +394,7 @@ class Study(_Section):
     study: StudySection
     databases: list[DatabaseConfig] = Field(min_length=1)
     preprocess: PreprocessParams = Field(default_factory=PreprocessParams)
+    screening: ScreeningConfig = Field(default_factory=ScreeningConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
@@ -504,6 +540,7 @@ def load_study(path: str | Path) -> Study:
 __all__ = [
     "EXPRESSIONS", "STUDY_AUS", "DatabaseConfig", "EvaluationConfig", "MeaningConfig",
     "ModelConfig",
-    "ReportConfig", "SaliencyConfig", "Study", "StudySection", "TrainingConfig",
+    "ReportConfig", "SaliencyConfig", "ScreeningConfig", "Study", "StudySection",
+    "TrainingConfig",
     "TuningConfig", "load_study", "parse_study",
 ]

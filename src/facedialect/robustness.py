@@ -91,7 +91,7 @@ def robustness_stage(run: RunDir, study: Study, *,
             run.update_manifest(skipped={"robustness": note})
             return {"skipped": note}
         preprocess_stage(sub, alt.preprocess, n_subjects={d.name: None for d in alt.databases},
-                         cache_dir=alt.study.cache_dir,
+                         cache_dir=alt.study.cache_dir, screen=alt.screening,
                          progress=(lambda d, t: progress("robustness: pre-processing", d, t))
                          if progress else None)
         all_subjects = _subjects(sub.read_table("images"))  # after face detection

@@ -18,10 +18,17 @@ import numpy as np
 import pandas as pd
 
 from facedialect import databases
-from facedialect.config import DatabaseConfig, Study
-from facedialect.errors import ImageReadError
+from facedialect.config import DatabaseConfig, ScreeningConfig, Study
+from facedialect.databases.schema import (
+    BLURRED,
+    FACE_TOO_SMALL,
+    NEAR_DUPLICATE,
+    SCREENING_CATEGORIES,
+)
+from facedialect.errors import ImageReadError, InputError
 from facedialect.imageio import read_gray
 from facedialect.labels import EXPRESSIONS
+from facedialect.preprocess import screening
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.pipeline import FaceResult, preprocess_face
 from facedialect.store import ArrayCache, RunDir, atomic_write_text, cache_root
@@ -30,9 +37,14 @@ from facedialect.store import ArrayCache, RunDir, atomic_write_text, cache_root
 PREPROCESS_COLUMNS = ["db", "path", "detected", "x", "y", "w", "h", "n_faces", "reason",
                       "cache_key"]
 
-#: Exclusion categories decided by subject selection or by this stage itself: such images
-#: are candidates again on every run (e.g. after a change of detection parameters).
-RECONSIDERED_CATEGORIES = databases.SELECTION_CATEGORIES | {"no face detected"}
+#: Columns of ``tables/screening.csv``: every detected face's width and sharpness.
+SCREENING_COLUMNS = ["db", "path", "face_width", "sharpness", "reason"]
+
+#: Exclusion categories decided by subject selection or by this stage itself (face
+#: detection, screening): such images are candidates again on every run (e.g. after a change
+#: of detection parameters or screening thresholds).
+RECONSIDERED_CATEGORIES = (databases.SELECTION_CATEGORIES | {"no face detected"}
+                           | SCREENING_CATEGORIES)
 
 Progress = Callable[[int, int], None]
 
@@ -106,6 +118,10 @@ class PreprocessSummary:
     not_detected: int = 0
     several_faces: int = 0
     unreadable: int = 0
+    near_duplicates: int = 0
+    duplicate_groups: int = 0
+    too_small: int = 0
+    blurred: int = 0
     per_db: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
@@ -124,7 +140,8 @@ def _candidate_mask(images: pd.DataFrame) -> pd.Series:
     return images["included"].astype(bool) | cat.isin(RECONSIDERED_CATEGORIES)
 
 
-def _process_one(path: str, key: str, params: PreprocessParams, cache: ArrayCache
+def _process_one(path: str, key: str, params: PreprocessParams, cache: ArrayCache,
+                 sha: str = "", screen_cache: ArrayCache | None = None
                  ) -> tuple[FaceResult, bool]:
     hit = cache.get(key)
     if hit is not None:
@@ -143,6 +160,8 @@ def _process_one(path: str, key: str, params: PreprocessParams, cache: ArrayCach
     if res.image is not None:
         arrays["image"] = res.image
     cache.put(key, **arrays)
+    if screen_cache is not None and sha and res.box is not None:
+        _screen_compute(gray, sha, res.box, screen_cache)  # while the image is decoded
     return res, False
 
 
@@ -169,16 +188,141 @@ def load_face(key: str, cache: ArrayCache) -> np.ndarray:
     return hit["image"]
 
 
+# ------------------------------------------------------------------------------------ screening
+def screening_cache(configured: str | Path | None = None) -> ArrayCache:
+    """The cache of screening values (perceptual hashes, face sharpness)."""
+    return ArrayCache(cache_root(configured) / "screening")
+
+
+def _hash_key(sha: str) -> str:
+    return hashlib.sha256(f"{screening.HASH_VERSION}:{sha}".encode()).hexdigest()
+
+
+def _sharpness_key(sha: str, box: Sequence[int]) -> str:
+    x, y, w, h = (int(v) for v in box)
+    return hashlib.sha256(f"{screening.SHARPNESS_VERSION}:{sha}:{x},{y},{w},{h}".encode()
+                          ).hexdigest()
+
+
+def _screen_compute(gray: np.ndarray, sha: str, box: Sequence[int], cache: ArrayCache
+                    ) -> tuple[np.ndarray, float]:
+    """Hash and sharpness of one decoded image; both are cached."""
+    hashes = screening.perceptual_hash(gray)
+    cache.put(_hash_key(sha), hash=hashes)
+    sharp = screening.sharpness(gray, tuple(int(v) for v in box))  # type: ignore[arg-type]
+    cache.put(_sharpness_key(sha, box), sharpness=np.array(sharp))
+    return hashes, sharp
+
+
+def _screen_one(path: str, sha: str, box: Sequence[int], cache: ArrayCache
+                ) -> tuple[np.ndarray | None, float, bool, str]:
+    """Return (hash, sharpness, from cache, error) of one image, decoding it only if needed."""
+    h = cache.get(_hash_key(sha))
+    s = cache.get(_sharpness_key(sha, box))
+    if h is not None and s is not None and "hash" in h and "sharpness" in s:
+        return h["hash"], float(s["sharpness"]), True, ""
+    try:
+        gray = read_gray(path)
+    except ImageReadError as exc:
+        return None, float("nan"), False, f"unreadable image: {exc}"
+    hashes, sharp = _screen_compute(gray, sha, box, cache)
+    return hashes, sharp, False, ""
+
+
+def _screen(faces: pd.DataFrame, settings: ScreeningConfig, db_order: Sequence[str],
+            cache: ArrayCache, workers: int) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Screen the detected faces: size, sharpness, near duplicates.
+
+    Parameters
+    ----------
+    faces : pandas.DataFrame
+        One row per detected face: ``db, path, subject, sha256, x, y, w, h``.
+    settings : ScreeningConfig
+        The thresholds.
+    db_order : sequence of str
+        The databases in study order (the first keeps a duplicate).
+    cache : ArrayCache
+        The screening cache.
+    workers : int
+        Threads for decoding.
+
+    Returns
+    -------
+    tuple
+        The screening table (:data:`SCREENING_COLUMNS`, index of ``faces``), the duplicate
+        groups (:data:`~facedialect.preprocess.screening.DUPLICATE_COLUMNS` plus the kept
+        image's ``kept_db``, ``kept_path``) and the number of images read from the cache.
+    """
+    faces = faces.reset_index(drop=True)
+    n = len(faces)
+    hashes: list[np.ndarray | None] = [None] * n
+    sharp = np.full(n, np.nan)
+    errors = [""] * n
+    hits = 0
+    if n and (settings.near_duplicates or settings.min_sharpness > 0):
+        boxes = faces[["x", "y", "w", "h"]].astype(int).to_numpy()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            done = pool.map(lambda k: _screen_one(faces["path"].iat[k], faces["sha256"].iat[k],
+                                                  boxes[k], cache), range(n))
+            for k, (h, s, hit, err) in enumerate(done):
+                hashes[k], sharp[k], errors[k] = h, s, err
+                hits += hit
+    table = pd.DataFrame({"db": faces["db"], "path": faces["path"],
+                          "face_width": faces["w"].astype(int), "sharpness": sharp.round(1)})
+    table["reason"] = screening.quality_reasons(
+        table.rename(columns={"face_width": "w"}), settings.min_face, settings.min_sharpness)
+    bad = np.array([bool(e) for e in errors], dtype=bool)
+    table.loc[bad, "reason"] = [e for e in errors if e]
+    dups = pd.DataFrame(columns=[*screening.DUPLICATE_COLUMNS, "kept_db", "kept_path"])
+    if settings.near_duplicates:
+        left = table[(table["reason"] == "").to_numpy()]
+        ordered = screening.study_order(left, db_order)
+        if len(ordered):
+            stack = np.stack([hashes[k] for k in ordered.index])  # type: ignore[misc]
+            dups = screening.group_near_duplicates(
+                ordered.assign(subject=faces.loc[ordered.index, "subject"]), stack,
+                settings.hash_distance, within_subject=settings.within_subject)
+            gone = dups[~dups["kept"].astype(bool)]
+            table.loc[gone.index, "reason"] = [
+                screening.duplicate_reason(kdb, kpath, d) for kdb, kpath, d
+                in zip(gone["kept_db"], gone["kept_path"], gone["distance"], strict=True)]
+    return table[SCREENING_COLUMNS], dups, hits
+
+
+def _check_left(table: pd.DataFrame, dups: pd.DataFrame) -> None:
+    """Raise InputError for a database of which screening left no image."""
+    for db, part in table.groupby("db", sort=False):
+        if (part["reason"] == "").any():
+            continue
+        cats = part["reason"].map(databases.reason_category).value_counts()
+        what = ", ".join(f"{n} {c}" for c, n in cats.items())
+        msg = (f"database {db!r}: screening left no image (of {len(part)} detected faces: "
+               f"{what})")
+        lost = dups[(dups["db"] == db) & ~dups["kept"].astype(bool)]
+        others = sorted(set(lost["kept_db"]) - {str(db)})
+        if others:
+            msg += (f"; its images are near duplicates of images in {', '.join(others)} "
+                    f"(see tables/duplicates.csv): is it a copy of that database? Remove one "
+                    f"of them from the study, or set [screening] near_duplicates = false")
+        if cats.drop(NEAR_DUPLICATE, errors="ignore").sum():
+            msg += ("; see tables/screening.csv and lower [screening] min_face or "
+                    "min_sharpness")
+        raise InputError(msg)
+
+
 def preprocess_stage(run: RunDir, params: PreprocessParams, *,
                      n_subjects: Mapping[str, int | None] | None = None,
                      cache_dir: str | Path | None = None, workers: int | None = None,
                      progress: Progress | None = None,
-                     faces_per_expression: int = 4) -> PreprocessSummary:
+                     faces_per_expression: int = 4,
+                     screen: ScreeningConfig | None = None) -> PreprocessSummary:
     """Detect, normalise and mask every candidate image; write ``tables/preprocess.csv``.
 
-    Images without a detected face are excluded in ``tables/images.csv`` and subject
-    selection is re-done, so a subject who lost an expression is replaced where possible.
-    Results are cached by image content hash and parameters: a second run reads no image.
+    Images without a detected face are excluded in ``tables/images.csv``; then the detected
+    faces are screened (face size, blur, near duplicates within and between the databases;
+    ``tables/screening.csv``, ``tables/duplicates.csv``) and subject selection is re-done,
+    so a subject who lost an expression is replaced where possible. Results are cached by
+    image content hash and parameters: a second run reads no image.
 
     Parameters
     ----------
@@ -196,28 +340,40 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
         Called as ``progress(done, total)``.
     faces_per_expression : int
         Faces per expression on the contact sheets.
+    screen : ScreeningConfig, optional
+        The ``[screening]`` thresholds (default: the study file's defaults).
 
     Returns
     -------
     PreprocessSummary
         Counts for the CLI.
+
+    Raises
+    ------
+    InputError
+        When screening leaves no image of a database (e.g. every image is a near duplicate
+        of another database's); the tables are written first.
     """
+    screen = screen if screen is not None else ScreeningConfig()
     images = run.read_table("images")
     cache = preprocess_cache(cache_dir)
+    screen_store = screening_cache(cache_dir)
     is_cand = _candidate_mask(images)
     images.loc[is_cand, "included"] = True  # decided afresh below
     images.loc[is_cand, "reason"] = ""
     cand = images[is_cand]
     keys = [preprocess_key(h, params) for h in cand["sha256"]]
     summary = PreprocessSummary()
-    with run.stage("preprocess", params_key=params.key()) as info:
+    with run.stage("preprocess", params_key=params.key(),
+                   screening=screen.model_dump(mode="json")) as info:
         results: list[FaceResult] = []
         hits = 0
         total = len(cand)
         workers = workers or os.cpu_count() or 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = pool.map(lambda pk: _process_one(pk[0], pk[1], params, cache),
-                               zip(cand["path"], keys, strict=True))
+            futures = pool.map(lambda pk: _process_one(pk[0], pk[1], params, cache, pk[2],
+                                                       screen_store),
+                               zip(cand["path"], keys, cand["sha256"], strict=True))
             for i, (res, hit) in enumerate(futures, 1):
                 results.append(res)
                 hits += hit
@@ -238,6 +394,21 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
         hit_rows = images["path"].isin(failed)
         images.loc[hit_rows, "included"] = False
         images.loc[hit_rows, "reason"] = images.loc[hit_rows, "path"].map(failed)
+
+        # Screen the detected faces (size, blur, near duplicates across the study).
+        faces = cand.loc[:, ["db", "path", "subject", "sha256"]].reset_index(drop=True)
+        faces = pd.concat([faces, table[["x", "y", "w", "h"]]], axis=1)[table["detected"]]
+        db_order = list(dict.fromkeys(images["db"].astype(str)))
+        screened, dups, screen_hits = _screen(faces, screen, db_order, screen_store, workers)
+        run.write_table("screening", screened)
+        run.write_table("duplicates", dups[screening.DUPLICATE_COLUMNS])
+        out = screened[screened["reason"] != ""]
+        why = dict(zip(zip(out["db"], out["path"], strict=True), out["reason"], strict=True))
+        at = pd.Series(list(zip(images["db"], images["path"], strict=True)),
+                       index=images.index).map(why)
+        hit_rows = at.notna()
+        images.loc[hit_rows, "included"] = False
+        images.loc[hit_rows, "reason"] = at[hit_rows]
         recorded = run.read_manifest().get("databases", {})
         parts = []
         for db, part in images.groupby("db", sort=False):
@@ -245,7 +416,13 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
             parts.append(databases.select_subjects(part, n))
         images = pd.concat(parts, ignore_index=True)
         run.write_table("images", images)
+        _check_left(screened, dups)
 
+        cats = screened["reason"].map(databases.reason_category)
+        summary.near_duplicates = int((cats == NEAR_DUPLICATE).sum())
+        summary.duplicate_groups = int(dups["group"].nunique()) if len(dups) else 0
+        summary.too_small = int((cats == FACE_TOO_SMALL).sum())
+        summary.blurred = int((cats == BLURRED).sum())
         summary.processed = total
         summary.from_cache = hits
         summary.detected = int(table["detected"].sum())
@@ -255,7 +432,10 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
         for db, part in table.groupby("db", sort=False):
             summary.per_db[str(db)] = {"candidates": len(part),
                                        "detected": int(part["detected"].sum())}
-        info.update(processed=total, from_cache=hits, detected=summary.detected)
+        info.update(processed=total, from_cache=hits, detected=summary.detected,
+                    screening_from_cache=screen_hits, near_duplicates=summary.near_duplicates,
+                    duplicate_groups=summary.duplicate_groups, too_small=summary.too_small,
+                    blurred=summary.blurred)
     from facedialect.report.figures import contact_sheets  # matplotlib only when drawing
     contact_sheets(run, cache, per_expression=faces_per_expression)
     return summary

@@ -36,7 +36,7 @@ from facedialect.errors import InputError, RunLockedError
 #: Packages whose versions are recorded in every manifest.
 RECORDED_PACKAGES = (
     "facedialect", "numpy", "scipy", "pandas", "opencv-python-headless", "pillow",
-    "torch", "matplotlib", "pydantic",
+    "torch", "matplotlib", "pydantic", "imagehash",
 )
 
 

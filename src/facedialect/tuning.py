@@ -32,6 +32,7 @@ from facedialect.faces.stimuli import (
     stimulus_table,
     write_stimuli,
 )
+from facedialect.models.runtime import feature_runner
 from facedialect.models.weights import load_backbone
 from facedialect.preprocess.pipeline import preprocess_face
 from facedialect.store import RunDir
@@ -141,9 +142,10 @@ def stimulus_features(table: pd.DataFrame, images: list[np.ndarray], study: Stud
         faces.append(res.image)
     backbone = load_backbone(study.model.backbone, study.model.weights,
                              allow_download=study.model.allow_download)
-    with torch.inference_mode():
-        x = backbone.to_input(np.stack(faces))
-        return torch.cat([backbone(x[i:i + 32]) for i in range(0, len(x), 32)])
+    runner = feature_runner(backbone, study.model.runtime, cache_dir=study.study.cache_dir)
+    x = backbone.to_input(np.stack(faces))
+    return torch.from_numpy(np.concatenate([runner(x[i:i + 32])
+                                            for i in range(0, len(x), 32)]))
 
 
 def network_responses(heads_dir: Path, dbs: list[str], feats: torch.Tensor,

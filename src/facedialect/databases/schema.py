@@ -37,15 +37,23 @@ DUPLICATE: Final = "duplicate file"
 NOT_FRONTAL: Final = "not frontal view"
 NOT_FIRST_SESSION: Final = "not first session"
 EXTRA_TAKE: Final = "extra take"
+FACE_TOO_SMALL: Final = "face too small"
+BLURRED: Final = "blurred"
+NEAR_DUPLICATE: Final = "near duplicate"
 INCOMPLETE: Final = "subject incomplete"
 NOT_SELECTED: Final = "not selected"
 
-#: Every category ingest and selection can give, in the order they are checked.
+#: Every category ingest, screening (pre-processing) and selection can give, in the order
+#: they are checked.
 REASON_CATEGORIES: Final[tuple[str, ...]] = (
     NOT_AN_IMAGE, NAME_MISFIT, UNKNOWN_CODE, UNKNOWN_FOLDER, NO_LABEL, BAD_LABEL, NOT_STUDIED,
     NO_SUBJECT, OUTSIDE_ROOT, MISSING_FILE, NOT_FRONTAL, NOT_FIRST_SESSION, UNREADABLE,
-    DUPLICATE, EXTRA_TAKE, INCOMPLETE, NOT_SELECTED,
+    DUPLICATE, EXTRA_TAKE, FACE_TOO_SMALL, BLURRED, NEAR_DUPLICATE, INCOMPLETE, NOT_SELECTED,
 )
+#: Categories given by the screening in the pre-processing stage (face size, blur, near
+#: duplicates; docs/preprocessing.md), decided afresh on every run of that stage.
+SCREENING_CATEGORIES: Final[frozenset[str]] = frozenset({FACE_TOO_SMALL, BLURRED,
+                                                         NEAR_DUPLICATE})
 #: Categories given only by :func:`~facedialect.databases.select_subjects` (reconsidered when
 #: the selection is redone, e.g. after face detection).
 SELECTION_CATEGORIES: Final[frozenset[str]] = frozenset({INCOMPLETE, NOT_SELECTED})

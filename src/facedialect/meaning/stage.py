@@ -206,7 +206,7 @@ def meaning_stage(run: RunDir, study: Study, *, device: str | None = None,
     from facedialect.models.weights import load_backbone
     from facedialect.preprocess.augment import variant_subset
     from facedialect.stages import load_face, preprocess_cache
-    from facedialect.training.features import FeatureCache, backbone_tag, extract_features
+    from facedialect.training.features import extract_features, feature_cache_and_runner
 
     cfg = study.meaning
     if not cfg.ratings:
@@ -244,8 +244,9 @@ def meaning_stage(run: RunDir, study: Study, *, device: str | None = None,
 
     backbone = load_backbone(study.model.backbone, study.model.weights,
                              allow_download=study.model.allow_download)
-    tag = backbone_tag(backbone)
-    fcache = FeatureCache(tag, study.study.cache_dir)
+    fcache, runner = feature_cache_and_runner(backbone, study.model.runtime, device=device,
+                                              cache_dir=study.study.cache_dir)
+    tag = fcache.backbone_tag
     pcache = preprocess_cache(study.study.cache_dir)
     summary: dict[str, Any] = {"cultures": {c: len(concepts[c]) for c in cultures},
                                "images": len(used),
@@ -256,9 +257,10 @@ def meaning_stage(run: RunDir, study: Study, *, device: str | None = None,
         use = variant_subset(settings.variants)
         n_new = extract_features(keys, lambda k: load_face(k, pcache), backbone,
                                  study.preprocess, fcache, variants=use, device=device,
+                                 runner=runner,
                                  progress=(lambda d, t: progress("features", d, t))
                                  if progress else None)
-        del backbone
+        del backbone, runner
         feats = torch.from_numpy(fcache.load(keys, variants=use))
         try:
             out = train_rating_heads(

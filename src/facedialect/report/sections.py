@@ -461,12 +461,14 @@ def tuning_section(run: RunDir) -> Section | None:
     if sim is not None:
         same = sim[sim["unit_a"] == sim["unit_b"]]
         blocks.append(Table(same, "Same-expression profile correlations with p and "
-                            "Bonferroni-corrected p (over the 7).", "profile_similarity"))
+                            "Bonferroni-corrected p (over the units both databases have: the "
+                            "paper's 7).", "profile_similarity"))
     if run.has_table("similarity_vs_confusion"):
         links = run.read_table("similarity_vs_confusion")
         blocks.append(Figure(similarity_confusion_figure(links), "Profile similarity "
-                             "(7 x 7 r_s) beside the swapped confusion matrix and their "
-                             "scatter over the 49 cells (paper Fig. 9), from "
+                             "(7 x 7 r_s, or units x units with other label sets) beside the "
+                             "swapped confusion matrix and their scatter over the cells "
+                             "(paper Fig. 9: 49), from "
                              "tables/similarity_vs_confusion.csv.", "similarity_confusion"))
         blocks.append(Table(links[["trained", "tested", "spearman_r", "p"]]
                             .drop_duplicates(), "Similarity vs confusion.",

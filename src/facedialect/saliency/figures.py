@@ -213,9 +213,13 @@ def modification_grid_figure(table: pd.DataFrame, folder: str | Path) -> bytes:
             axes[r, 0].set_title("original", fontsize=8)
         for c, target in enumerate(targets, start=1):
             ax = axes[r, c]
-            _face_axes(ax, read_gray(folder / f"{db}_{target}.png"))
             sel = table[(table["db"] == db) & (table["target"] == target)
                         & (table["expression"] == target)]
+            if sel.empty:  # the database's networks have no unit for this expression
+                ax.axis("off")
+                ax.set_title(f"{target}\n(no unit)", fontsize=7)
+                continue
+            _face_axes(ax, read_gray(folder / f"{db}_{target}.png"))
             p0 = float(sel.loc[sel["step"] == 0, "probability"].iloc[0])
             p1 = float(sel.loc[sel["step"] == last, "probability"].iloc[0])
             ax.set_title(f"{target}\n{p0:.2f}→{p1:.2f}", fontsize=7)

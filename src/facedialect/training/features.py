@@ -2,7 +2,9 @@
 
 Features are stored per image as a ``(50, feature_dim)`` float16 ``.npy`` file, keyed by
 the pre-processed face (content hash + pre-processing parameters) and the backbone with
-its weights, in the shared cache (``cache_root()/features/``). Only the variants a stage
+its weights (and the inference runtime when it is not PyTorch: ONNX Runtime's features
+are equal within 1e-5 but are not mixed with PyTorch's), in the shared cache
+(``cache_root()/features/``). Only the variants a stage
 needs are computed (a training image needs the protocol's training variants, a test image
 all 50); rows not computed yet hold NaN and are filled in when a later stage needs them.
 Files are written atomically, so an interrupted extraction resumes at the first image
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from facedialect.models.backbones import Backbone
-from facedialect.models.runtime import tune_malloc
+from facedialect.models.runtime import FeatureRunner, feature_runner
 from facedialect.preprocess.augment import N_VARIANTS, variant
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.store import atomic_write_bytes, cache_root
@@ -40,12 +42,21 @@ class FeatureCache:
         ``"{backbone name}|{weights tag}"``.
     root : path, optional
         The shared cache folder (default :func:`~facedialect.store.cache_root`).
+    runtime : {"torch", "onnx"}
+        The inference runtime that computes the features
+        (:func:`~facedialect.models.runtime.resolve_runtime`); ``"torch"`` keeps the key
+        of the caches written before runtimes existed.
     """
 
-    def __init__(self, backbone_tag: str, root: str | Path | None = None) -> None:
+    def __init__(self, backbone_tag: str, root: str | Path | None = None,
+                 runtime: str = "torch") -> None:
         self.backbone_tag = backbone_tag
-        tag = hashlib.sha256(f"{backbone_tag}|{FEATURES_VERSION}".encode()).hexdigest()[:16]
-        self.root = cache_root(root) / "features" / tag
+        self.runtime = runtime
+        self.cache_dir = cache_root(root)
+        ident = f"{backbone_tag}|{FEATURES_VERSION}" + ("" if runtime == "torch"
+                                                        else f"|{runtime}")
+        tag = hashlib.sha256(ident.encode()).hexdigest()[:16]
+        self.root = self.cache_dir / "features" / tag
 
     def path(self, face_key: str) -> Path:
         """File of one face's features."""
@@ -118,6 +129,21 @@ def backbone_tag(backbone: Backbone) -> str:
     return f"{backbone.spec.name}|{backbone.weights_tag}"
 
 
+def feature_cache_and_runner(backbone: Backbone, runtime: str = "auto", *,
+                             device: str | torch.device = "cpu",
+                             cache_dir: str | Path | None = None
+                             ) -> tuple[FeatureCache, FeatureRunner]:
+    """The feature cache and the runner of a backbone, for the runtime that really runs.
+
+    The runner is made first (:func:`~facedialect.models.runtime.feature_runner`:
+    ``"auto"`` picks ONNX Runtime when the ``fast`` extra is installed and the device is
+    a CPU, and falls back to PyTorch with a warning when the export fails), then the cache
+    of that runtime, so features of two runtimes are never mixed in one cache.
+    """
+    runner = feature_runner(backbone, runtime, device=device, cache_dir=cache_dir)
+    return FeatureCache(backbone_tag(backbone), cache_dir, runtime=runner.name), runner
+
+
 @torch.inference_mode()
 def extract_features(
     face_keys: Sequence[str],
@@ -130,6 +156,7 @@ def extract_features(
     batch_size: int = 50,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    runner: FeatureRunner | None = None,
 ) -> int:
     """Compute and cache the features of every face's variants not cached yet.
 
@@ -153,6 +180,9 @@ def extract_features(
         Where the backbone runs.
     progress : callable, optional
         Called as ``progress(done, total)`` in faces.
+    runner : FeatureRunner, optional
+        What runs the backbone (:func:`feature_cache_and_runner`); by default one of
+        ``cache.runtime`` on ``device``. Its runtime must be the cache's.
 
     Returns
     -------
@@ -165,8 +195,12 @@ def extract_features(
     todo = [(k, m) for k in dict.fromkeys(face_keys) if (m := cache.missing(k, need(k)))]
     if not todo:
         return 0
-    tune_malloc()  # keeps activation buffers mapped: ~3x faster on CPU (docs/models.md)
-    backbone = backbone.to(device, memory_format=torch.channels_last).eval()
+    if runner is None:
+        runner = feature_runner(backbone, cache.runtime, device=device,
+                                cache_dir=cache.cache_dir)
+    if runner.name != cache.runtime:
+        raise ValueError(f"features of runtime {runner.name!r} for a cache of "
+                         f"{cache.runtime!r}")
     total = len(todo)
     if progress:
         progress(0, total)
@@ -181,9 +215,9 @@ def extract_features(
         for k, miss in group:
             face = load_face(k)
             stack.extend(variant(face, v, params) for v in miss)
-        x = backbone.to_input(np.stack(stack)).to(device, memory_format=torch.channels_last)
-        feats = torch.cat([backbone(x[i:i + batch_size])
-                           for i in range(0, len(x), batch_size)]).float().cpu().numpy()
+        x = backbone.to_input(np.stack(stack))
+        feats = np.concatenate([runner(x[i:i + batch_size])
+                                for i in range(0, len(x), batch_size)])
         at = 0
         for k, miss in group:
             cache.put(k, feats[at:at + len(miss)], miss)
