@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/bench_study.py --out /tmp/fdbench            # both configurations, levers
+    python bench/bench_study.py --out /tmp/fdbench            # 3 configurations, levers
     python bench/bench_study.py --out /tmp/fdbench --config after:auto:default --no-levers
     python bench/bench_study.py --out /tmp/fdbench --preset-b east-west --subjects-b 170
 
@@ -14,7 +14,9 @@ Two synthetic databases of real size, drawn once into ``OUT/data`` (reused when 
   and expression, unbalanced classes, posers that lack an expression), ``--subjects-b``
   posers (112: about 1,200 images of complete subjects).
 
-Each configuration ``NAME:RUNTIME:TEST_VARIANTS`` (``--config``, repeatable) runs
+Each configuration ``NAME:RUNTIME:TEST_VARIANTS`` (``--config``, repeatable; default
+``before:torch:50`` = the defaults before this bench, ``torch-10:torch:10`` and
+``after:auto:default`` = the defaults now) runs
 ``facedialect run`` (:func:`facedialect.study.run_study`) on a study of both databases:
 MobileNetV2 with its ImageNet weights (shipped offline), the quick protocol, ``[model]
 runtime = RUNTIME``, ``[training] test_variants = TEST_VARIANTS`` (``default``: the
@@ -29,8 +31,9 @@ Levers, measured after the studies in the same process (so under the same load):
 
 * ``runtime``: the backbone on ``--lever-faces`` of the study's pre-processed faces x the
   quick protocol's 10 training variants, eager PyTorch (channels-last, ``tune_malloc``)
-  against ONNX Runtime (and OpenVINO when installed), interleaved rounds, best and median
-  images/s, and the max abs difference of the features;
+  against ONNX Runtime (threads blocking, as the study runs it; spinning; and OpenVINO
+  when installed), each also on 1 thread, interleaved rounds, best and median images/s,
+  and the max abs difference of the features (float32, and after the cache's float16);
 * ``test_variants``: the first configuration's trained networks evaluated again on 10
   test variants (the training variants), from the cached features: matched and swapped
   correct rates on 10 and on 50 variants, the same networks;
@@ -61,7 +64,7 @@ import torch
 from _common import cpu_model  # noqa: E402  (bench/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIGS = ["before:torch:50", "after:auto:default"]
+DEFAULT_CONFIGS = ["before:torch:50", "torch-10:torch:10", "after:auto:default"]
 #: Stages in the order a study runs them (robustness/...: the all-subjects sub-run).
 STAGES = ["ingest", "preprocess", "features", "train", "evaluate", "tuning",
           "robustness/ingest", "robustness/preprocess", "robustness/features",
@@ -273,6 +276,8 @@ def lever_runtime(run: Path, n_faces: int, rounds: int) -> dict:
         t = time.perf_counter()
         runners["onnx"] = feature_runner(backbone, "onnx", cache_dir=study.study.cache_dir)
         out["onnx_setup_s"] = round(time.perf_counter() - t, 2)
+        runners["onnx-spinning"] = feature_runner(backbone, "onnx", spinning=True,
+                                                  cache_dir=study.study.cache_dir)
         if threads > 1:
             runners["onnx-1-thread"] = feature_runner(backbone, "onnx", threads=1,
                                                       cache_dir=study.study.cache_dir)
@@ -399,7 +404,7 @@ def main() -> None:
     ap.add_argument("--spare", type=int, default=4,
                     help="complete subjects per database left to the robustness check")
     ap.add_argument("--no-levers", action="store_true")
-    ap.add_argument("--lever-faces", type=int, default=100)
+    ap.add_argument("--lever-faces", type=int, default=40)
     ap.add_argument("--lever-rounds", type=int, default=5)
     ap.add_argument("--keep", action="store_true",
                     help="keep an existing run and cache of a configuration (resume)")

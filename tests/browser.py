@@ -127,3 +127,115 @@ def check_page(html: Path, browser: str, timeout: float = 60.0) -> PageCheck:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def inspect_page(html: Path, browser: str, expression: str, *,
+                 fonts_of: str | None = None, screenshot: Path | None = None,
+                 clip_of: str | None = None, timeout: float = 60.0) -> dict:
+    """Load ``html`` in headless Chromium, evaluate ``expression``, and look closer.
+
+    Parameters
+    ----------
+    html : Path
+        The page.
+    browser : str
+        The Chromium executable.
+    expression : str
+        JavaScript whose value is JSON-serialisable (returned under ``"value"``); it runs
+        after the page has loaded and may mark elements for ``fonts_of`` / ``clip_of``.
+    fonts_of : str, optional
+        CSS selector: the platform fonts Chromium drew each matching element's text with
+        (``CSS.getPlatformFontsForNode``), under ``"fonts"`` as a list per element.
+    screenshot : Path, optional
+        Where to write a PNG screenshot (``Page.captureScreenshot``) of the element that
+        ``clip_of`` selects (default: the first screen).
+    clip_of : str, optional
+        CSS selector of the element to screenshot.
+    timeout : float
+        Seconds to wait for each answer.
+
+    Returns
+    -------
+    dict
+        ``value``, ``fonts`` and ``errors`` (exceptions and console errors, as in
+        :func:`check_page`).
+    """
+    import base64
+
+    import websocket
+
+    with tempfile.TemporaryDirectory() as tmp:
+        profile = Path(tmp)
+        proc = subprocess.Popen(
+            [browser, "--headless=new", "--no-sandbox", "--disable-gpu",
+             "--disable-dev-shm-usage", "--no-first-run", "--remote-debugging-port=0",
+             "--hide-scrollbars", f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            port = _wait_port(profile, proc, timeout)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list",
+                                        timeout=timeout) as r:
+                targets = json.load(r)
+            page = next(t for t in targets if t.get("type") == "page")
+            ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout,
+                                             suppress_origin=True)
+            ids = iter(range(1, 10_000))
+            errors: list[str] = []
+            loaded = False
+
+            def call(method: str, **params: object) -> dict:
+                nonlocal loaded
+                i = next(ids)
+                ws.send(json.dumps({"id": i, "method": method, "params": params}))
+                end = time.monotonic() + timeout
+                while time.monotonic() < end:
+                    msg = json.loads(ws.recv())
+                    if msg.get("method") == "Runtime.exceptionThrown":
+                        errors.append(str(msg["params"]["exceptionDetails"]))
+                    elif (msg.get("method") == "Runtime.consoleAPICalled"
+                          and msg["params"].get("type") == "error"):
+                        errors.append(str(msg["params"].get("args")))
+                    elif msg.get("method") == "Page.loadEventFired":
+                        loaded = True
+                    if msg.get("id") == i:
+                        if "error" in msg:
+                            raise RuntimeError(f"{method}: {msg['error']}")
+                        return msg.get("result", {})
+                raise TimeoutError(f"no answer from chromium to {method}")
+
+            for method in ("Runtime.enable", "Page.enable", "DOM.enable", "CSS.enable"):
+                call(method)
+            call("Emulation.setDeviceMetricsOverride", width=1200, height=900,
+                 deviceScaleFactor=1, mobile=False)
+            call("Page.navigate", url=html.resolve().as_uri())
+            end = time.monotonic() + timeout
+            while not loaded and time.monotonic() < end:
+                call("Runtime.evaluate", expression="document.readyState")
+            res = call("Runtime.evaluate", expression=f"JSON.stringify({expression})",
+                       returnByValue=True)
+            out: dict = {"value": json.loads(res["result"]["value"]), "fonts": [],
+                         "errors": errors}
+            if fonts_of:
+                root = call("DOM.getDocument", depth=-1)["root"]["nodeId"]
+                for node in call("DOM.querySelectorAll", nodeId=root,
+                                 selector=fonts_of)["nodeIds"]:
+                    out["fonts"].append(call("CSS.getPlatformFontsForNode",
+                                             nodeId=node)["fonts"])
+            if screenshot is not None:
+                params: dict = {"format": "png", "captureBeyondViewport": True}
+                if clip_of:
+                    rect = call("Runtime.evaluate", returnByValue=True, expression=(
+                        f"(() => {{const r = document.querySelector({json.dumps(clip_of)})"
+                        ".getBoundingClientRect(); return {x: r.x + scrollX, y: r.y + "
+                        "scrollY, width: r.width, height: r.height, scale: 1};})()"))
+                    params["clip"] = rect["result"]["value"]
+                shot = call("Page.captureScreenshot", **params)
+                screenshot.write_bytes(base64.b64decode(shot["data"]))
+            ws.close()
+            return out
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

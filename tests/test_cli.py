@@ -127,6 +127,11 @@ levels = 3
     assert m["seed"] == 1
     assert {"ingest", "preprocess", "features", "train", "evaluate"} <= set(m["stages"])
     assert m["training"]["weights_random"] is True
+    # [model] runtime = "auto": ONNX Runtime when the fast extra is installed
+    from facedialect.models.runtime import onnx_installed
+
+    assert m["training"]["runtime"] == m["stages"]["features"]["runtime"] == (
+        "onnx" if onnx_installed() else "torch")
     acc = run.read_table("accuracy")
     assert set(acc["condition"]) == {"matched"} and set(acc["run"]) == {0, 1}
     curves = run.read_table("training_curves")

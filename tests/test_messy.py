@@ -47,6 +47,7 @@ backbone = "mobilenet_v2"
 [training]
 protocol = "quick"
 runs = 2
+iterations = 240
 
 [tuning]
 base_face = "builtin"

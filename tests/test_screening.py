@@ -173,8 +173,9 @@ def test_sharpness_flat_sharp_blurred():
 
 
 def test_screening_section_defaults_and_errors(tmp_path):
+    (tmp_path / "db").mkdir()  # the output may not lie inside a database folder
     base = {"study": {"name": "s", "output": "o"},
-            "databases": [{"name": "A", "preset": "folder", "root": str(tmp_path)}]}
+            "databases": [{"name": "A", "preset": "folder", "root": str(tmp_path / "db")}]}
     study = parse_study(base, tmp_path)
     assert study.screening == ScreeningConfig()
     assert (study.screening.near_duplicates, study.screening.hash_distance,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facedialect.errors import RunLockedError
+from facedialect.errors import DamagedFileWarning, RunLockedError
 from facedialect.store import ArrayCache, RunDir, atomic_write_bytes, cache_root
 
 
@@ -86,8 +86,9 @@ def test_array_cache(tmp_path):
     cache.put(key, image=np.arange(6, dtype=np.uint8).reshape(2, 3), flag=np.array(True))
     hit = cache.get(key)
     np.testing.assert_array_equal(hit["image"], np.arange(6).reshape(2, 3))
-    cache.path(key).write_bytes(b"garbage")  # a damaged entry reads as a miss
-    assert cache.get(key) is None
+    cache.path(key).write_bytes(b"garbage")  # a damaged entry reads as a miss, with a warning
+    with pytest.warns(DamagedFileWarning, match="damaged cache entry"):
+        assert cache.get(key) is None
 
 
 def test_cache_root_order(tmp_path, monkeypatch):

@@ -26,12 +26,12 @@ from facedialect.analysis.classification import (
 )
 from facedialect.config import Study
 from facedialect.databases.selection import database_expressions
-from facedialect.errors import InputError
+from facedialect.errors import DamagedFileError, InputError
 from facedialect.labels import EXPRESSIONS, in_order
 from facedialect.models.weights import load_backbone
 from facedialect.preprocess.augment import variant_subset
 from facedialect.stages import load_face, preprocess_cache
-from facedialect.store import RunDir, atomic_write_bytes
+from facedialect.store import RUN_HINT, RunDir, atomic_write_bytes, load_state, read_state
 from facedialect.training.features import (
     FeatureCache,
     extract_features,
@@ -47,6 +47,9 @@ Progress = Callable[[str, int, int], None]
 CURVE_COLUMNS = ["db", "run", "iteration", "split", "loss", "correct_rate"]
 #: Columns of ``tables/splits.csv``.
 SPLIT_COLUMNS = ["db", "run", "path", "subject", "expression", "part"]
+#: Entries every ``heads/{db}.pt`` has (a file without one of them is damaged).
+HEADS_KEYS = ("signature", "dropout", "runs", "w1", "b1", "w2", "b2", "w3", "b3",
+              "train_loss", "train_correct", "validation", "failed_runs", "failed_reasons")
 
 
 def default_device() -> str:
@@ -211,8 +214,9 @@ def train_stage(run: RunDir, study: Study, *, device: str | None = None,
         for db, (part, labels, plans) in parts.items():
             sig = _heads_signature(tag, proto, plans, study.study.seed, units[db])
             target = heads_dir / f"{db}.pt"
-            if target.exists() and torch.load(target, weights_only=True).get("signature") == sig:
-                saved = torch.load(target, weights_only=True)
+            saved = (read_state(target, HEADS_KEYS, "training its networks again")
+                     if target.exists() else None)  # damaged: as if absent, with a warning
+            if saved is not None and saved["signature"] == sig:
                 curve_rows.append(_curves_from_saved(db, saved))
                 summary["dbs"][db] = {"runs": proto.runs, "skipped": "up to date"}
                 lr_scales[db] = _lr_scale_of(saved)
@@ -297,7 +301,7 @@ def _save_heads(target: Path, sig: str, tag: str, proto: Protocol,
                                      dtype=torch.float64)
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(target, buf.getvalue())
+    atomic_write_bytes(target, buf.getvalue(), hint=RUN_HINT)
     return state
 
 
@@ -306,8 +310,17 @@ def load_heads(path: Path) -> tuple[MultiRunHead, dict[str, Any]]:
 
     ``state["expressions"]`` names the output units in order (files written before label
     sets existed have the seven expressions).
+
+    Raises
+    ------
+    InputError
+        When the file is damaged (``facedialect train`` trains its networks again).
     """
-    state = torch.load(path, weights_only=True)
+    try:
+        state = load_state(path, HEADS_KEYS)
+    except DamagedFileError as exc:
+        raise InputError(f"{exc}: run `facedialect train` again (it trains the networks of "
+                         f"a damaged heads file again)") from None
     r, d, h = state["w1"].shape
     n_out = state["w3"].shape[2]
     state.setdefault("expressions", list(EXPRESSIONS[:n_out]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 import tomllib
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from facedialect import __version__
-from facedialect.errors import FacedialectError, StudyFileError
+from facedialect.errors import FacedialectError, FacedialectWarning, StudyFileError
 from facedialect.labels import EXPRESSIONS
 from facedialect.progress import LogProgress
 
@@ -38,14 +39,32 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly(func: F) -> F:
-    """Print :class:`FacedialectError` as a clear message and exit 2, never a traceback."""
+    """Print :class:`FacedialectError` as a clear message and exit 2, never a traceback.
+
+    An :class:`OSError` of the computer (permission denied, read-only, disk full) is one
+    such line too, naming the file; this package's warnings
+    (:class:`~facedialect.errors.FacedialectWarning`, e.g. a damaged cache entry that is
+    computed again) are one ``warning:`` line each.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_printer(warnings.showwarning)
+                return func(*args, **kwargs)
         except FacedialectError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            from facedialect.store import ENVIRONMENT_ERRNOS, environment_message
+
+            if exc.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            where = exc.filename if exc.filename is not None else "a file"
+            err_console.print(f"[bold red]error:[/] {escape(f'{where}: ')}"
+                              f"{escape(environment_message(exc))}", highlight=False,
                               markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
@@ -53,6 +72,20 @@ def friendly(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _warning_printer(previous: Callable[..., Any]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` printing this package's warnings as ``warning: ...``."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, FacedialectWarning):
+            err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False,
+                              markup=True, soft_wrap=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def _version(value: bool) -> None:
@@ -67,6 +100,24 @@ def main(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Cross-cultural facial-expression research in one reproducible study."""
+
+
+def _device(value: str) -> str:
+    """Check a ``--device`` value before any work: auto, cpu, cuda, cuda:N or mps."""
+    if value == "auto":
+        return value
+    import torch
+
+    try:
+        kind = torch.device(value).type
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind not in ("cpu", "cuda", "mps"):
+        raise typer.BadParameter(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N "
+                                 "or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter(f"{value!r}: no CUDA GPU is available here; use cpu or auto")
+    return value
 
 
 def _progress() -> Progress | LogProgress:
@@ -154,7 +205,8 @@ def ingest(
     out: Annotated[Path, typer.Option(help="Run directory to write tables/images.csv in.")],
     name: Annotated[str | None, typer.Option(help="Database name (default: the preset "
                                              "in upper case).")] = None,
-    n_subjects: Annotated[int, typer.Option(help="Complete subjects to keep: at least one "
+    n_subjects: Annotated[int, typer.Option(min=0, help="Complete subjects to keep: at "
+                                            "least one "
                                             "image of each expression the database has "
                                             "(0 = all).")] = 60,
     expressions: Annotated[str, typer.Option(help="The label set, comma-separated (from "
@@ -165,7 +217,13 @@ def ingest(
         "-o subject_regex='(?P<subject>\\d+)_'.")] = None,
 ) -> None:
     """Parse and check one database; write tables/images.csv."""
-    from facedialect.config import DatabaseConfig, StudySection
+    from facedialect.config import (
+        DatabaseConfig,
+        StudySection,
+        output_conflicts,
+        validate_options,
+    )
+    from facedialect.errors import InputError
     from facedialect.stages import ingest_stage
     from facedialect.store import RunDir
     from facedialect.study import labelled_ticker
@@ -176,15 +234,20 @@ def ingest(
             raise StudyFileError(f"--option {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         opts[k.strip()] = {"true": True, "false": False}.get(v.strip().lower(), v.strip())
-    db = DatabaseConfig.model_validate(
-        {"name": name or preset.upper(), "preset": preset, "root": root,
-         "n_subjects": n_subjects or None, "options": opts},
-        context={"base_dir": Path.cwd()})
-    labels = StudySection.model_validate(
-        {"name": "ingest", "output": out, "expressions": [e for e in expressions.split(",")
-                                                          if e.strip()]},
-        context={"base_dir": Path.cwd()}).expressions
-    run = RunDir(out)
+    db = validate_options(
+        DatabaseConfig, {"name": name or preset.strip().upper(), "preset": preset, "root": root,
+                         "n_subjects": n_subjects or None, "options": opts},
+        {"name": "--name", "preset": "--preset", "root": "ROOT", "n_subjects": "--n-subjects",
+         "options": "--option"})
+    section = validate_options(
+        StudySection, {"name": "ingest", "output": out,
+                       "expressions": [e for e in expressions.split(",") if e.strip()]},
+        {"output": "--out", "expressions": "--expressions"})
+    problems = output_conflicts(section.output, [db], output_name="--out")
+    if problems:
+        raise InputError("; ".join(problems))
+    labels = section.expressions
+    run = RunDir(section.output)
     with run.lock(), _progress() as bar:
         images = ingest_stage(run, [db], labels, progress=labelled_ticker(bar))
     _print_database_summary(images[images["db"] == db.name])
@@ -195,13 +258,14 @@ def ingest(
 @friendly
 def preprocess(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding tables/images.csv.")],
-    workers: Annotated[int, typer.Option(help="Threads (0 = one per CPU core).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Threads (0 = one per CPU "
+                                         "core).")] = 0,
 ) -> None:
     """Detect, normalise and mask every face (cached)."""
     from facedialect.stages import preprocess_stage
     from facedialect.store import RunDir
 
-    run = RunDir(run_dir)
+    run = RunDir(run_dir).require_existing()
     params, cache = _run_preprocess_params(run.path)
     screen = _run_screening(run.path)
     with run.lock(), _progress() as bar:
@@ -228,9 +292,7 @@ def report(
     from facedialect.report import build_report
     from facedialect.store import RunDir
 
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise StudyFileError(f"{run.path}: no such run directory")
+    run = RunDir(run_dir).require_existing()
     with run.lock():
         path = build_report(run)
     console.print(f"report: {path}", highlight=False)
@@ -240,8 +302,8 @@ def report(
 @friendly
 def train(
     study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto (a GPU when there is "
-                                        "one).")] = "auto",
+    device: Annotated[str, typer.Option(callback=_device, help="cpu, cuda, or auto (a GPU "
+                                        "when there is one).")] = "auto",
 ) -> None:
     """Extract features and train every database's networks."""
     from facedialect.classification import train_stage
@@ -266,7 +328,8 @@ def train(
 @friendly
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="The run directory (holds config.toml).")],
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    device: Annotated[str, typer.Option(callback=_device,
+                                        help="cpu, cuda, or auto.")] = "auto",
 ) -> None:
     """Test every network on every database (matched, swapped)."""
     from facedialect.classification import evaluate_stage
@@ -288,13 +351,15 @@ def evaluate(
 def saliency(
     run_dir: Annotated[Path, typer.Argument(help="A trained run directory (holds "
                                             "config.toml).")],
-    images_per_class: Annotated[int, typer.Option(help="Most test images per database, "
+    images_per_class: Annotated[int, typer.Option(min=0, help="Most test images per "
+                                                  "database, "
                                                   "run and expression (0 = as in "
                                                   "[saliency], default all).")] = 0,
     modify: Annotated[bool | None, typer.Option(
         "--modify/--no-modify", help="Also draw the modification grid (default: [saliency] "
         "modify).")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    device: Annotated[str, typer.Option(callback=_device,
+                                        help="cpu, cuda, or auto.")] = "auto",
 ) -> None:
     """Saliency maps of the test images: region shares, statistics, figures."""
     from facedialect.config import load_study
@@ -338,7 +403,8 @@ def modify(
                                              "gray levels.")] = 2.0,
     tv_weight: Annotated[float, typer.Option(min=0.0, help="Total-variation penalty "
                                              "weight (0: none).")] = 20.0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    device: Annotated[str, typer.Option(callback=_device,
+                                        help="cpu, cuda, or auto.")] = "auto",
 ) -> None:
     """Change a face toward an expression by gradient ascent; write the image sequence."""
     from facedialect.config import load_study
@@ -531,7 +597,8 @@ def assets_install(
 def meaning(
     study_file: Annotated[Path, typer.Argument(help="The TOML study file (with [meaning] "
                                                "ratings; ingest and preprocess done).")],
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    device: Annotated[str, typer.Option(callback=_device,
+                                        help="cpu, cuda, or auto.")] = "auto",
 ) -> None:
     """Rating heads per culture, PPCA shared dimensions and preservation."""
     from facedialect.config import load_study
@@ -559,9 +626,11 @@ def synth_ratings(
     out: Annotated[Path, typer.Option(help="Folder for the faces, ratings.csv, raters.csv, "
                                       "truth.json and study.toml.")] = Path(
         "facedialect-meaning"),
-    posers: Annotated[int, typer.Option(help="Synthetic posers (7 images each).")] = 12,
-    raters: Annotated[int, typer.Option(help="Raters per image and culture.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of faces, raters and study.")] = 0,
+    posers: Annotated[int, typer.Option(min=1, max=9999, help="Synthetic posers (7 images "
+                                        "each).")] = 12,
+    raters: Annotated[int, typer.Option(min=2, max=1000, help="Raters per image and "
+                                        "culture.")] = 10,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of faces, raters and study.")] = 0,
 ) -> None:
     """Write a meaning example: synthetic faces rated by 3 simulated cultures."""
     from facedialect.meaning.example import write_meaning_example
@@ -591,9 +660,10 @@ def run_cmd(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the example data and run.")] = Path(
         "facedialect-demo"),
-    posers: Annotated[int, typer.Option(help="Synthetic posers per culture (the study "
-                                        "uses all but 2; the robustness check all).")] = 14,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic cultures.")] = 0,
+    posers: Annotated[int, typer.Option(min=1, max=9999, help="Synthetic posers per "
+                                        "culture (the study uses all but 2; the robustness "
+                                        "check all).")] = 14,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the synthetic cultures.")] = 0,
 ) -> None:
     """Run the offline example study (synthetic cultures)."""
     from facedialect.study import run_demo

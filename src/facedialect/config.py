@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import tomli_w
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from facedialect.errors import StudyFileError
+from facedialect.errors import InputError, StudyFileError
+from facedialect.imageio import expand_user
 from facedialect.labels import EXPRESSIONS, VOCABULARY, in_order, normalize_expression
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.screening import DEFAULT_HASH_DISTANCE, HASH_BITS
@@ -34,8 +37,16 @@ STUDY_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 15, 16, 17, 20, 2
                               26, 27)
 
 
+#: A path given as TOML text: accepted from a string although the sections are strict.
+LaxPath = Annotated[Path, Strict(False)]
+
+#: The ``[model] weights`` values that are keywords, not paths.
+WEIGHT_KEYWORDS = ("imagenet", "random")
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # strict: true is not the number 1, "7" is not 7, 1 is not true (paths stay lax)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
 
 def _vocabulary_list(v: list[str], what: str) -> list[str]:
@@ -52,7 +63,10 @@ def _vocabulary_list(v: list[str], what: str) -> list[str]:
 
 def _resolve(path: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
-    path = Path(path).expanduser()
+    try:
+        path = expand_user(path)
+    except InputError as exc:  # ~name of no known user
+        raise ValueError(str(exc)) from None
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
     return path.resolve()
@@ -62,9 +76,10 @@ class StudySection(_Section):
     """``[study]``: name, output folder, seed, cache."""
 
     name: str = Field(description="Study name, used in the report title.", min_length=1)
-    output: Path = Field(description="Run directory (relative to the study file).")
+    output: LaxPath = Field(description="Run directory (relative to the study file); "
+                            "neither inside a database folder nor holding one.")
     seed: int = Field(0, ge=0, description="Study seed; every run derives its own from it.")
-    cache_dir: Path | None = Field(
+    cache_dir: LaxPath | None = Field(
         None, description="Shared cache folder (default: $FACEDIALECT_CACHE or "
         "~/.cache/facedialect).")
     expressions: list[str] = Field(
@@ -91,7 +106,7 @@ class DatabaseConfig(_Section):
     name: str = Field(description="Short name used in tables and figures (e.g. KDEF).")
     preset: PresetName = Field(description="Naming scheme: kdef, krc, jaffe, ckplus, folder, "
                                "manifest.")
-    root: Path = Field(description="The database folder (never written to).")
+    root: LaxPath = Field(description="The database folder (never written to).")
     n_subjects: int | None = Field(60, ge=1, description="Complete subjects to keep (at "
                                    "least one image of each study expression the database "
                                    "has; none = all).")
@@ -107,6 +122,26 @@ class DatabaseConfig(_Section):
         "(e.g. ['contempt']); its networks get no unit for them.")
     merge_labels: bool = Field(False, description="Allow label_map to map two different "
                                "labels onto one expression (else an error).")
+
+    @field_validator("preset", mode="before")
+    @classmethod
+    def _preset_any_case(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("options")
+    @classmethod
+    def _options_known(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "preset" not in info.data:  # the preset itself is wrong: reported there
+            return v
+        from facedialect.databases.options import resolve_options
+        from facedialect.databases.presets import get_preset, preset_options
+
+        spec = get_preset(info.data["preset"])
+        try:
+            resolve_options(spec.name, preset_options(spec), v)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
     @field_validator("label_map")
     @classmethod
@@ -143,6 +178,9 @@ class DatabaseConfig(_Section):
         if not p.exists():
             raise ValueError(f"path does not exist: {p}; fix the path (relative paths are "
                              f"resolved against the study file's folder)")
+        if not p.is_dir():
+            raise ValueError(f"{p} is a file, not a folder; root is the database folder (a "
+                             f"manifest preset names its CSV with options = {{ file = ... }})")
         return p
 
 
@@ -152,7 +190,8 @@ class ModelConfig(_Section):
     backbone: Literal["alexnet", "mobilenet_v2", "efficientnet_lite0"] = Field(
         "alexnet", description="Frozen ImageNet backbone.")
     weights: str = Field("imagenet", description="'imagenet' (resolved offline/cache), "
-                         "'random' (tests only; flagged everywhere) or a path to a .pth file.")
+                         "'random' (tests only; flagged everywhere) or a path to a .pth file "
+                         "(relative to the study file).")
     allow_download: bool = Field(False, description="Allow downloading known ImageNet weight "
                                  "files (checksummed) into the torch hub cache.")
     runtime: Literal["auto", "torch", "onnx"] = Field(
@@ -160,6 +199,18 @@ class ModelConfig(_Section):
         "Runtime, about 2.5x faster on a busy 2-core CPU; needs pip install "
         "\"facedialect[fast]\"), 'torch' (eager PyTorch) or 'auto' (ONNX Runtime when "
         "installed and the device is a CPU, else PyTorch).")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_file(cls, v: str, info: ValidationInfo) -> str:
+        if v.strip() in WEIGHT_KEYWORDS:
+            return v.strip()
+        p = _resolve(Path(v), info)  # the study's folder, not the current one
+        if not p.is_file():
+            raise ValueError(f"weights {v!r}: {p} does not exist; give the path of a .pth "
+                             f"file (relative paths are resolved against the study file's "
+                             f"folder) or one of {', '.join(WEIGHT_KEYWORDS)}")
+        return str(p)
 
 
 class TrainingConfig(_Section):
@@ -241,14 +292,14 @@ class TuningConfig(_Section):
 class MeaningConfig(_Section):
     """``[meaning]``: shared dimensions of meaning from ratings (SCIENCE §9, docs/meaning.md)."""
 
-    ratings: list[Path] = Field(default_factory=list, description="Ratings CSV file(s) "
+    ratings: list[LaxPath] = Field(default_factory=list, description="Ratings CSV file(s) "
                                 "(image, culture, concept, mean_rating, n_raters[, db, group]); "
                                 "none: no meaning analysis.")
-    raters: list[Path] = Field(default_factory=list, description="Optional per-rater CSV "
+    raters: list[LaxPath] = Field(default_factory=list, description="Optional per-rater CSV "
                                "file(s) (image, culture, concept, rater, rating) for the "
                                "split-half reliability ceiling.")
-    rating_range: tuple[float, float] = Field((0.0, 1.0), description="Smallest and largest "
-                                              "valid rating.")
+    rating_range: Annotated[tuple[float, float], Strict(False)] = Field(
+        (0.0, 1.0), description="Smallest and largest valid rating.")
     cultures: list[str] = Field(default_factory=list, description="Cultures to analyse "
                                 "(each must have ratings); empty: all in the ratings.")
     test_groups: list[str] = Field(default_factory=list, description="Groups (ratings' group "
@@ -328,7 +379,7 @@ class SaliencyConfig(_Section):
     resamples: int = Field(9999, ge=99, description="Relabellings of the permutation test.")
     modify: bool = Field(True, description="Also convert a neutral face to every expression "
                          "with each database's networks (report grid).")
-    modify_image: Path | None = Field(None, description="Face photo for the grid (default: "
+    modify_image: LaxPath | None = Field(None, description="Face photo for the grid (default: "
                                       "the first neutral test face of the first database).")
     modify_steps: int = Field(40, ge=1, description="Gradient-ascent steps.")
     modify_step_size: float = Field(2.0, gt=0, description="RMS change of the first step, "
@@ -412,6 +463,13 @@ class Study(_Section):
         return self
 
     @model_validator(mode="after")
+    def _output_apart_from_databases(self) -> Study:
+        problems = output_conflicts(self.study.output, self.databases, self.study.cache_dir)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _labels_fit_the_study(self) -> Study:
         study = set(self.study.expressions)
         for d in self.databases:
@@ -438,10 +496,65 @@ class Study(_Section):
         return tomli_w.dumps(data)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def output_conflicts(output: Path, databases: Sequence[DatabaseConfig],
+                     cache_dir: Path | None = None, *, output_name: str = "[study] output",
+                     ) -> list[str]:
+    """Ways in which the run directory (or the cache) and the database folders overlap.
+
+    Nothing may be written into a database folder, so the output and the cache must not lie
+    inside a database root. A database root inside the output is refused too: the run owns
+    its folder (it adds ``tables/``, ``figures/``, ``heads/``, ``stimuli/``, ``faces/``,
+    ``modify/``, ``robustness/`` ... as stages are added, and natural database folder names
+    such as ``faces`` are among them), and deleting a run to start over must never delete
+    a database.
+
+    Parameters
+    ----------
+    output : Path
+        The run directory, resolved.
+    databases : sequence of DatabaseConfig
+        The databases (roots resolved).
+    cache_dir : Path, optional
+        The configured cache folder, resolved.
+    output_name : str
+        How the messages name the output (``--out`` on the command line).
+
+    Returns
+    -------
+    list of str
+        One message per overlap (empty: none).
+    """
+    out = []
+    for db in databases:
+        root = db.root
+        if _inside(output, root):
+            out.append(f"{output_name} {output} is inside the root of database {db.name!r} "
+                       f"({root}): facedialect never writes into a database folder; choose "
+                       f"an output folder outside it (e.g. next to the study file)")
+        elif _inside(root, output):
+            out.append(f"the root of database {db.name!r} ({root}) is inside the run "
+                       f"directory {output_name} {output}: the run owns that folder; move "
+                       f"the database or choose another output folder so neither holds the "
+                       f"other")
+        if cache_dir is not None and _inside(cache_dir, root):
+            out.append(f"[study] cache_dir {cache_dir} is inside the root of database "
+                       f"{db.name!r} ({root}): facedialect never writes into a database "
+                       f"folder; choose a cache folder outside it")
+    return out
+
+
 _FIX = {
     "extra_forbidden": "remove it or fix its spelling; allowed keys here: {allowed}",
     "missing": "add this key (see docs/study-file.md)",
     "literal_error": "use one of the allowed values",
+    "int_type": "write a whole number without quotes (true/false are not numbers)",
+    "float_type": "write a number without quotes (true/false are not numbers)",
+    "bool_type": "write true or false without quotes",
 }
 
 
@@ -480,6 +593,45 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"  {path.name}: {_loc(loc)}: {msg}" + (f" — {fix}" if fix else ""))
     return "\n".join(lines)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validate_options(model: type[_M], data: Mapping[str, Any], flags: Mapping[str, str],
+                     base_dir: str | Path | None = None) -> _M:
+    """Validate command-line values with a study-file model; errors name the options.
+
+    Parameters
+    ----------
+    model : type
+        The section model (e.g. :class:`DatabaseConfig`).
+    data : mapping
+        The values, keyed by the model's field names.
+    flags : mapping of str to str
+        The option that gave each field (e.g. ``{"n_subjects": "--n-subjects"}``).
+    base_dir : str or Path, optional
+        Folder against which relative paths are resolved (default: the current folder).
+
+    Raises
+    ------
+    InputError
+        One line: ``--option 'value': problem`` for each problem, separated by ``;``.
+    """
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    try:
+        return model.model_validate(dict(data), context={"base_dir": base})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = err["loc"][0] if err["loc"] else ""
+            flag = flags.get(str(key), str(key) or "options")
+            msg = err["msg"].removeprefix("Value error, ")
+            value = data.get(str(key))
+            shown = "" if err["type"] == "value_error" or value is None else (
+                f" {str(value)!r}" if isinstance(value, Path) else f" {value!r}")
+            problems.append(f"{flag}{shown}: {msg}")
+        raise InputError("; ".join(problems)) from None
 
 
 def parse_study(data: dict[str, Any], base_dir: str | Path, source: str | Path = "<study>"
@@ -538,9 +690,9 @@ def load_study(path: str | Path) -> Study:
 
 
 __all__ = [
-    "EXPRESSIONS", "STUDY_AUS", "DatabaseConfig", "EvaluationConfig", "MeaningConfig",
-    "ModelConfig",
+    "EXPRESSIONS", "STUDY_AUS", "WEIGHT_KEYWORDS", "DatabaseConfig", "EvaluationConfig",
+    "MeaningConfig", "ModelConfig",
     "ReportConfig", "SaliencyConfig", "ScreeningConfig", "Study", "StudySection",
     "TrainingConfig",
-    "TuningConfig", "load_study", "parse_study",
+    "TuningConfig", "load_study", "output_conflicts", "parse_study", "validate_options",
 ]

@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from facedialect.errors import ImageReadError
+from facedialect.errors import ImageReadError, InputError
 
 #: File endings treated as images by the folder-walking presets.
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm"}
 )
+
+
+def expand_user(path: str | os.PathLike[str],
+                error: type[InputError] = InputError) -> Path:
+    """``Path(path).expanduser()``, with a clear error when ``~user`` names no home folder.
+
+    Raises
+    ------
+    InputError
+        (or ``error``) naming the path and the user, instead of pathlib's RuntimeError.
+    """
+    p = Path(path)
+    try:
+        return p.expanduser()
+    except RuntimeError as exc:
+        head = p.parts[0] if p.parts else str(p)
+        who = f"no user {head[1:]!r} on this computer" if head != "~" else "no home folder"
+        raise error(f"{p}: {who}, so {head!r} names no home folder; write the path in "
+                    f"full") from exc
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -45,7 +66,9 @@ def read_gray(path: str | Path) -> np.ndarray:
     Raises
     ------
     ImageReadError
-        When the file is missing, not an image, corrupt or truncated.
+        When the file is missing, not an image, corrupt or truncated, or so large that
+        Pillow refuses to decode it (a decompression bomb, over ``Image.MAX_IMAGE_PIXELS``
+        times 2 pixels).
     """
     return _read(path, _to_gray_u8)
 
@@ -56,21 +79,54 @@ def read_rgb(path: str | Path) -> np.ndarray:
     Raises
     ------
     ImageReadError
-        When the file is missing, not an image, corrupt or truncated.
+        When the file is missing, not an image, corrupt or truncated, or too large to
+        decode safely (see :func:`read_gray`).
     """
     return _read(path, lambda im: np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
 
 
-def _read(path: str | Path, convert: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
-    path = Path(path).expanduser()
+def read_image_bytes(path: str | Path) -> bytes:
+    """Return an image file's bytes, to hash and decode the same bytes (:func:`decode_gray`).
+
+    Raises
+    ------
+    ImageReadError
+        When the file is missing or cannot be read.
+    """
+    path = expand_user(path, ImageReadError)
     try:
-        with Image.open(path) as im:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+
+
+def decode_gray(data: bytes, path: str | Path) -> np.ndarray:
+    """Decode the bytes of an image file (read from ``path``) as :func:`read_gray` does.
+
+    Raises
+    ------
+    ImageReadError
+        As :func:`read_gray`, naming ``path``.
+    """
+    return _read(path, _to_gray_u8, data)
+
+
+def _read(path: str | Path, convert: Callable[[Image.Image], np.ndarray],
+          data: bytes | None = None) -> np.ndarray:
+    path = expand_user(path, ImageReadError)
+    try:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             im.load()
             return convert(im)
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: file not found") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(f"{path}: not an image file (unrecognised format)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: image too large to decode safely: {exc} Use a "
+                             f"smaller image.") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: corrupt or truncated image ({exc})") from exc
 

@@ -82,7 +82,8 @@ def robustness_stage(run: RunDir, study: Study, *,
     main_subjects = _subjects(run.read_table("images"))
     with sub.lock():
         save_study(sub, alt)
-        images = ingest_stage(sub, alt.databases, alt.study.expressions, progress=progress)
+        images = ingest_stage(sub, alt.databases, alt.study.expressions, progress=progress,
+                              prune=True)  # the whole study: no renamed database stays
         all_subjects = _subjects(images)
         gain = {db: n for db, n in all_subjects.items() if n > main_subjects.get(db, 0)}
         if not gain:

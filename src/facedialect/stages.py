@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,17 +22,25 @@ from facedialect import databases
 from facedialect.config import DatabaseConfig, ScreeningConfig, Study
 from facedialect.databases.schema import (
     BLURRED,
+    CHANGED,
     FACE_TOO_SMALL,
     NEAR_DUPLICATE,
     SCREENING_CATEGORIES,
 )
-from facedialect.errors import ImageReadError, InputError
-from facedialect.imageio import read_gray
+from facedialect.errors import FacedialectWarning, ImageReadError, InputError
+from facedialect.imageio import decode_gray, read_image_bytes
 from facedialect.labels import EXPRESSIONS
 from facedialect.preprocess import screening
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.pipeline import FaceResult, preprocess_face
-from facedialect.store import ArrayCache, RunDir, atomic_write_text, cache_root
+from facedialect.store import (
+    RUN_HINT,
+    ArrayCache,
+    RunDir,
+    atomic_write_text,
+    cache_root,
+    sha256_bytes,
+)
 
 #: Columns of ``tables/preprocess.csv``.
 PREPROCESS_COLUMNS = ["db", "path", "detected", "x", "y", "w", "h", "n_faces", "reason",
@@ -43,8 +52,10 @@ SCREENING_COLUMNS = ["db", "path", "face_width", "sharpness", "reason"]
 #: Exclusion categories decided by subject selection or by this stage itself (face
 #: detection, screening): such images are candidates again on every run (e.g. after a change
 #: of detection parameters or screening thresholds).
-RECONSIDERED_CATEGORIES = (databases.SELECTION_CATEGORIES | {"no face detected"}
+RECONSIDERED_CATEGORIES = (databases.SELECTION_CATEGORIES | {"no face detected", CHANGED}
                            | SCREENING_CATEGORIES)
+#: Arrays of every pre-processing cache entry (a detected face's has ``image`` too).
+RESULT_ARRAYS = ("detected", "n_faces", "box", "reason")
 
 Progress = Callable[[int, int], None]
 
@@ -52,11 +63,14 @@ Progress = Callable[[int, int], None]
 # --------------------------------------------------------------------------------------- ingest
 def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig],
                  expressions: Sequence[str] = EXPRESSIONS, *,
-                 progress: Callable[[str, int, int], None] | None = None) -> pd.DataFrame:
+                 progress: Callable[[str, int, int], None] | None = None,
+                 prune: bool = False) -> pd.DataFrame:
     """Parse and validate each database; write ``tables/images.csv``.
 
     Rows of databases with other names already in the table are kept, so databases can be
-    ingested one at a time.
+    ingested one at a time; with ``prune`` (a whole study) they are dropped instead, with
+    their entries in the manifest, so a database renamed or removed from the study file
+    leaves no trace for the later stages (which read ``tables/images.csv``).
 
     Parameters
     ----------
@@ -69,6 +83,9 @@ def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig],
     progress : callable, optional
         Called as ``progress(label, done, total)`` while each database's files are hashed
         and decoded (label ``ingest NAME``).
+    prune : bool
+        Drop the rows and manifest entries of databases not in ``dbs`` (``facedialect
+        run``); False keeps them (``facedialect ingest``, one database at a time).
 
     Returns
     -------
@@ -89,9 +106,12 @@ def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig],
             frames.append(df)
             listing = "\n".join(f"{p}\t{h}" for p, h in zip(df["path"], df["sha256"],
                                                              strict=True))
-            inputs[f"database:{db.name}"] = hashlib.sha256(listing.encode()).hexdigest()
+            inputs[f"database:{db.name}"] = hashlib.sha256(
+                listing.encode("utf-8", "surrogateescape")).hexdigest()  # any file name
         new = pd.concat(frames, ignore_index=True)
-        if run.has_table("images"):
+        if prune:
+            _forget_databases(run, {db.name for db in dbs})
+        elif run.has_table("images"):
             old = run.read_table("images")
             old = old[~old["db"].isin(new["db"].unique())]
             new = pd.concat([old, new], ignore_index=True) if len(old) else new
@@ -107,6 +127,17 @@ def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig],
     return new
 
 
+def _forget_databases(run: RunDir, keep: set[str]) -> None:
+    """Remove the manifest entries of databases not in ``keep`` (a whole-study ingest)."""
+    m = run.read_manifest()
+    for key in list(m.get("databases", {})):
+        if key not in keep:
+            run.forget("databases", key)
+    for key in list(m.get("inputs", {})):
+        if key.startswith("database:") and key.removeprefix("database:") not in keep:
+            run.forget("inputs", key)
+
+
 # ----------------------------------------------------------------------------------- preprocess
 @dataclass
 class PreprocessSummary:
@@ -118,6 +149,7 @@ class PreprocessSummary:
     not_detected: int = 0
     several_faces: int = 0
     unreadable: int = 0
+    changed: int = 0
     near_duplicates: int = 0
     duplicate_groups: int = 0
     too_small: int = 0
@@ -140,17 +172,45 @@ def _candidate_mask(images: pd.DataFrame) -> pd.Series:
     return images["included"].astype(bool) | cat.isin(RECONSIDERED_CATEGORIES)
 
 
+def _read_checked(path: str, sha: str) -> tuple[np.ndarray | None, str]:
+    """Decode the image at ``path`` if it still holds the bytes ingest hashed (``sha``).
+
+    The file is read once and the bytes hashed are the bytes decoded, so a file replaced
+    after ingest is never cached under the hash of the file it replaced (the cache is
+    shared by every study).
+
+    Returns
+    -------
+    tuple
+        ``(gray, "")``, or ``(None, reason)`` with reason ``unreadable image: ...`` or
+        ``changed since ingest: ...`` (an exclusion reason of ``tables/images.csv``).
+    """
+    try:
+        data = read_image_bytes(path)
+    except ImageReadError as exc:
+        return None, f"unreadable image: {exc}"
+    actual = sha256_bytes(data)
+    if sha and actual != sha:
+        return None, (f"{CHANGED}: {path} is not the file ingest hashed (sha256 "
+                      f"{actual[:12]} instead of {sha[:12]}); run `facedialect ingest` again")
+    try:
+        return decode_gray(data, path), ""
+    except ImageReadError as exc:
+        return None, f"unreadable image: {exc}"
+
+
 def _process_one(path: str, key: str, params: PreprocessParams, cache: ArrayCache,
                  sha: str = "", screen_cache: ArrayCache | None = None
                  ) -> tuple[FaceResult, bool]:
-    hit = cache.get(key)
+    hit = cache.get(key, required=RESULT_ARRAYS)
+    if hit is not None and bool(hit["detected"]) and "image" not in hit:
+        cache.damaged(key, "lacks image")
+        hit = None
     if hit is not None:
         return _result_from_cache(hit), True
-    try:
-        gray = read_gray(path)
-    except ImageReadError as exc:
-        return FaceResult(image=None, detected=False, n_faces=0, box=None,
-                          reason=f"unreadable image: {exc}"), False
+    gray, why = _read_checked(path, sha)
+    if gray is None:
+        return FaceResult(image=None, detected=False, n_faces=0, box=None, reason=why), False
     res = preprocess_face(gray, params)
     arrays: dict[str, np.ndarray] = {
         "detected": np.array(res.detected), "n_faces": np.array(res.n_faces),
@@ -178,13 +238,16 @@ def load_face(key: str, cache: ArrayCache) -> np.ndarray:
 
     Raises
     ------
-    KeyError
-        When the cache has no face under that key (re-run ``facedialect preprocess``).
+    InputError
+        When the cache has no sound face under that key (missing, or damaged: then with a
+        :class:`~facedialect.errors.DamagedFileWarning`); ``facedialect preprocess``
+        computes it again.
     """
-    hit = cache.get(key)
-    if hit is None or "image" not in hit:
-        raise KeyError(f"no pre-processed face cached under {key}; run `facedialect "
-                       f"preprocess` again")
+    hit = cache.get(key, required=("image",))
+    if hit is None:
+        raise InputError(f"no pre-processed face cached under {key} ({cache.path(key)}): "
+                         f"run `facedialect preprocess` again (it computes missing and "
+                         f"damaged faces again)")
     return hit["image"]
 
 
@@ -217,14 +280,13 @@ def _screen_compute(gray: np.ndarray, sha: str, box: Sequence[int], cache: Array
 def _screen_one(path: str, sha: str, box: Sequence[int], cache: ArrayCache
                 ) -> tuple[np.ndarray | None, float, bool, str]:
     """Return (hash, sharpness, from cache, error) of one image, decoding it only if needed."""
-    h = cache.get(_hash_key(sha))
-    s = cache.get(_sharpness_key(sha, box))
-    if h is not None and s is not None and "hash" in h and "sharpness" in s:
+    h = cache.get(_hash_key(sha), required=("hash",))
+    s = cache.get(_sharpness_key(sha, box), required=("sharpness",))
+    if h is not None and s is not None:
         return h["hash"], float(s["sharpness"]), True, ""
-    try:
-        gray = read_gray(path)
-    except ImageReadError as exc:
-        return None, float("nan"), False, f"unreadable image: {exc}"
+    gray, why = _read_checked(path, sha)
+    if gray is None:
+        return None, float("nan"), False, why
     hashes, sharp = _screen_compute(gray, sha, box, cache)
     return hashes, sharp, False, ""
 
@@ -289,6 +351,16 @@ def _screen(faces: pd.DataFrame, settings: ScreeningConfig, db_order: Sequence[s
     return table[SCREENING_COLUMNS], dups, hits
 
 
+def _warn_changed(images: pd.DataFrame) -> int:
+    """Warn about images excluded as changed since ingest; return how many."""
+    paths = images.loc[images["reason"].map(databases.reason_category) == CHANGED, "path"]
+    if len(paths):
+        warnings.warn(f"{len(paths)} image(s) {CHANGED} were excluded (e.g. {paths.iat[0]}; "
+                      f"see tables/images.csv): run `facedialect ingest` again",
+                      FacedialectWarning, stacklevel=3)
+    return len(paths)
+
+
 def _check_left(table: pd.DataFrame, dups: pd.DataFrame) -> None:
     """Raise InputError for a database of which screening left no image."""
     for db, part in table.groupby("db", sort=False):
@@ -322,7 +394,10 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
     faces are screened (face size, blur, near duplicates within and between the databases;
     ``tables/screening.csv``, ``tables/duplicates.csv``) and subject selection is re-done,
     so a subject who lost an expression is replaced where possible. Results are cached by
-    image content hash and parameters: a second run reads no image.
+    image content hash and parameters: a second run reads no image. An image read is hashed
+    as it is decoded: one whose bytes are not those ingest hashed is excluded
+    (``changed since ingest: ...``, with a warning) and never cached under ingest's hash. A
+    damaged cache entry is computed again (with a warning).
 
     Parameters
     ----------
@@ -416,6 +491,7 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
             parts.append(databases.select_subjects(part, n))
         images = pd.concat(parts, ignore_index=True)
         run.write_table("images", images)
+        summary.changed = _warn_changed(images)
         _check_left(screened, dups)
 
         cats = screened["reason"].map(databases.reason_category)
@@ -444,6 +520,6 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
 # ------------------------------------------------------------------------------------ whole study
 def save_study(run: RunDir, study: Study) -> None:
     """Write the resolved study file to ``config.toml`` and its seed to the manifest."""
-    atomic_write_text(run.path / "config.toml", study.to_toml())
+    atomic_write_text(run.path / "config.toml", study.to_toml(), hint=RUN_HINT)
     run.update_manifest(seed=study.study.seed, study=study.study.name,
                         study_file_sha256=hashlib.sha256(study.to_toml().encode()).hexdigest())

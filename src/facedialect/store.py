@@ -14,15 +14,19 @@ The cache (``cache_root()``) is shared across studies and keyed by content hashe
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as _dt
+import errno
 import hashlib
 import io
 import json
 import os
 import platform
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Collection, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,14 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from facedialect.errors import InputError, RunLockedError
+from facedialect.errors import (
+    DamagedFileError,
+    DamagedFileWarning,
+    InputError,
+    OutputWriteError,
+    RunLockedError,
+)
+from facedialect.imageio import expand_user
 
 #: Packages whose versions are recorded in every manifest.
 RECORDED_PACKAGES = (
@@ -40,8 +51,90 @@ RECORDED_PACKAGES = (
 )
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+#: How text outputs encode the lone surrogates that stand for file-name bytes which are not
+#: UTF-8 (``os.listdir`` on Linux): back to those bytes, as ``os.fsencode`` does.
+TEXT_ERRORS = "surrogateescape"
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """Return the process's umask without changing it for other threads.
+
+    Read from ``/proc/self/status`` where the system has it (Linux); elsewhere set and
+    restored at once under a lock (a thread creating a file at that instant may see 0o077).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+#: What to do when a run directory cannot be written.
+RUN_HINT = "choose another [study] output (or --out) or fix the folder's permissions"
+#: What to do when the shared cache cannot be written.
+CACHE_HINT = ("set [study] cache_dir or FACEDIALECT_CACHE to a writable folder, or fix the "
+              "folder's permissions")
+#: What to do when another output (``--out`` of a command) cannot be written.
+OUTPUT_HINT = "choose another output folder or fix the folder's permissions"
+#: errno values of a full disk, and what to do then.
+_FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+         errno.EFBIG: "file too large for the file system"}
+_FULL_HINT = "free some space and run the same command again (finished work is kept)"
+_DENIED = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+           errno.EROFS: "read-only file system"}
+#: errno values that say something about the computer, not about the program: the CLI
+#: prints them as one line (see :func:`environment_message`).
+ENVIRONMENT_ERRNOS: frozenset[int] = frozenset(_FULL) | frozenset(_DENIED)
+
+
+def environment_message(exc: OSError, hint: str = OUTPUT_HINT) -> str:
+    """What an :class:`OSError` of the environment means and what to do, without the path.
+
+    ``"no space left on the device; free some space ..."``, ``"permission denied; " + hint``.
+    """
+    if exc.errno in _FULL:
+        return f"{_FULL[exc.errno]}; {_FULL_HINT}"
+    why = _DENIED.get(exc.errno or 0) or exc.strerror or str(exc)
+    return f"{why}; {hint}"
+
+
+def write_error(path: str | Path, exc: OSError, hint: str = OUTPUT_HINT) -> OutputWriteError:
+    """The project's error for a failed write of ``path``: one line, the path, what to do.
+
+    Parameters
+    ----------
+    path : str or Path
+        What could not be written (a file, or the folder that could not be made).
+    exc : OSError
+        The operating system's error.
+    hint : str
+        What to do when the folder is not writable (:data:`RUN_HINT`, :data:`CACHE_HINT`,
+        :data:`OUTPUT_HINT`); a full disk has its own.
+
+    Returns
+    -------
+    OutputWriteError
+        E.g. ``cannot write /x/run/tables/images.csv: permission denied; choose another
+        [study] output (or --out) or fix the folder's permissions``.
+    """
+    if isinstance(exc, OutputWriteError):
+        return exc
+    err = OutputWriteError(f"cannot write {path}: {environment_message(exc, hint)}")
+    err.errno = exc.errno
+    return err
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, hint: str = OUTPUT_HINT) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    The file gets the permissions of an ordinary new file (``0o666`` less the umask), not
+    the ``0o600`` of a temporary file, so a shared cache or report stays readable.
 
     Parameters
     ----------
@@ -49,16 +142,33 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Destination; parent folders are created.
     data : bytes
         The content.
+    hint : str
+        What to do when the folder cannot be written (see :func:`write_error`).
 
     Returns
     -------
     Path
         The destination path.
+
+    Raises
+    ------
+    OutputWriteError
+        When the file cannot be written (permissions, read-only or full disk): one line
+        naming ``path``; an existing file at ``path`` is left as it was.
     """
     path = Path(path)
+    try:
+        return _atomic_write(path, data)
+    except OSError as exc:
+        raise write_error(path, exc, hint) from exc
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        with contextlib.suppress(OSError):  # e.g. a file system without permissions
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -71,9 +181,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write UTF-8 text atomically (see :func:`atomic_write_bytes`)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, *, hint: str = OUTPUT_HINT) -> Path:
+    """Write UTF-8 text atomically (see :func:`atomic_write_bytes`).
+
+    File names that are not UTF-8 (lone surrogates in ``text``) are written as their
+    original bytes (:data:`TEXT_ERRORS`).
+    """
+    return atomic_write_bytes(path, text.encode("utf-8", TEXT_ERRORS), hint=hint)
+
+
+def table_csv(df: pd.DataFrame) -> bytes:
+    r"""The CSV bytes of a table as the run directory stores it.
+
+    Every string is quoted and numbers are not (``csv.QUOTE_NONNUMERIC``), lines end in
+    ``\n``, and file-name bytes that are not UTF-8 are written as themselves, so any file
+    name (a carriage return as in a Mac's ``Icon\r``, a newline, quotes, commas, a NUL)
+    reads back exactly with :meth:`RunDir.read_table`.
+    """
+    text = df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    return text.encode("utf-8", TEXT_ERRORS)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -124,22 +250,52 @@ class ArrayCache:
         """Return where the entry ``key`` lives."""
         return self.root / key[:2] / f"{key}.npz"
 
-    def get(self, key: str) -> dict[str, np.ndarray] | None:
-        """Return the arrays stored under ``key``, or None (also for an unreadable entry)."""
+    def get(self, key: str, required: Collection[str] = ()) -> dict[str, np.ndarray] | None:
+        """Return the arrays stored under ``key``, or None when there is no usable entry.
+
+        A damaged entry (truncated, a flipped bit: the zip's checksums catch it; an entry
+        without one of the ``required`` arrays) is a miss too, with a
+        :class:`~facedialect.errors.DamagedFileWarning` naming the file; the caller
+        computes the result again and :meth:`put` replaces the entry.
+
+        Parameters
+        ----------
+        key : str
+            The entry's key.
+        required : collection of str
+            Arrays every sound entry of this kind has.
+        """
         p = self.path(key)
         if not p.exists():
             return None
         try:
             with np.load(p, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError):
-            return None  # a damaged entry is recomputed
+                out = {k: z[k] for k in z.files}
+        except Exception as exc:  # noqa: BLE001 - whatever the damage, the entry is unusable
+            self.damaged(key, describe_damage(exc, p, ZIP_MAGIC))
+            return None
+        lacks = [k for k in required if k not in out]
+        if lacks or not out:
+            self.damaged(key, f"lacks {', '.join(lacks)}" if lacks else "no arrays")
+            return None
+        return out
+
+    def damaged(self, key: str, why: str) -> None:
+        """Warn that the entry ``key`` is damaged (``why``) and is computed again."""
+        warnings.warn(f"damaged cache entry {self.path(key)} ({why}): computing it again",
+                      DamagedFileWarning, stacklevel=3)
 
     def put(self, key: str, **arrays: np.ndarray) -> None:
-        """Store ``arrays`` under ``key`` (atomic)."""
+        """Store ``arrays`` under ``key`` (atomic).
+
+        Raises
+        ------
+        OutputWriteError
+            When the cache folder cannot be written (read-only, full disk).
+        """
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(self.path(key), buf.getvalue())
+        atomic_write_bytes(self.path(key), buf.getvalue(), hint=CACHE_HINT)
 
 
 class RunDir:
@@ -149,10 +305,35 @@ class RunDir:
     ----------
     path : str or Path
         The folder; created on first write.
+
+    Raises
+    ------
+    InputError
+        When ``path`` starts with ``~name`` of no known user.
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).expanduser().resolve()
+        self.path = expand_user(path).resolve()
+
+    def require_existing(self) -> RunDir:
+        """Return this run directory if it is one (``manifest.json`` or ``tables/`` there).
+
+        Commands that work on an existing run call it before taking the lock, so that
+        nothing is written into a folder that is not a run directory (a database folder).
+
+        Raises
+        ------
+        InputError
+            When the folder does not exist or holds neither ``manifest.json`` nor ``tables/``.
+        """
+        where = ("give the folder (with manifest.json and tables/images.csv) that "
+                 "`facedialect run` or `facedialect ingest --out` wrote")
+        if not self.path.is_dir():
+            raise InputError(f"{self.path}: no such run directory; {where}")
+        if not (self.manifest_path.is_file() or self.tables.is_dir()):
+            raise InputError(f"{self.path} is not a run directory (no manifest.json, no "
+                             f"tables/) and nothing was written there; {where}")
+        return self
 
     # -- layout ---------------------------------------------------------------------------
     @property
@@ -180,8 +361,8 @@ class RunDir:
 
     # -- I/O --------------------------------------------------------------------------------
     def write_table(self, name: str, df: pd.DataFrame) -> Path:
-        """Write ``df`` as ``tables/{name}.csv`` atomically."""
-        return atomic_write_text(self.table_path(name), df.to_csv(index=False))
+        """Write ``df`` as ``tables/{name}.csv`` atomically (format: :func:`table_csv`)."""
+        return atomic_write_bytes(self.table_path(name), table_csv(df), hint=RUN_HINT)
 
     def read_table(self, name: str) -> pd.DataFrame:
         """Read ``tables/{name}.csv``.
@@ -199,11 +380,12 @@ class RunDir:
             )
         return pd.read_csv(p, keep_default_na=False, na_values=[""],
                            dtype={"subject": str, "session": str, "view": str, "sex": str,
-                                  "reason": str, "expression": str, "path": str})
+                                  "reason": str, "expression": str, "path": str},
+                           encoding="utf-8", encoding_errors=TEXT_ERRORS)
 
     def write_figure(self, name: str, png: bytes) -> Path:
         """Write ``figures/{name}.png`` atomically."""
-        return atomic_write_bytes(self.figures / f"{name}.png", png)
+        return atomic_write_bytes(self.figures / f"{name}.png", png, hint=RUN_HINT)
 
     # -- lock -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -214,16 +396,20 @@ class RunDir:
         ------
         RunLockedError
             When another process holds the lock.
+        OutputWriteError
+            When the folder cannot be made or written (read-only, permissions, full disk).
         """
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path / ".lock"))
         try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.path / ".lock"))
             lock.acquire(timeout=0)
-        except Timeout as exc:
+        except Timeout as exc:  # (a TimeoutError, so before OSError)
             raise RunLockedError(
                 f"{self.path} is being written by another facedialect process; "
                 f"wait for it to finish (or, if none runs, delete {self.path / '.lock'})"
             ) from exc
+        except OSError as exc:
+            raise write_error(self.path, exc, RUN_HINT) from exc
         try:
             yield
         finally:
@@ -231,10 +417,40 @@ class RunDir:
 
     # -- manifest ---------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
-        """Return the manifest (an empty skeleton when none exists yet)."""
-        if self.manifest_path.exists():
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        """Return the manifest (an empty skeleton when none exists yet).
+
+        An invalid ``manifest.json`` (not UTF-8 JSON, not an object: cut short by a full
+        disk or another program, an edit gone wrong) is moved aside to
+        ``manifest.json.damaged-TIMESTAMP`` with a
+        :class:`~facedialect.errors.DamagedFileWarning`, and the skeleton is returned: each
+        stage records its facts again when it runs.
+        """
+        p = self.manifest_path
+        if p.exists():
+            try:
+                m = json.loads(p.read_bytes().decode("utf-8"))
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+                self._set_aside(describe_damage(exc))
+            else:
+                if isinstance(m, dict):
+                    return m
+                self._set_aside(f"holds a JSON {type(m).__name__}, not an object")
         return {"created": _now(), "stages": {}, "inputs": {}}
+
+    def _set_aside(self, why: str) -> None:
+        """Move a damaged ``manifest.json`` to ``manifest.json.damaged-TIMESTAMP``, warning."""
+        p = self.manifest_path
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside, n = p.with_name(f"{p.name}.damaged-{stamp}"), 1
+        while aside.exists():
+            aside, n = p.with_name(f"{p.name}.damaged-{stamp}-{n}"), n + 1
+        try:
+            os.replace(p, aside)
+        except OSError as exc:
+            raise write_error(aside, exc, RUN_HINT) from exc
+        warnings.warn(f"{p} was damaged ({why}); moved to {aside}; a new manifest is started "
+                      f"(each stage records its facts again when it runs)",
+                      DamagedFileWarning, stacklevel=3)
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into the manifest (dicts are merged one level deep) and save it."""
@@ -246,7 +462,8 @@ class RunDir:
                 m[k] = v
         m["updated"] = _now()
         m["versions"] = package_versions()
-        atomic_write_text(self.manifest_path, json.dumps(m, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.manifest_path, json.dumps(m, indent=2, sort_keys=True) + "\n",
+                          hint=RUN_HINT)
         return m
 
     def forget(self, section: str, key: str) -> None:
@@ -256,7 +473,7 @@ class RunDir:
             del m[section][key]
             m["updated"] = _now()
             atomic_write_text(self.manifest_path,
-                              json.dumps(m, indent=2, sort_keys=True) + "\n")
+                              json.dumps(m, indent=2, sort_keys=True) + "\n", hint=RUN_HINT)
 
     @contextlib.contextmanager
     def stage(self, name: str, **info: Any) -> Iterator[dict[str, Any]]:
@@ -270,6 +487,81 @@ class RunDir:
         extra["seconds"] = round(time.perf_counter() - t0, 3)
         extra["finished"] = _now()
         self.update_manifest(stages={name: extra})
+
+
+#: The first bytes of the files this package writes: zip (``.npz``, torch files), ``.npy``.
+ZIP_MAGIC, NPY_MAGIC = b"PK\x03\x04", b"\x93NUMPY"
+
+
+def describe_damage(exc: BaseException, path: str | Path | None = None,
+                    magic: bytes = b"") -> str:
+    """A short reason why a file could not be loaded.
+
+    ``"empty file"`` or ``"not a .npz file"`` when ``path`` is empty or does not start with
+    ``magic``; else the error's type and first line (``"BadZipFile: Bad CRC-32 ..."``).
+    """
+    if path is not None and magic:
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            head = f.read(len(magic))
+            if not head:
+                return "empty file"
+            if head != magic:
+                return f"not a {Path(path).suffix} file"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    return f"{name}: {text[:160]}" if text else name
+
+
+def load_state(path: str | Path, required: Collection[str] = ()) -> dict[str, Any]:
+    """Load a dict saved with ``torch.save`` by this package (heads, checkpoints).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    required : collection of str
+        Keys every sound file of this kind has.
+
+    Returns
+    -------
+    dict
+        The saved dict (tensors on the CPU).
+
+    Raises
+    ------
+    DamagedFileError
+        When the file cannot be loaded (truncated, not a torch file, damaged) or lacks a
+        required key. A bit flipped inside a tensor's data is not detected (torch files
+        carry no checksum of the data).
+    """
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the damage, the file is unusable
+        raise DamagedFileError(f"{path} is damaged ({describe_damage(exc, path, ZIP_MAGIC)})"
+                               ) from exc
+    if not isinstance(state, dict):
+        raise DamagedFileError(f"{path} is damaged (holds a {type(state).__name__}, not a "
+                               f"dict)")
+    lacks = [k for k in required if k not in state]
+    if lacks:
+        raise DamagedFileError(f"{path} is damaged (lacks {', '.join(lacks)})")
+    return state
+
+
+def read_state(path: str | Path, required: Collection[str] = (),
+               action: str = "computing it again") -> dict[str, Any] | None:
+    """:func:`load_state`, or None with a warning when the file is damaged.
+
+    The warning (:class:`~facedialect.errors.DamagedFileWarning`) reads
+    ``"{path} is damaged ({why}): {action}"``.
+    """
+    try:
+        return load_state(path, required)
+    except DamagedFileError as exc:
+        warnings.warn(f"{exc}: {action}", DamagedFileWarning, stacklevel=2)
+        return None
 
 
 def _now() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,8 @@ def run_study(study: Study, *, console: Console | None = None,
         save_study(run, study)
         run.update_manifest(report_title=study.report.title or study.study.name)
         say(f"[bold]ingest[/]: {len(study.databases)} database(s)")
-        images = with_progress(progress, ingest_stage, run, study.databases,
-                               study.study.expressions)
+        images = with_progress(progress, functools.partial(ingest_stage, prune=True), run,
+                               study.databases, study.study.expressions)
         n_inc = int(images["included"].astype(bool).sum())
         say(f"  {len(images)} files, {n_inc} included before face detection")
         say("[bold]pre-process[/]")

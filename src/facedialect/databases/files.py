@@ -5,9 +5,12 @@ Nothing here writes anywhere: files are only listed, hashed and decoded.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from facedialect.databases.schema import (
@@ -21,7 +24,7 @@ from facedialect.databases.schema import (
     reason_category,
 )
 from facedialect.errors import ImageReadError, InputError
-from facedialect.imageio import IMAGE_SUFFIXES, file_sha256, read_gray
+from facedialect.imageio import IMAGE_SUFFIXES, expand_user, file_sha256, read_gray
 
 #: Threads used for hashing and decoding (decoding releases the GIL for most of its work).
 WORKERS = 2
@@ -41,8 +44,67 @@ def is_hidden(name: str) -> bool:
 
 
 def not_an_image(path: Path) -> str:
-    """Return the exclusion reason of a file without an image suffix."""
+    """Return the exclusion reason of a file without an image suffix.
+
+    A folder that cannot be listed and a symbolic-link loop (which :func:`walk_files`
+    returns among the files) get an ``unreadable image`` reason that says so instead.
+    """
+    problem = _entry_problem(path)
+    if problem:
+        return reason(UNREADABLE, problem)
     return reason(NOT_AN_IMAGE, f"{path.name} has no image suffix ({_SUFFIX_LIST})")
+
+
+def _entry_problem(path: Path) -> str:
+    """Why a listed entry that is no regular file cannot be used ("" when nothing to say)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{path.name} is a symbolic link loop ({exc.strerror})"
+        return ""
+    except ValueError:
+        return ""
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            os.scandir(path).close()
+        except OSError as exc:
+            return (f"cannot list folder {path.name} ({exc.strerror or exc}); its files are "
+                    f"not used")
+    return ""
+
+
+def file_problem(path: Path) -> tuple[str, str]:
+    """Check that ``path`` is a regular file (symbolic links followed) without opening it.
+
+    Returns
+    -------
+    category : str
+        "" for a regular file, else :data:`MISSING_FILE` (does not exist, cannot exist:
+        a NUL character, a name too long, a link loop; a folder) or :data:`UNREADABLE`
+        (cannot be checked, e.g. in a folder without permission; a named pipe, socket or
+        device).
+    words : str
+        What is wrong, e.g. "does not exist" ("" for a regular file).
+    """
+    try:
+        st = os.stat(path)
+    except ValueError:
+        return MISSING_FILE, "holds a NUL character, which no file name can"
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return MISSING_FILE, "does not exist"
+        if exc.errno == errno.ELOOP:
+            return MISSING_FILE, f"is a symbolic link loop ({why})"
+        if exc.errno == errno.ENAMETOOLONG:
+            return MISSING_FILE, f"cannot exist ({why}: at most 255 bytes per name)"
+        return UNREADABLE, f"cannot be checked ({why})"
+    if stat.S_ISDIR(st.st_mode):
+        return MISSING_FILE, "is a folder"
+    if not stat.S_ISREG(st.st_mode):
+        return UNREADABLE, "is not a regular file (a named pipe, socket or device)"
+    return "", ""
 
 
 def absolute(path: str | os.PathLike[str]) -> Path:
@@ -70,17 +132,42 @@ def check_root(root: str | os.PathLike[str], expected: str) -> Path:
     InputError
         When ``root`` does not exist or is not a folder.
     """
-    p = absolute(Path(root).expanduser())
-    if not p.exists():
+    p = absolute(expand_user(root))
+    try:
+        exists, is_dir = p.exists(), p.is_dir()
+    except OSError as exc:
+        raise InputError(f"database folder {p} cannot be checked ({exc.strerror or exc}); "
+                         f"fix the database's root in the study file.") from exc
+    if not exists:
         raise InputError(f"database folder {p} does not exist; expected a folder with "
                          f"{expected}. Fix the database's root in the study file.")
-    if not p.is_dir():
+    if not is_dir:
         raise InputError(f"database root {p} is a file, not a folder; expected a folder with "
                          f"{expected}.")
     return p
 
 
-def list_dir(folder: Path) -> list[os.DirEntry[str]]:
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a folder (like :class:`os.DirEntry`, but ``is_dir`` never raises)."""
+
+    name: str
+    path: str
+    folder: bool
+
+    def is_dir(self) -> bool:
+        """Whether the entry is a folder (links followed; False for a link loop)."""
+        return self.folder
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link loop, a folder that cannot be read
+        return False
+
+
+def list_dir(folder: Path) -> list[Entry]:
     """List one folder's entries, dotfiles skipped, sorted by name.
 
     Raises
@@ -90,7 +177,7 @@ def list_dir(folder: Path) -> list[os.DirEntry[str]]:
     """
     try:
         with os.scandir(folder) as it:
-            entries = [e for e in it if not is_hidden(e.name)]
+            entries = [Entry(e.name, e.path, _is_dir(e)) for e in it if not is_hidden(e.name)]
     except OSError as exc:
         raise InputError(f"cannot list folder {folder}: {exc.strerror or exc}; check that it "
                          f"exists and can be read.") from exc
@@ -101,18 +188,25 @@ def walk_files(top: Path) -> list[Path]:
     """Every file under ``top``, recursively, sorted by path.
 
     Folders reached through symbolic links are followed (each real folder once, so link
-    loops end); dotfiles and dot-folders are skipped; broken links are listed (they fail
-    later as unreadable).
+    loops end); dotfiles and dot-folders are skipped; broken links and links to themselves
+    are listed (they fail later as unreadable). A folder that cannot be listed (``top``
+    included) is listed itself, as if a file, so the preset reports it
+    (:func:`not_an_image` says why) and the rest of the database is used.
     """
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
 
     def visit(folder: Path) -> None:
-        st = folder.stat()
+        try:
+            st = folder.stat()
+            entries = list_dir(folder)
+        except (OSError, InputError):
+            found.append(folder)
+            return
         if (st.st_dev, st.st_ino) in seen:
             return
         seen.add((st.st_dev, st.st_ino))
-        for entry in list_dir(folder):
+        for entry in entries:
             path = Path(entry.path)
             if entry.is_dir():
                 visit(path)
@@ -150,7 +244,12 @@ def _check_one(cand: Candidate) -> tuple[str, str]:
     """Hash the file and, if it is still in the running, decode it fully.
 
     Returns ``(sha256, reason)``; reason is "" when the file is fine or was not decoded.
+    Only regular files are opened (a named pipe would block).
     """
+    category, words = file_problem(cand.path)
+    if category:
+        return "", reason(UNREADABLE, _entry_problem(cand.path)
+                          or f"cannot read the file: it {words}")
     try:
         sha = file_sha256(cand.path)
     except OSError as exc:

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from facedialect.databases.files import absolute, is_image_name, not_an_image
+from facedialect.databases.files import absolute, file_problem, is_image_name, not_an_image
 from facedialect.databases.schema import (
     DUPLICATE,
     MISSING_FILE,
@@ -18,6 +18,7 @@ from facedialect.databases.schema import (
     reason,
 )
 from facedialect.errors import InputError
+from facedialect.imageio import expand_user
 from facedialect.labels import VOCABULARY, normalize_expression
 
 REQUIRED_COLUMNS = ("path", "expression")
@@ -29,7 +30,7 @@ MANIFEST_EXPECTED = (f"a CSV file with the header {HEADER} (path and expression 
 
 def manifest_path(root: Path, options: dict[str, Any]) -> Path:
     """Return the manifest file: option ``file``, relative to ``root``."""
-    f = Path(options["file"]).expanduser()
+    f = expand_user(options["file"])
     return absolute(f if f.is_absolute() else root / f)
 
 
@@ -124,26 +125,31 @@ def parse_manifest(root: Path, options: dict[str, Any]) -> list[Candidate]:
     for row, number in zip(rows, lines, strict=True):
         line = f"line {number} of {mpath.name}"
         raw = row["path"].strip()
-        given = Path(raw).expanduser()
+        try:
+            given, problem = expand_user(raw), ("", "")
+        except InputError:  # ~user without a home folder
+            given = Path(raw)
+            problem = (MISSING_FILE, f"starts with {given.parts[0]!r}, but there is no such "
+                                     f"user on this computer; write the path in full")
         path = absolute(given if given.is_absolute() else root / given)
         word = row["expression"].strip()
         expression = normalize_expression(word) if word else None
         cand = Candidate(path, expression=expression or "", label=word,
                          **{k: str(row.get(k, "")).strip() for k in OPTIONAL_COLUMNS})
-        exists = path.is_file()
-        found += exists
+        problem = problem if problem[0] else file_problem(path)
+        found += not problem[0]
         if path in first_line:
             why = reason(DUPLICATE, f"{raw} is listed again on {line} (first on line "
                                     f"{first_line[path]})")
         elif not is_image_name(path):
             why = not_an_image(path)
-        elif not options["allow_outside_root"] and not path.resolve().is_relative_to(real_root):
-            why = reason(OUTSIDE_ROOT, f"{raw} ({line}) resolves to {path.resolve()}, outside "
+        elif (not options["allow_outside_root"] and (real := _resolved(path)) is not None
+              and not real.is_relative_to(real_root)):
+            why = reason(OUTSIDE_ROOT, f"{raw} ({line}) resolves to {real}, outside "
                                        f"{root}; set the option allow_outside_root = true to "
                                        f"use it")
-        elif not exists:
-            what = "is a folder" if path.is_dir() else "does not exist"
-            why = reason(MISSING_FILE, f"{raw} ({line}) {what}")
+        elif problem[0]:
+            why = reason(problem[0], f"{raw} ({line}) {problem[1]}")
         elif not word:
             why = reason(NO_LABEL, f"{line} has an empty expression")
         elif has_subjects and not cand.subject:
@@ -161,3 +167,11 @@ def parse_manifest(root: Path, options: dict[str, Any]) -> list[Candidate]:
                          f"paths are resolved against {root}); check the database root and "
                          f"the path column.")
     return out
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path.resolve()``, or None when it cannot be resolved (a link loop, a NUL)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None

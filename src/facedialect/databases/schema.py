@@ -40,6 +40,8 @@ EXTRA_TAKE: Final = "extra take"
 FACE_TOO_SMALL: Final = "face too small"
 BLURRED: Final = "blurred"
 NEAR_DUPLICATE: Final = "near duplicate"
+#: Pre-processing found other bytes in the file than ingest hashed (replaced in between).
+CHANGED: Final = "changed since ingest"
 INCOMPLETE: Final = "subject incomplete"
 NOT_SELECTED: Final = "not selected"
 
@@ -48,7 +50,8 @@ NOT_SELECTED: Final = "not selected"
 REASON_CATEGORIES: Final[tuple[str, ...]] = (
     NOT_AN_IMAGE, NAME_MISFIT, UNKNOWN_CODE, UNKNOWN_FOLDER, NO_LABEL, BAD_LABEL, NOT_STUDIED,
     NO_SUBJECT, OUTSIDE_ROOT, MISSING_FILE, NOT_FRONTAL, NOT_FIRST_SESSION, UNREADABLE,
-    DUPLICATE, EXTRA_TAKE, FACE_TOO_SMALL, BLURRED, NEAR_DUPLICATE, INCOMPLETE, NOT_SELECTED,
+    DUPLICATE, EXTRA_TAKE, CHANGED, FACE_TOO_SMALL, BLURRED, NEAR_DUPLICATE, INCOMPLETE,
+    NOT_SELECTED,
 )
 #: Categories given by the screening in the pre-processing stage (face size, blur, near
 #: duplicates; docs/preprocessing.md), decided afresh on every run of that stage.

@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from facedialect.errors import ImageReadError, InputError
-from facedialect.imageio import IMAGE_SUFFIXES, file_sha256, read_gray, read_rgb
+from facedialect.imageio import (
+    IMAGE_SUFFIXES,
+    expand_user,
+    file_sha256,
+    read_gray,
+    read_rgb,
+)
 from facedialect.landmarks import (
     align_similarity,
     apply_transform,
@@ -80,14 +86,18 @@ def collect_images(items: Sequence[str | Path]) -> list[Path]:
     """
     out: list[Path] = []
     for it in items:
-        p = Path(it).expanduser()
-        if p.is_dir():
-            out += sorted(f for f in p.iterdir()
-                          if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
+        p = expand_user(it)
+        try:
+            if p.is_dir():
+                out += sorted(f for f in p.iterdir()
+                              if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            elif p.is_file():
+                out.append(p)
+            else:
+                raise InputError(f"{p}: no such file or folder")
+        except OSError as exc:  # a folder without permission, a name too long
+            raise InputError(f"{exc.filename or p}: cannot be read ({exc.strerror or exc}); "
+                             f"check the path and its permissions") from exc
     if not out:
         raise InputError(f"no images found in {', '.join(str(i) for i in items) or '(none)'}")
     return out

@@ -74,11 +74,17 @@ def renderer_for(base_face: str, size: int = 256, *, run_dir: str | Path | None 
     Raises
     ------
     ValueError
-        For a base face that is none of these (the message lists the forms).
+        For a base face that is none of these (the message lists the forms), or a size
+        the renderer cannot draw (checked here, before any image is rendered).
     FacedialectError
         When the photo cannot be read or has no detectable face, or the run has no
         neutral images (subclasses with a clear message).
     """
+    low, high = (64, 2048) if base_face == "3d" else (32, 4096)
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or not (
+            low <= int(size) <= high):
+        raise ValueError(f"size must be an integer in {low}..{high}"
+                         f"{' for the 3d face' if base_face == '3d' else ''}, got {size!r}")
     if base_face == "builtin":
         return builtin_renderer(size)
     if base_face == "3d":
@@ -95,10 +101,23 @@ def renderer_for(base_face: str, size: int = 256, *, run_dir: str | Path | None 
                              "average:RUN_DIR (a run whose databases are ingested)")
         return photo_renderer(cached_run_average(run, dbs=dbs if base_face == "average"
                                                  else None, progress=progress), size)
-    if base_face and Path(base_face).expanduser().is_file():
+    if base_face and _is_photo_file(base_face):
         return photo_renderer(base_face, size)
     raise ValueError(f"base face {base_face!r}: not a photo file nor one of "
                      f"{list(BASE_FACE_FORMS)} (PHOTO = a path to a face photo)")
+
+
+def _is_photo_file(base_face: str) -> bool:
+    """Whether ``base_face`` names an existing file (clear errors for impossible paths)."""
+    from facedialect.errors import ImageReadError
+    from facedialect.imageio import expand_user
+
+    p = expand_user(base_face, ImageReadError)  # ~user without a home folder
+    try:
+        return p.is_file()
+    except OSError as exc:  # a name too long, a folder without permission
+        raise ImageReadError(f"{p}: base face photo cannot be read ({exc.strerror or exc})"
+                             ) from exc
 
 
 def stimulus_table(aus: Sequence[int] = STUDY_AUS, levels: int = 11) -> pd.DataFrame:

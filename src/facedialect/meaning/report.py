@@ -1,8 +1,8 @@
 """The report section on shared dimensions of meaning, and its figures (drawn from tables).
 
-Every figure function takes the run directory's tables and returns PNG bytes; the
-section builder reads the tables the meaning stage wrote and returns ``None`` when the
-study has no ratings.
+Every figure function takes the run directory's tables and returns PNG bytes (SVG in the
+report), or ``None`` when there is nothing to draw; the section builder reads the tables
+the meaning stage wrote and returns ``None`` when the study has no ratings.
 """
 
 from __future__ import annotations
@@ -10,22 +10,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from facedialect.report.figures import fig_to_png, plt
-from facedialect.report.html import Figure, Section, Table, Text
+from facedialect.report.figures import figure_function, plt, render
+from facedialect.report.html import Section, Table, Text, figure_block
 from facedialect.store import RunDir
 
 #: Shared dimensions shown per culture pair in the figures.
 MAX_DIMS_SHOWN = 6
 
 
-def accuracy_figure(accuracy: pd.DataFrame) -> bytes:
+@figure_function
+def accuracy_figure(accuracy: pd.DataFrame) -> bytes | None:
     """Correlation of held-out predictions with mean ratings per concept, with the ceiling.
 
     Bars: ``r_ensemble`` (held-out predictions averaged over runs); black ticks: the
     ceiling ``sqrt(reliability)`` where per-rater data exist; error bars: SD over runs of
-    the per-run correlations (around ``r_mean``, grey dots).
+    the per-run correlations (around ``r_mean``, grey dots). ``None`` when the table is
+    empty.
     """
     cultures = list(dict.fromkeys(accuracy["culture"]))
+    if not cultures:
+        return None
     fig, axes = plt.subplots(len(cultures), 1, figsize=(8, 2.4 * len(cultures)),
                              squeeze=False, layout="constrained")
     for ax, c in zip(axes[:, 0], cultures, strict=True):
@@ -38,17 +42,23 @@ def accuracy_figure(accuracy: pd.DataFrame) -> bytes:
             ax.scatter(x, part["ceiling"], marker="_", s=200, color="k", zorder=3,
                        label="ceiling √reliability")
         ax.axhline(0, color="0.7", lw=0.8)
-        ax.set_xticks(x, part["concept"], fontsize=7, rotation=90)
+        ax.set_xticks(x, [str(c) for c in part["concept"]], fontsize=7, rotation=90)
         ax.set_ylim(-1, 1)
         ax.set_ylabel(f"{c}: r")
         ax.spines[["top", "right"]].set_visible(False)
     axes[0, 0].legend(fontsize=7, ncol=3, loc="lower left")
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def ppca_figure(components: pd.DataFrame) -> bytes:
-    """Held-out covariance of every PPCA component per pair; shared components filled."""
+@figure_function
+def ppca_figure(components: pd.DataFrame) -> bytes | None:
+    """Held-out covariance of every PPCA component per pair; shared components filled.
+
+    ``None`` when the table is empty.
+    """
     pairs = list(dict.fromkeys(components["culture_pair"]))
+    if not pairs:
+        return None
     fig, axes = plt.subplots(1, len(pairs), figsize=(2.6 * len(pairs) + 0.5, 2.6),
                              squeeze=False)
     for ax, pair in zip(axes[0], pairs, strict=True):
@@ -65,38 +75,54 @@ def ppca_figure(components: pd.DataFrame) -> bytes:
         ax.spines[["top", "right"]].set_visible(False)
     axes[0, 0].set_ylabel("held-out covariance", fontsize=8)
     axes[0, 0].legend(fontsize=7)
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def loadings_figure(loadings: pd.DataFrame, components: pd.DataFrame, pair: str) -> bytes:
-    """Loadings of both sides' concepts on the shared dimensions of one pair, side by side."""
+@figure_function
+def loadings_figure(loadings: pd.DataFrame, components: pd.DataFrame, pair: str
+                    ) -> bytes | None:
+    """Loadings of both sides' concepts on the shared dimensions of one pair, side by side.
+
+    ``None`` when the pair has no loadings.
+    """
     comp = components[components["culture_pair"] == pair]
     n = max(1, min(int(comp["shared"].astype(bool).sum()), MAX_DIMS_SHOWN))
     part = loadings[(loadings["culture_pair"] == pair) & (loadings["component"] <= n)]
+    if part.empty:
+        return None
     fig, axes = plt.subplots(1, 2, figsize=(2.2 + 0.5 * n * 2, 0.9 + 0.22 * part.groupby(
         "side")["concept"].nunique().max()), squeeze=False, layout="constrained")
     im = None
     for ax, side in zip(axes[0], ("x", "y"), strict=True):
         s = part[part["side"] == side]
+        if s.empty:
+            ax.axis("off")
+            continue
         mat = s.pivot(index="concept", columns="component", values="loading")
         mat = mat.reindex(list(dict.fromkeys(s["concept"])))
         im = ax.imshow(mat.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-        ax.set_yticks(range(len(mat)), mat.index, fontsize=7)
+        ax.set_yticks(range(len(mat)), [str(c) for c in mat.index], fontsize=7)
         ax.set_xticks(range(len(mat.columns)), [f"D{c}" for c in mat.columns], fontsize=7)
-        label = s["culture"].iloc[0] + (" (ratings)" if (s["source"] == "rating").all()
+        label = str(s["culture"].iloc[0]) + (" (ratings)" if (s["source"] == "rating").all()
                                         else "")
         ax.set_title(label, fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.8, label="loading (r with dimension score)")
     fig.suptitle(pair, fontsize=9)
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def preservation_figure(preservation: pd.DataFrame) -> bytes:
-    """The preservation matrix (rows: source culture, columns: target), with its mean."""
+@figure_function
+def preservation_figure(preservation: pd.DataFrame) -> bytes | None:
+    """The preservation matrix (rows: source culture, columns: target), with its mean.
+
+    ``None`` when the table is empty.
+    """
     from facedialect.meaning.preservation import mean_preservation
 
-    cultures = list(dict.fromkeys(preservation["source"]))
+    cultures = list(dict.fromkeys([*preservation["source"], *preservation["target"]]))
+    if not cultures:
+        return None
     mat = (preservation.pivot(index="source", columns="target", values="preserved")
            .reindex(index=cultures, columns=cultures))
     fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(cultures), 1.0 + 0.7 * len(cultures)))
@@ -107,14 +133,17 @@ def preservation_figure(preservation: pd.DataFrame) -> bytes:
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
                         color="black" if v > 0.6 else "white")
-    ax.set_xticks(range(len(cultures)), cultures, fontsize=8)
-    ax.set_yticks(range(len(cultures)), cultures, fontsize=8)
+    ax.set_xticks(range(len(cultures)), [str(c) for c in cultures], fontsize=8)
+    ax.set_yticks(range(len(cultures)), [str(c) for c in cultures], fontsize=8)
     ax.set_xlabel("target (explained)", fontsize=8)
     ax.set_ylabel("source (predictor)", fontsize=8)
-    ax.set_title(f"mean preserved {mean_preservation(preservation):.2f}", fontsize=9)
-    return fig_to_png(fig)
+    mean = mean_preservation(preservation)
+    ax.set_title(f"mean preserved {mean:.2f}" if np.isfinite(mean)
+                 else "no pair of different cultures", fontsize=9)
+    return render(fig)
 
 
+@figure_function
 def top_images_figure(scores: pd.DataFrame, images: pd.DataFrame, pair: str,
                       per_dim: int = 5) -> bytes | None:
     """The images scoring highest on each shared dimension of a pair (mean of both sides)."""
@@ -146,7 +175,7 @@ def top_images_figure(scores: pd.DataFrame, images: pd.DataFrame, pair: str,
             if c == 0:
                 ax.set_ylabel(f"D{d}", fontsize=8)
     fig.suptitle(f"{pair}: highest-scoring images per dimension", fontsize=9)
-    return fig_to_png(fig)
+    return render(fig)
 
 
 def top_concepts(loadings: pd.DataFrame, components: pd.DataFrame, top: int = 3
@@ -201,15 +230,17 @@ def meaning_section(run: RunDir) -> Section | None:
         Table(per_culture, "Mean correlation of held-out predictions with the mean ratings "
               "per culture (over concepts); ceiling: mean √(split-half reliability).",
               "rating_accuracy_summary"),
-        Figure(accuracy_figure(acc), "Per concept: correlation of held-out predictions "
-               "with the mean ratings, from tables/rating_accuracy.csv.", "rating_accuracy"),
+        figure_block(accuracy_figure, acc, caption="Per concept: correlation of held-out "
+                     "predictions with the mean ratings, from tables/rating_accuracy.csv.",
+                     name="rating_accuracy", missing="No rating accuracy to draw: "
+                     "tables/rating_accuracy.csv has no rows."),
         Table(summ, "Shared dimensions per pair (PPCA, cross-validated permutation test).",
               "ppca_summary"),
     ]
     if len(comps):
-        blocks.append(Figure(ppca_figure(comps), "Held-out covariance of each PPCA "
-                             "component (filled: shared), from tables/ppca_components.csv.",
-                             "ppca_components"))
+        blocks.append(figure_block(ppca_figure, comps, caption="Held-out covariance of each "
+                                   "PPCA component (filled: shared), from "
+                                   "tables/ppca_components.csv.", name="ppca_components"))
     tops = top_concepts(loads, comps)
     if len(tops):
         blocks.append(Table(tops, "Top concepts of each culture on each shared dimension "
@@ -220,19 +251,20 @@ def meaning_section(run: RunDir) -> Section | None:
     for pair in summ.loc[summ["kind"] == "cultures", "culture_pair"]:
         if not (loads["culture_pair"] == pair).any():
             continue
-        blocks.append(Figure(loadings_figure(loads, comps, pair), f"{pair}: loadings of each "
-                             "culture's concepts on the shared dimensions, side by side, "
-                             "from tables/ppca_loadings.csv.", f"loadings_{pair}"))
-        png = top_images_figure(scores, images, pair)
-        if png:
-            blocks.append(Figure(png, f"{pair}: images scoring highest on each dimension "
-                                 "(mean of both cultures' scores), from tables/ppca_scores.csv.",
-                                 f"top_images_{pair}"))
+        blocks.append(figure_block(loadings_figure, loads, comps, pair, caption=f"{pair}: "
+                                   "loadings of each culture's concepts on the shared "
+                                   "dimensions, side by side, from tables/ppca_loadings.csv.",
+                                   name=f"loadings_{pair}"))
+        blocks.append(figure_block(top_images_figure, scores, images, pair, caption=f"{pair}: "
+                                   "images scoring highest on each dimension (mean of both "
+                                   "cultures' scores), from tables/ppca_scores.csv.",
+                                   name=f"top_images_{pair}"))
     if pres["preserved"].notna().any():
-        blocks.append(Figure(preservation_figure(pres), "Preservation: cross-validated share "
-                             "of the target culture's predicted-meaning variance explained by "
-                             "a ridge map from the source culture's predictions, from "
-                             "tables/meaning_preservation.csv.", "meaning_preservation"))
+        blocks.append(figure_block(
+            preservation_figure, pres, caption="Preservation: cross-validated share of the "
+            "target culture's predicted-meaning variance explained by a ridge map from the "
+            "source culture's predictions, from tables/meaning_preservation.csv.",
+            name="meaning_preservation"))
     blocks.append(Table(pres, "Preservation per ordered pair; preserved_ratings: share of the "
                         "target's rating variance explained, ceiling: its reliable share.",
                         "meaning_preservation"))

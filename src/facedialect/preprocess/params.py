@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 #: Version of the pre-processing *algorithm*. Bump it whenever a change to the code would
 #: change the output images for the same parameters, so that cached results are not reused.
@@ -24,7 +24,8 @@ class PreprocessParams(BaseModel):
     immutable, and :meth:`key` gives a stable hash of it for cache keys.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: true is not the number 1 and "7" is not 7 (a TOML list still makes the tuple)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     size: int = Field(
         224,
@@ -132,7 +133,7 @@ class PreprocessParams(BaseModel):
             "lies inside the oval."
         ),
     )
-    variant_scales: tuple[float, float, float, float, float] = Field(
+    variant_scales: Annotated[tuple[float, float, float, float, float], Strict(False)] = Field(
         (1.00, 0.90, 0.95, 1.05, 1.10),
         description=(
             "Augmentation: the 5 sizes of the face relative to the plain image; the first "

@@ -146,8 +146,8 @@ def preprocess_face(gray: np.ndarray, params: PreprocessParams) -> FaceResult:
     """Detect, crop, normalize and mask the face in one grayscale image.
 
     Never raises for an image without a face: the result then has ``image=None``,
-    ``detected=False`` and the reason. With several faces the largest is used (or the
-    strongest, see ``face_choice``).
+    ``detected=False`` and the reason (also for an image only 1 pixel high or wide). With
+    several faces the largest is used (or the strongest, see ``face_choice``).
 
     Parameters
     ----------
@@ -166,6 +166,10 @@ def preprocess_face(gray: np.ndarray, params: PreprocessParams) -> FaceResult:
     ValueError
         When ``gray`` is not a 2-D uint8 array.
     """
+    if isinstance(gray, np.ndarray) and gray.ndim == 2 and 0 < min(gray.shape) < 2:
+        h, w = gray.shape
+        return FaceResult(None, False, 0, None, f"no face detected: the image is only {w}x{h} "
+                                                 f"pixels")
     gray = check_gray(gray)
     found = detect_faces_info(gray, params)
     n_faces = len(found.boxes)

@@ -1,9 +1,23 @@
-"""Figures drawn from the run directory's tables (never from state in memory)."""
+"""Figures drawn from the run directory's tables (never from state in memory).
+
+Every figure function is decorated with :func:`figure_function` and returns its image from
+:func:`render`: PNG bytes (the files in ``figures/``), or, inside ``figure_format("svg")``
+as the report uses it, SVG whose text stays text, so the reader's browser draws labels in
+any script (Chinese or Japanese concepts, Arabic culture names) with its own fonts. A
+figure function returns ``None`` when its table has nothing to draw.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import io
 import re
+import warnings
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import matplotlib
 
@@ -11,12 +25,86 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from matplotlib.image import AxesImage  # noqa: E402
 
 from facedialect.imageio import read_gray  # noqa: E402
 from facedialect.labels import VOCABULARY, expression_index, in_order  # noqa: E402
 from facedialect.store import ArrayCache, RunDir  # noqa: E402
 
 FIG_DPI = 110
+
+#: Font families with Chinese, Japanese and Korean glyphs, used as fallbacks after
+#: matplotlib's own font (DejaVu Sans has none) where the system has them: Noto / Source
+#: Han (Linux: ``fonts-noto-cjk``), WenQuanYi, IPA, and those of Windows and macOS.
+CJK_FAMILIES: tuple[str, ...] = (
+    "Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR",
+    "Source Han Sans", "Source Han Sans SC", "Noto Sans JP", "Noto Sans SC", "Noto Sans TC",
+    "Noto Sans KR", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback",
+    "IPAexGothic", "IPAGothic", "TakaoGothic", "Microsoft YaHei", "Microsoft JhengHei",
+    "Yu Gothic", "Meiryo", "MS Gothic", "Malgun Gothic", "PingFang SC", "Hiragino Sans",
+    "Hiragino Sans GB", "Apple SD Gothic Neo", "Arial Unicode MS")
+
+_FORMAT: ContextVar[str] = ContextVar("facedialect_figure_format", default="png")
+_GLYPH_MISSING = r"Glyph \d+ .*missing from font"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@functools.cache
+def fallback_families() -> tuple[str, ...]:
+    """The families of :data:`CJK_FAMILIES` installed on this system, in that order.
+
+    When matplotlib's cached font list has none, the system's font files it does not know
+    (installed after the cache was written) are added for this process.
+    """
+    manager = font_manager.fontManager
+    names = {f.name for f in manager.ttflist}
+    if not names.intersection(CJK_FAMILIES):
+        known = {f.fname for f in manager.ttflist}
+        for path in font_manager.findSystemFonts():
+            if path not in known:
+                with contextlib.suppress(Exception):  # a file FreeType cannot read
+                    manager.addfont(path)
+        names = {f.name for f in manager.ttflist}
+    return tuple(f for f in CJK_FAMILIES if f in names)
+
+
+@contextlib.contextmanager
+def figure_format(fmt: str) -> Iterator[None]:
+    """Make the figure functions return ``"png"`` (the default) or ``"svg"`` in the block.
+
+    SVG keeps text as text (``svg.fonttype = 'none'``): the report inlines it, and the
+    browser draws every label with its own fonts, in any script.
+    """
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"figure format must be 'png' or 'svg', not {fmt!r}")
+    token = _FORMAT.set(fmt)
+    try:
+        yield
+    finally:
+        _FORMAT.reset(token)
+
+
+def figure_function(func: F) -> F:
+    """Decorator of a figure function: fonts for labels in any script, labels taken literally.
+
+    Adds the installed :func:`fallback_families` after the default font, so PNG figures
+    draw CJK labels where the system has such a font, and turns off mathtext (a concept
+    named ``costs $5-$10`` is shown as written). In SVG the browser draws the text, so
+    matplotlib's "Glyph ... missing" warnings, which concern its own fonts only, are
+    silenced there.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        rc = {"font.family": [*plt.rcParams["font.family"], *fallback_families()],
+              "text.parse_math": False}
+        with plt.rc_context(rc), warnings.catch_warnings():
+            if _FORMAT.get() == "svg":
+                warnings.filterwarnings("ignore", message=_GLYPH_MISSING)
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def fig_to_png(fig: plt.Figure) -> bytes:
@@ -27,9 +115,48 @@ def fig_to_png(fig: plt.Figure) -> bytes:
     return buf.getvalue()
 
 
+def fig_to_svg(fig: plt.Figure) -> bytes:
+    """Render a matplotlib figure to an ``<svg>`` element for inlining in HTML; close it.
+
+    Text stays text (the browser draws it with its own fonts); images larger than 64 x 64
+    are rasterized at :data:`FIG_DPI`, as in the PNG, so the size stays about the PNG's.
+    The XML prolog and metadata are dropped and every id is prefixed with a hash of the
+    figure, so several figures can share one HTML page; the output is deterministic.
+    """
+    for im in fig.findobj(AxesImage):
+        arr = im.get_array()
+        if arr is not None and arr.shape[0] * arr.shape[1] > 64 * 64:
+            im.set_rasterized(True)
+    buf = io.BytesIO()
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "facedialect",
+                         "svg.image_inline": True}):
+        fig.savefig(buf, format="svg", dpi=FIG_DPI, bbox_inches="tight",
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    plt.close(fig)
+    text = buf.getvalue().decode("utf-8")
+    text = text[text.index("<svg"):]
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
+    # matplotlib names its whole sans-serif list on every text: one font and the generic
+    # family say the same (the browser falls back per glyph to a font that has it)
+    text = re.sub(r"font-family: [^;\"]*", "font-family: 'DejaVu Sans', sans-serif", text)
+    text = re.sub(r">\s+<", "><", text)  # the indentation between elements
+    prefix = "f" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:8] + "-"
+    text = re.sub(r'(\bid="|url\(#|href="#)', lambda m: m[1] + prefix, text)
+    return text.encode("utf-8")
+
+
+def render(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes, or as SVG inside ``figure_format("svg")``; closes it."""
+    return fig_to_svg(fig) if _FORMAT.get() == "svg" else fig_to_png(fig)
+
+
 def safe_name(text: str) -> str:
-    """A file-name-safe version of ``text`` (for per-database figure names)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+    """A file-name-safe version of ``text`` (for per-database figure names).
+
+    Letters and digits of any script are kept (``日本`` stays ``日本``), so databases whose
+    names differ only in non-Latin letters get different files.
+    """
+    return re.sub(r"[^\w.-]+", "_", text)
 
 
 def _before(path: str, box: tuple[int, int, int, int] | None, size: int) -> np.ndarray:
@@ -45,6 +172,7 @@ def _before(path: str, box: tuple[int, int, int, int] | None, size: int) -> np.n
     return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
 
 
+@figure_function
 def contact_sheets(run: RunDir, cache: ArrayCache, per_expression: int = 4) -> list[str]:
     """Draw one contact sheet per database: rows expressions, pairs of before / after.
 
@@ -94,6 +222,7 @@ def contact_sheets(run: RunDir, cache: ArrayCache, per_expression: int = 4) -> l
     return names
 
 
+@figure_function
 def exclusions_figure(images: pd.DataFrame) -> bytes | None:
     """Bar chart of included images per expression and database (from ``images.csv``)."""
     inc = images[images["included"].astype(bool)]
@@ -108,17 +237,20 @@ def exclusions_figure(images: pd.DataFrame) -> bytes | None:
     ax.legend(title="database", fontsize=8)
     ax.tick_params(axis="x", rotation=0, labelsize=8)
     ax.spines[["top", "right"]].set_visible(False)
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def training_curves_figure(curves: pd.DataFrame, window: int = 25) -> bytes:
+@figure_function
+def training_curves_figure(curves: pd.DataFrame, window: int = 25) -> bytes | None:
     """Training and validation correct rate and loss, mean and SD across runs (paper Fig. 2).
 
     Training values are per iteration (mini-batch), smoothed per run with a moving average
     of ``window`` iterations before the mean and SD across runs; validation values are
-    per epoch.
+    per epoch. ``None`` when the table is empty.
     """
     dbs = list(dict.fromkeys(curves["db"]))
+    if not dbs:
+        return None
     fig, axes = plt.subplots(2, len(dbs), figsize=(4.2 * len(dbs), 5.2), squeeze=False,
                              sharex="col")
     for c, db in enumerate(dbs):
@@ -147,13 +279,19 @@ def training_curves_figure(curves: pd.DataFrame, window: int = 25) -> bytes:
             ax.spines[["top", "right"]].set_visible(False)
         axes[1, c].set_xlabel("iteration")
     axes[0, 0].legend(fontsize=8, loc="lower right")
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def confusion_figure(mean_conf: pd.DataFrame) -> bytes:
-    """Mean confusion matrices, one panel per (trained on, tested on) pair (Figs. 3-4)."""
+@figure_function
+def confusion_figure(mean_conf: pd.DataFrame) -> bytes | None:
+    """Mean confusion matrices, one panel per (trained on, tested on) pair (Figs. 3-4).
+
+    ``None`` when the table is empty.
+    """
     pairs = list(dict.fromkeys(zip(mean_conf["train_db"], mean_conf["test_db"], strict=True)))
-    dbs = list(dict.fromkeys(mean_conf["train_db"]))
+    dbs = list(dict.fromkeys([*mean_conf["train_db"], *mean_conf["test_db"]]))
+    if not pairs:
+        return None
     n = len(dbs)
     fig, axes = plt.subplots(n, n, figsize=(3.6 * n, 3.9 * n), squeeze=False,
                              layout="constrained")
@@ -182,12 +320,18 @@ def confusion_figure(mean_conf: pd.DataFrame) -> bytes:
         ax.set_title(f"trained {a}, tested {b}\n({cond})", fontsize=8)
         ax.set_xlabel("chosen", fontsize=7)
         ax.set_ylabel("true", fontsize=7)
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def correct_rate_figure(accuracy: pd.DataFrame) -> bytes:
-    """Correct rate per expression, matched vs swapped, per training database (mean, SD)."""
+@figure_function
+def correct_rate_figure(accuracy: pd.DataFrame) -> bytes | None:
+    """Correct rate per expression, matched vs swapped, per training database (mean, SD).
+
+    ``None`` when the table is empty.
+    """
     dbs = list(dict.fromkeys(accuracy["train_db"]))
+    if not dbs:
+        return None
     fig, axes = plt.subplots(1, len(dbs), figsize=(4.6 * len(dbs), 3.0), squeeze=False,
                              sharey=True)
     for c, db in enumerate(dbs):
@@ -208,18 +352,25 @@ def correct_rate_figure(accuracy: pd.DataFrame) -> bytes:
         ax.set_title(f"networks trained on {db}", fontsize=9)
         ax.spines[["top", "right"]].set_visible(False)
     axes[0, 0].set_ylabel("correct rate")
-    axes[0, 0].legend(fontsize=8)
-    return fig_to_png(fig)
+    if axes[0, 0].get_legend_handles_labels()[0]:
+        axes[0, 0].legend(fontsize=8)
+    return render(fig)
 
 
 _MARKERS = dict(zip(VOCABULARY, ["o", "^", "s", "v", "D", "P", "X", "*"], strict=True))
 
 
-def stimuli_sheet(stimuli: pd.DataFrame, every: int = 2) -> bytes:
-    """Contact sheet of the AU stimuli (rows: AUs; columns: every ``every``-th level)."""
+@figure_function
+def stimuli_sheet(stimuli: pd.DataFrame, every: int = 2) -> bytes | None:
+    """Contact sheet of the AU stimuli (rows: AUs; columns: every ``every``-th level).
+
+    ``None`` when there is no AU stimulus.
+    """
     import cv2
 
     aus = [a for a in dict.fromkeys(stimuli["au"]) if a != 0]
+    if not aus:
+        return None
     levels = sorted(int(v) for v in stimuli["level"].unique())
     cols = levels[::every] if levels[-1] in levels[::every] else levels[::every] + levels[-1:]
     null = stimuli[stimuli["au"] == 0]["path"].iloc[0]
@@ -240,7 +391,7 @@ def stimuli_sheet(stimuli: pd.DataFrame, every: int = 2) -> bytes:
                 inten = 0.0 if lv == 0 else float(row["intensity"].iloc[0])
                 ax.set_title(f"{inten:.1f}", fontsize=7)
     fig.subplots_adjust(wspace=0.03, hspace=0.03)
-    return fig_to_png(fig)
+    return render(fig)
 
 
 def _profile_matrix(unit_profile: pd.DataFrame) -> pd.DataFrame:
@@ -252,10 +403,17 @@ def _profile_matrix(unit_profile: pd.DataFrame) -> pd.DataFrame:
     return mat.sort_index(axis=1)
 
 
-def profile_heatmaps(profiles: pd.DataFrame, similarity: pd.DataFrame | None) -> bytes:
-    """Every unit's AU x level profile, normalised by its largest |value| (paper Fig. 7)."""
+@figure_function
+def profile_heatmaps(profiles: pd.DataFrame, similarity: pd.DataFrame | None
+                     ) -> bytes | None:
+    """Every unit's AU x level profile, normalised by its largest |value| (paper Fig. 7).
+
+    ``None`` when the table has no profile.
+    """
     dbs = list(dict.fromkeys(profiles["db"]))
     units = in_order(profiles["unit"])
+    if not dbs or not units:
+        return None
     fig, axes = plt.subplots(len(dbs), len(units), figsize=(2 * len(units), 3.3 * len(dbs)),
                              squeeze=False, layout="constrained")
     same = {}
@@ -285,26 +443,29 @@ def profile_heatmaps(profiles: pd.DataFrame, similarity: pd.DataFrame | None) ->
                 ax.set_ylabel("AU", fontsize=7)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.6, label="response / max |response|")
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def tuning_curves_figure(profiles: pd.DataFrame, top: int = 3) -> bytes:
+@figure_function
+def tuning_curves_figure(profiles: pd.DataFrame, top: int = 3) -> bytes | None:
     """Example tuning curves (paper Figs. 5-6): response against AU intensity.
 
     One panel per expression unit; for each unit the ``top`` AUs with the largest mean
     |response| at any level (over all databases), one colour per AU, one line style per
-    database, mean ± SD across runs as a band.
+    database, mean ± SD across runs as a band. ``None`` when the table has no profile.
     """
     dbs = list(dict.fromkeys(profiles["db"]))
     styles = ["-", "--", ":", "-."]
     units = in_order(profiles["unit"])
+    if not dbs or not units:
+        return None
     fig, axes = plt.subplots(1, len(units), figsize=(2.45 * len(units), 3.2), squeeze=False,
                              layout="constrained")
     axes = axes[0]
     n_levels = int(profiles["level"].max())
     for ax, unit in zip(axes, units, strict=True):
         u = profiles[profiles["unit"] == unit]
-        strength = u.assign(a=u["mean"].abs()).groupby("au")["a"].max()
+        strength = u[u["au"] != 0].assign(a=lambda d: d["mean"].abs()).groupby("au")["a"].max()
         aus = list(strength.sort_values(ascending=False).index[:top])
         for k, au in enumerate(aus):
             color = plt.get_cmap("tab10")(k)
@@ -319,19 +480,24 @@ def tuning_curves_figure(profiles: pd.DataFrame, top: int = 3) -> bytes:
         ax.set_title(f"{unit} unit", fontsize=9)
         ax.set_xlabel("AU intensity", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="best")
     axes[0].set_ylabel("FC3 response − null", fontsize=8)
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def sum_difference_figure(profiles: pd.DataFrame, db_a: str, db_b: str) -> bytes:
+@figure_function
+def sum_difference_figure(profiles: pd.DataFrame, db_a: str, db_b: str) -> bytes | None:
     """Sum and difference of the same unit's profiles in two databases (paper Fig. 8).
 
     Each database's profile is first normalised by its largest |value| (as in Fig. 7);
     rows: the sum (A + B, what both share) and the difference (A − B, what differs).
+    ``None`` when the two databases have no unit in common.
     """
     units = [u for u in in_order(profiles.loc[profiles["db"] == db_a, "unit"])
              if (profiles.loc[profiles["db"] == db_b, "unit"] == u).any()]
+    if not units:
+        return None
     fig, axes = plt.subplots(2, len(units), figsize=(2 * len(units), 6.4), squeeze=False,
                              layout="constrained")
     im = None
@@ -352,12 +518,18 @@ def sum_difference_figure(profiles: pd.DataFrame, db_a: str, db_b: str) -> bytes
                 ax.set_ylabel(f"{db_a} {'+' if r == 0 else '−'} {db_b}\nAU", fontsize=7)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.6, label="normalised response")
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def similarity_confusion_figure(links: pd.DataFrame) -> bytes:
-    """Profile r_s matrix beside the swapped confusion matrix, and their scatter (Fig. 9)."""
+@figure_function
+def similarity_confusion_figure(links: pd.DataFrame) -> bytes | None:
+    """Profile r_s matrix beside the swapped confusion matrix, and their scatter (Fig. 9).
+
+    ``None`` when the table is empty.
+    """
     pairs = list(dict.fromkeys(zip(links["trained"], links["tested"], strict=True)))
+    if not pairs:
+        return None
     fig, axes = plt.subplots(len(pairs), 3, figsize=(11, 3.5 * len(pairs)), squeeze=False,
                              layout="constrained")
     for k, (a, b) in enumerate(pairs):
@@ -382,32 +554,46 @@ def similarity_confusion_figure(links: pd.DataFrame) -> bytes:
         ax.set_title(f"r_s = {part['spearman_r'].iloc[0]:.2f} (p = {part['p'].iloc[0]:.2g})",
                      fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def pca_figure(scores: pd.DataFrame, variance: pd.DataFrame) -> bytes:
-    """PC1-2 and PC1-3 of the profiles: symbol per expression, filled/open per database."""
+@figure_function
+def pca_figure(scores: pd.DataFrame, variance: pd.DataFrame) -> bytes | None:
+    """PC1-2 and PC1-3 of the profiles: symbol per expression, filled/open per database.
+
+    With a single component (one AU in the study: ``[tuning] aus = [12]``) the profiles'
+    PC1 scores are shown on one axis, a row per database. ``None`` when the table is empty.
+    """
     dbs = list(dict.fromkeys(scores["db"]))
+    if not dbs:
+        return None
     wide = scores.pivot_table(index=["db", "unit"], columns="pc", values="score")
     ratio = dict(zip(variance["pc"], variance["explained_variance_ratio"], strict=True))
     pcs = [c for c in (2, 3) if c in wide.columns]
-    fig, axes = plt.subplots(1, len(pcs), figsize=(5 * len(pcs), 4), squeeze=False)
-    for ax, pc in zip(axes[0], pcs, strict=True):
+    fig, axes = plt.subplots(1, max(1, len(pcs)), figsize=(5 * max(1, len(pcs)), 4),
+                             squeeze=False)
+    for ax, pc in zip(axes[0], pcs or [None], strict=True):
         for (db, unit), row in wide.iterrows():
             filled = dbs.index(db) == 0
-            ax.scatter(row[1], row[pc], marker=_MARKERS[unit], s=60,
+            y = row[pc] if pc is not None else dbs.index(db)
+            ax.scatter(row[1], y, marker=_MARKERS[unit], s=60,
                        facecolors=f"C{expression_index(unit)}" if filled else "none",
                        edgecolors=f"C{expression_index(unit)}", linewidths=1.4)
         ax.set_xlabel(f"PC1 ({ratio.get(1, 0):.0%})")
-        ax.set_ylabel(f"PC{pc} ({ratio.get(pc, 0):.0%})")
-        ax.axhline(0, color="0.8", lw=0.8)
+        if pc is None:  # one component: a row per database
+            ax.set_yticks(range(len(dbs)), [str(d) for d in dbs])
+            ax.set_ylim(len(dbs) - 0.5, -0.5)
+            ax.set_title("one principal component (the profiles span one AU)", fontsize=9)
+        else:
+            ax.set_ylabel(f"PC{pc} ({ratio.get(pc, 0):.0%})")
+            ax.axhline(0, color="0.8", lw=0.8)
         ax.axvline(0, color="0.8", lw=0.8)
     handles = [plt.Line2D([], [], marker=_MARKERS[e], ls="", color=f"C{expression_index(e)}",
                           label=e) for e in in_order(scores["unit"])]
     handles += [plt.Line2D([], [], marker="o", ls="", color="k", label=f"{dbs[0]} (filled)")]
     if len(dbs) > 1:
         handles += [plt.Line2D([], [], marker="o", ls="", mfc="none", color="k",
-                               label=f"{dbs[1]} (open)")]
+                               label=f"{', '.join(map(str, dbs[1:]))} (open)")]
     axes[0, -1].legend(handles=handles, fontsize=7, loc="center left",
                        bbox_to_anchor=(1.02, 0.5))
-    return fig_to_png(fig)
+    return render(fig)

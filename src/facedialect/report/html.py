@@ -3,7 +3,10 @@
 Each section is built from the run directory's tables and figures by a function
 registered in :data:`SECTION_BUILDERS`; a builder returns ``None`` when its stage has not
 run. Every string that comes from user data is escaped; images and tables are embedded
-(``data:`` URIs), so the file can be mailed or archived alone.
+(``data:`` URIs, figures drawn for the report as inline SVG whose text the browser draws in
+any script), so the file can be mailed or archived alone. A figure or section that fails
+becomes a note in the report (and a :class:`~facedialect.errors.ReportWarning`), and the
+report is still written.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +23,26 @@ from pathlib import Path
 import pandas as pd
 
 from facedialect import __version__
-from facedialect.store import RunDir, atomic_write_text
+from facedialect.errors import ReportWarning
+from facedialect.store import RunDir, atomic_write_text, table_csv
 
 
 @dataclass
 class Figure:
-    """A PNG figure with its caption."""
+    """A figure with its caption: PNG bytes, or an ``<svg>`` element (UTF-8 bytes) to inline.
 
-    png: bytes
+    The figure functions give SVG inside ``figure_format("svg")`` (as :func:`build_report`
+    draws them), PNG otherwise (the files in ``figures/``).
+    """
+
+    image: bytes
     caption: str
     name: str = "figure"
+
+    @property
+    def is_svg(self) -> bool:
+        """Whether :attr:`image` is an SVG element (else PNG)."""
+        return self.image.lstrip()[:4] == b"<svg"
 
 
 @dataclass
@@ -61,7 +76,7 @@ class Section:
 
     id: str
     title: str
-    blocks: list[Figure | Table | Text | Code] = field(default_factory=list)
+    blocks: list[Figure | Table | Text | Code | None] = field(default_factory=list)
 
 
 SectionBuilder = Callable[[RunDir], "Section | None"]
@@ -87,19 +102,72 @@ def order_sections(sections: list[Section]) -> list[Section]:
     return [s for s in sections if s.id not in LAST_SECTIONS] + last
 
 
+#: Characters shown as escapes (``\r``, ``\x1b``, ``\xff``): controls other than newline
+#: and tab, and the lone surrogates that stand for file-name bytes which are not UTF-8.
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _visible(m: re.Match[str]) -> str:
+    c = m.group()
+    if 0xDC80 <= ord(c) <= 0xDCFF:  # a byte of a file name that is not UTF-8
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return c.encode("unicode_escape").decode("ascii")
+
+
 def esc(value: object) -> str:
-    """HTML-escape any value (quotes included)."""
-    return html.escape(str(value), quote=True)
+    r"""HTML-escape any value (quotes included).
+
+    Control characters (but newline and tab) and the bytes of file names that are not
+    UTF-8 are shown as escapes (``Icon\r``, ``caf\xe9.png``), so the page is valid UTF-8.
+    """
+    return html.escape(_INVISIBLE.sub(_visible, str(value)), quote=True)
 
 
 def _figure_html(fig: Figure) -> str:
-    b64 = base64.b64encode(fig.png).decode("ascii")
-    return (f'<figure><img alt="{esc(fig.name)}" src="data:image/png;base64,{b64}">'
+    if fig.is_svg:  # matplotlib escapes the text; every id is prefixed per figure
+        return (f'<figure><div class="svg" role="img" aria-label="{esc(fig.caption or fig.name)}"'
+                f' data-name="{esc(fig.name)}">{fig.image.decode("utf-8")}</div>'
+                f"<figcaption>{esc(fig.caption)}</figcaption></figure>")
+    b64 = base64.b64encode(fig.image).decode("ascii")
+    return (f'<figure><img alt="{esc(fig.caption or fig.name)}" '
+            f'src="data:image/png;base64,{b64}">'
             f"<figcaption>{esc(fig.caption)}</figcaption></figure>")
 
 
+def figure_block(draw: Callable[..., bytes | None], *args: object, caption: str, name: str,
+                 missing: str = "", **kwargs: object) -> Figure | Text | None:
+    """Draw one figure of the report; a failure becomes a note and the report goes on.
+
+    Parameters
+    ----------
+    draw : callable
+        The figure function, called with ``args`` and ``kwargs``; returns the image, or
+        ``None`` when its table has nothing to draw.
+    caption, name : str
+        The figure's caption and name.
+    missing : str
+        Text shown instead when ``draw`` returns ``None`` (nothing is shown when empty).
+
+    Returns
+    -------
+    Figure, Text or None
+        The figure; a :class:`Text` saying ``figure NAME could not be drawn: ERROR`` when
+        drawing raised (also issued as a :class:`~facedialect.errors.ReportWarning`), or
+        ``missing``; ``None`` when there is nothing to show.
+    """
+    try:
+        image = draw(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - one figure must not cost the whole report
+        note = f"figure {name} could not be drawn: {type(exc).__name__}: {exc}"
+        warnings.warn(f"report: {note}", ReportWarning, stacklevel=2)
+        return Text(note)
+    if image is None:
+        return Text(missing) if missing else None
+    return Figure(image, caption, name)
+
+
 def _table_html(tab: Table) -> str:
-    csv = tab.df.to_csv(index=False).encode("utf-8")
+    csv = table_csv(tab.df)  # as in tables/: any file name round-trips
     b64 = base64.b64encode(csv).decode("ascii")
     shown = tab.df.head(tab.max_rows)
     head = "".join(f"<th>{esc(c)}</th>" for c in shown.columns)
@@ -137,7 +205,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:11
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;
 margin-top:2em}nav a{margin-right:1em}figure{margin:1em 0}figure img{max-width:100%;
-border:1px solid #eee}figcaption,.caption{font-size:.9em;color:#444}
+border:1px solid #eee}figure svg{max-width:100%;height:auto;overflow:visible}
+figcaption,.caption{font-size:.9em;color:#444}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;
 padding:2px 6px;text-align:left}th{background:#f4f4f4}.table{overflow-x:auto}
 .more{font-size:.85em;color:#666}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;
@@ -156,7 +225,7 @@ def render_html(title: str, sections: list[Section], meta: str = "") -> str:
     ]
     for s in sections:
         parts.append(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>')
-        parts.extend(_block_html(b) for b in s.blocks)
+        parts.extend(_block_html(b) for b in s.blocks if b is not None)
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -178,11 +247,14 @@ def build_report(run_dir: str | Path | RunDir, out: str | Path | None = None) ->
         The report file.
     """
     from facedialect.report import sections as _sections  # noqa: F401  (registers builders)
+    from facedialect.report.figures import figure_format
 
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     manifest = run.read_manifest()
     title = manifest.get("report_title") or manifest.get("study") or run.path.name
-    built = order_sections([s for s in (b(run) for b in SECTION_BUILDERS) if s is not None])
+    with figure_format("svg"):
+        built = order_sections([s for s in (_build_section(b, run) for b in SECTION_BUILDERS)
+                                if s is not None])
     meta = (f"facedialect {__version__} · run directory {run.path} · "
             f"seed {manifest.get('seed', 'n/a')} · updated {manifest.get('updated', 'n/a')}")
     doc = render_html(f"facedialect report: {title}", built, meta)
@@ -191,6 +263,17 @@ def build_report(run_dir: str | Path | RunDir, out: str | Path | None = None) ->
     if out is None:
         run.update_manifest(report={"path": str(target)})
     return target
+
+
+def _build_section(builder: SectionBuilder, run: RunDir) -> Section | None:
+    """Run one section builder; a failure becomes a section that says so."""
+    try:
+        return builder(run)
+    except Exception as exc:  # noqa: BLE001 - one section must not cost the whole report
+        sid = builder.__name__.removesuffix("_section")
+        note = f"section {sid} could not be built: {type(exc).__name__}: {exc}"
+        warnings.warn(f"report: {note}", ReportWarning, stacklevel=2)
+        return Section(sid, sid.replace("_", " ").capitalize(), [Text(note)])
 
 
 def pretty_json(obj: object) -> str:

@@ -17,6 +17,7 @@ from facedialect.report.html import (
     Section,
     Table,
     Text,
+    figure_block,
     pretty_json,
     register_section,
 )
@@ -148,8 +149,8 @@ def summary_section(run: RunDir) -> Section | None:
     if acc is not None:
         paper = ", ".join(f"{k} {v[0]:.2f} matched / {v[1]:.2f} swapped"
                           for k, v in PAPER_MATCHED_SWAPPED.items())
-        blocks.append(Table(acc, "Mean correct rate over the expressions (all 50 variants; "
-                            "swapped: those both databases have), "
+        blocks.append(Table(acc, "Mean correct rate over the expressions "
+                            f"({_tested_in(run)}; swapped: those both databases have), "
                             "mean ± SD across runs: tested on its own database (matched) "
                             f"and on the other(s) (swapped). The paper: {paper}.",
                             "headline_accuracy"))
@@ -238,10 +239,11 @@ def database_section(run: RunDir) -> Section | None:
               "takes = 'first'; every take of a subject stays in one split part).",
               "images_per_subject"),
     ]
-    png = exclusions_figure(images)
-    if png:
-        blocks.append(Figure(png, "Included images per expression and database, from "
-                             "tables/images.csv.", "images_per_expression"))
+    blocks.append(figure_block(exclusions_figure, images, caption="Included images per "
+                               "expression and database, from tables/images.csv.",
+                               name="images_per_expression",
+                               missing="No image is included: no figure of images per "
+                               "expression."))
     blocks.append(Table(by_reason, "Excluded files by reason.", "exclusions_by_reason"))
     if len(exc):
         blocks.append(Table(exc[["db", "path", "expression", "subject", "reason"]],
@@ -285,6 +287,12 @@ def _training_facts(run: RunDir) -> dict:
     return run.read_manifest().get("training", {})
 
 
+def _tested_in(run: RunDir) -> str:
+    """The variants each test image was tested in, in words (the protocol's test_variants)."""
+    n = _training_facts(run).get("protocol", {}).get("test_variants", 50)
+    return "all 50 variants" if n == 50 else f"{n} of the 50 variants"
+
+
 @register_section
 def training_section(run: RunDir) -> Section | None:
     """Training curves (paper Fig. 2) and the protocol with its deviations."""
@@ -308,10 +316,12 @@ def training_section(run: RunDir) -> Section | None:
         f"and initialisation seeds. Protocol '{proto.get('name')}'."))
     for note in proto.get("notes", []):
         blocks.append(Text(f"Deviation from the paper: {note}."))
-    blocks.append(Figure(training_curves_figure(curves), "Correct rate and loss during "
-                         "training (blue: mini-batches, moving average of 25 iterations, "
-                         "mean ± SD across runs) and on the validation subjects after each "
-                         "epoch (red), from tables/training_curves.csv.", "training_curves"))
+    blocks.append(figure_block(
+        training_curves_figure, curves, caption="Correct rate and loss during training "
+        "(blue: mini-batches, moving average of 25 iterations, mean ± SD across runs) and on "
+        "the validation subjects after each epoch (red), from tables/training_curves.csv.",
+        name="training_curves", missing="No training curves to draw: "
+        "tables/training_curves.csv has no rows."))
     last = curves[curves["split"] == "validation"].sort_values("iteration")
     last = last.groupby(["db", "run"]).tail(1)
     blocks.append(Table(last.groupby("db")["correct_rate"].agg(["mean", "std", "count"])
@@ -350,18 +360,21 @@ def classification_section(run: RunDir) -> Section | None:
                .rename(columns={"count": "runs"}))
     blocks: list = [
         Text("Each network was tested on the test subjects of its own run: of its own "
-             "database (matched) and of every other database (swapped), on all 50 "
-             "variants of each test image (variants = all) and on the plain image alone "
-             "(variants = plain). SCIENCE §6."),
+             "database (matched) and of every other database (swapped), on "
+             f"{_tested_in(run)} of each test image (variants = all) and on the plain "
+             "image alone (variants = plain). SCIENCE §6."),
         Table(summary, "Mean correct rate (over expressions) per network, mean and SD "
               "across runs.", "correct_rate_summary"),
-        Figure(confusion_figure(mean_confusion(conf[conf["variants"] == "all"])),
-               "Confusion matrices averaged over runs (rows: true expression, columns: "
-               "chosen; rows sum to 1), all 50 variants, from tables/confusion.csv.",
-               "confusion"),
-        Figure(correct_rate_figure(acc[acc["variants"] == "all"]), "Correct rate per "
-               "expression, matched vs swapped (mean ± SD across runs), from "
-               "tables/accuracy.csv.", "correct_rate"),
+        figure_block(confusion_figure, mean_confusion(conf[conf["variants"] == "all"]),
+                     caption="Confusion matrices averaged over runs (rows: true expression, "
+                     f"columns: chosen; rows sum to 1), {_tested_in(run)}, from "
+                     "tables/confusion.csv.", name="confusion",
+                     missing="No confusion matrices to draw: tables/confusion.csv has no "
+                     "rows."),
+        figure_block(correct_rate_figure, acc[acc["variants"] == "all"], caption="Correct "
+                     "rate per expression, matched vs swapped (mean ± SD across runs), from "
+                     "tables/accuracy.csv.", name="correct_rate",
+                     missing="No correct rates to draw: tables/accuracy.csv has no rows."),
         Table(stats, "t-tests and two-way ANOVAs on per-run correct rates (runs as "
               "replicates; scipy / statsmodels; ANOVAs over the expressions every compared "
               "group has).", "stats_classification"),
@@ -435,29 +448,35 @@ def tuning_section(run: RunDir) -> Section | None:
         "(below) rather than by single positive tunings.")]
     stim = run.path / "stimuli" / "stimuli.csv"
     if stim.exists():
-        blocks.append(Figure(stimuli_sheet(pd.read_csv(stim)), "The stimuli: rows AUs, "
-                             "columns intensity (every second level), from stimuli/.",
-                             "stimuli"))
+        blocks.append(figure_block(stimuli_sheet, pd.read_csv(stim), caption="The stimuli: "
+                                   "rows AUs, columns intensity (every second level), from "
+                                   "stimuli/.", name="stimuli",
+                                   missing="No AU stimuli to show: stimuli/stimuli.csv lists "
+                                   "none."))
     null = run.path / "stimuli" / "null.png"
     if null.exists():
         blocks.append(Figure(null.read_bytes(), "The base face used for the stimuli (the "
                              "null image: every AU at 0), stimuli/null.png.", "base_face"))
-    blocks.append(Figure(tuning_curves_figure(prof), "Example tuning curves (paper Figs. "
-                         "5-6): for each unit, the three AUs it responds to most; solid and "
-                         "dashed lines are the databases, bands ± SD across runs; from "
-                         "tables/au_profiles.csv.", "tuning_curves"))
-    blocks.append(Figure(profile_heatmaps(prof, sim), "Tuning profiles (AU x level), each "
-                         "normalised by its largest absolute value; r_s: Spearman "
-                         "correlation of the same unit's profiles across databases (null "
-                         "level excluded), from tables/au_profiles.csv (paper Fig. 7).",
-                         "profiles"))
+    blocks.append(figure_block(
+        tuning_curves_figure, prof, caption="Example tuning curves (paper Figs. 5-6): for "
+        "each unit, the three AUs it responds to most; solid and dashed lines are the "
+        "databases, bands ± SD across runs; from tables/au_profiles.csv.",
+        name="tuning_curves", missing="No AU tuning profiles to draw: "
+        "tables/au_profiles.csv has no rows."))
+    blocks.append(figure_block(
+        profile_heatmaps, prof, sim, caption="Tuning profiles (AU x level), each normalised "
+        "by its largest absolute value; r_s: Spearman correlation of the same unit's profiles "
+        "across databases (null level excluded), from tables/au_profiles.csv (paper Fig. 7).",
+        name="profiles"))
     dbs = list(dict.fromkeys(prof["db"]))
     for i, a in enumerate(dbs):
         for b in dbs[i + 1:]:
-            blocks.append(Figure(sum_difference_figure(prof, a, b), f"Sum ({a} + {b}: what "
-                                 f"both databases' networks share) and difference ({a} − "
-                                 f"{b}) of each unit's normalised profiles (paper Fig. 8), "
-                                 "from tables/au_profiles.csv.", f"sum_difference_{a}_{b}"))
+            blocks.append(figure_block(
+                sum_difference_figure, prof, a, b, caption=f"Sum ({a} + {b}: what both "
+                f"databases' networks share) and difference ({a} − {b}) of each unit's "
+                "normalised profiles (paper Fig. 8), from tables/au_profiles.csv.",
+                name=f"sum_difference_{a}_{b}", missing=f"{a} and {b} have no expression "
+                "unit in common: no sum and difference of their profiles."))
     if sim is not None:
         same = sim[sim["unit_a"] == sim["unit_b"]]
         blocks.append(Table(same, "Same-expression profile correlations with p and "
@@ -465,18 +484,22 @@ def tuning_section(run: RunDir) -> Section | None:
                             "paper's 7).", "profile_similarity"))
     if run.has_table("similarity_vs_confusion"):
         links = run.read_table("similarity_vs_confusion")
-        blocks.append(Figure(similarity_confusion_figure(links), "Profile similarity "
-                             "(7 x 7 r_s, or units x units with other label sets) beside the "
-                             "swapped confusion matrix and their scatter over the cells "
-                             "(paper Fig. 9: 49), from "
-                             "tables/similarity_vs_confusion.csv.", "similarity_confusion"))
+        blocks.append(figure_block(
+            similarity_confusion_figure, links, caption="Profile similarity (7 x 7 r_s, or "
+            "units x units with other label sets) beside the swapped confusion matrix and "
+            "their scatter over the cells (paper Fig. 9: 49), from "
+            "tables/similarity_vs_confusion.csv.", name="similarity_confusion",
+            missing="No profile similarity to set against confusion: "
+            "tables/similarity_vs_confusion.csv has no rows."))
         blocks.append(Table(links[["trained", "tested", "spearman_r", "p"]]
                             .drop_duplicates(), "Similarity vs confusion.",
                             "similarity_vs_confusion_summary"))
     if run.has_table("pca"):
-        blocks.append(Figure(pca_figure(run.read_table("pca"), run.read_table("pca_variance")),
-                             "PCA of the profiles reduced to their peak or trough per AU "
-                             "(paper Fig. 10), from tables/pca.csv.", "pca"))
+        blocks.append(figure_block(
+            pca_figure, run.read_table("pca"), run.read_table("pca_variance"),
+            caption="PCA of the profiles reduced to their peak or trough per AU (paper Fig. "
+            "10), from tables/pca.csv.", name="pca",
+            missing="No PCA to draw: tables/pca.csv has no rows."))
     return Section("tuning", "AU tuning", blocks)
 
 

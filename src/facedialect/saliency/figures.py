@@ -2,7 +2,9 @@
 
 Every function takes what the stage wrote (``saliency/maps.npz`` as
 :class:`~facedialect.saliency.analysis.AlignedMaps`, ``tables/saliency_regions.csv``,
-``tables/modification.csv`` and the images under ``modify/``) and returns PNG bytes.
+``tables/modification.csv`` and the images under ``modify/``) and returns PNG bytes
+(SVG in the report, see :func:`facedialect.report.figures.render`), or ``None`` when
+there is nothing to draw.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from facedialect.imageio import read_gray  # noqa: E402
 from facedialect.labels import in_order  # noqa: E402
-from facedialect.report.figures import fig_to_png  # noqa: E402
+from facedialect.report.figures import figure_function, render  # noqa: E402
 from facedialect.saliency.analysis import AlignedMaps  # noqa: E402
 from facedialect.saliency.regions import REGIONS, region_polygons  # noqa: E402
 from facedialect.saliency.stats import unit_means  # noqa: E402
@@ -50,18 +52,22 @@ def _face_axes(ax: plt.Axes, face: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def saliency_grid_figure(maps: AlignedMaps, method: str) -> bytes:
+@figure_function
+def saliency_grid_figure(maps: AlignedMaps, method: str) -> bytes | None:
     """Mean saliency per expression (rows) and database (columns) over the average face.
 
     Each cell is the mean normalized ``|map|`` on the mean face shape, as a heat overlay
     with one colour scale for the whole figure (0 to the 99.5th percentile of all
-    cells); region outlines in white.
+    cells); region outlines in white. ``None`` without databases or expressions.
     """
     m = maps.methods.index(method)
     data = maps.mean[m]
     finite = data[np.isfinite(data)]
     vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+    vmax = vmax or 1.0
     n_e, n_d = len(maps.expressions), len(maps.dbs)
+    if not n_e or not n_d:
+        return None
     fig, axes = plt.subplots(n_e, n_d, figsize=(1.9 * n_d + 1.2, 1.9 * n_e + 0.4),
                              squeeze=False, layout="constrained")
     im = None
@@ -81,13 +87,15 @@ def saliency_grid_figure(maps: AlignedMaps, method: str) -> bytes:
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.4, label="mean normalized |saliency|")
     fig.suptitle(f"Where the networks look ({method})", fontsize=10)
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def difference_figure(maps: AlignedMaps, method: str, a: str, b: str) -> bytes:
+@figure_function
+def difference_figure(maps: AlignedMaps, method: str, a: str, b: str) -> bytes | None:
     """Mean map of database ``a`` minus that of ``b``, per expression, on the average face.
 
     Red: ``a``'s networks look there more; blue: ``b``'s. One symmetric colour scale.
+    ``None`` without expressions.
     """
     m = maps.methods.index(method)
     ia, ib = maps.dbs.index(a), maps.dbs.index(b)
@@ -96,6 +104,8 @@ def difference_figure(maps: AlignedMaps, method: str, a: str, b: str) -> bytes:
     vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
     vmax = vmax or 1.0
     n_e = len(maps.expressions)
+    if not n_e:
+        return None
     cols = min(n_e, 4)
     rows = -(-n_e // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols + 0.8, 2.2 * rows),
@@ -114,18 +124,22 @@ def difference_figure(maps: AlignedMaps, method: str, a: str, b: str) -> bytes:
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.6, label=f"{a} minus {b}")
     fig.suptitle(f"Saliency difference {a} - {b} ({method})", fontsize=10)
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def region_shares_figure(regions: pd.DataFrame, method: str) -> bytes:
+@figure_function
+def region_shares_figure(regions: pd.DataFrame, method: str) -> bytes | None:
     """Share of |saliency| per region and expression, databases side by side.
 
     Bars: mean over units (subjects, or images without subject ids) of the share
-    averaged over runs and images; error bars: standard error over units.
+    averaged over runs and images; error bars: standard error over units. ``None`` when
+    the method has no row.
     """
     units = unit_means(regions[regions["method"] == method])
     dbs = list(dict.fromkeys(units["db"]))
     exprs = in_order(units["expression"])
+    if not dbs or not exprs:
+        return None
     summ = (units.groupby(["expression", "region", "db"])["share"]
             .agg(["mean", "sem"]).reset_index())
     cols = min(len(exprs), 4)
@@ -153,11 +167,12 @@ def region_shares_figure(regions: pd.DataFrame, method: str) -> bytes:
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"Saliency per face region ({method}), mean ± SE over units", fontsize=10)
     fig.tight_layout()
-    return fig_to_png(fig)
+    return render(fig)
 
 
+@figure_function
 def modification_strip(images: np.ndarray, probabilities: pd.DataFrame, target: str,
-                       db: str, frames: int = 6) -> bytes:
+                       db: str, frames: int = 6) -> bytes | None:
     """A strip of ``frames`` images along the ascent, with the class probabilities below.
 
     Parameters
@@ -170,7 +185,14 @@ def modification_strip(images: np.ndarray, probabilities: pd.DataFrame, target: 
         The raised expression.
     db : str
         Whose networks.
+
+    Returns
+    -------
+    bytes or None
+        The figure; ``None`` without images or probabilities.
     """
+    if len(images) == 0 or probabilities.empty:
+        return None
     steps = len(images) - 1
     picks = sorted({int(round(i)) for i in np.linspace(0, steps, min(frames, steps + 1))})
     fig = plt.figure(figsize=(1.7 * len(picks), 3.6))
@@ -179,7 +201,8 @@ def modification_strip(images: np.ndarray, probabilities: pd.DataFrame, target: 
     for k, s in enumerate(picks):
         ax = fig.add_subplot(grid[0, k])
         _face_axes(ax, images[s])
-        ax.set_title(f"step {s}\np({target})={p.loc[s, target]:.2f}", fontsize=8)
+        prob = p.at[s, target] if s in p.index and target in p.columns else float("nan")
+        ax.set_title(f"step {s}\np({target})={prob:.2f}", fontsize=8)
     ax = fig.add_subplot(grid[1, :])
     for e in in_order(p.columns):
         ax.plot(p.index, p[e], lw=2.0 if e == target else 0.9, label=e)
@@ -188,19 +211,23 @@ def modification_strip(images: np.ndarray, probabilities: pd.DataFrame, target: 
     ax.set_ylim(0, 1)
     ax.legend(fontsize=6, ncol=4)
     fig.suptitle(f"Raising {target} with {db}'s networks", fontsize=10)
-    return fig_to_png(fig)
+    return render(fig)
 
 
-def modification_grid_figure(table: pd.DataFrame, folder: str | Path) -> bytes:
+@figure_function
+def modification_grid_figure(table: pd.DataFrame, folder: str | Path) -> bytes | None:
     """The modification grid: a neutral face converted to each expression by each database.
 
     Rows: databases; first column the original face, then one column per target with
     the last step and the target probability before -> after (mean over runs).
-    Reads ``modify/grid/original.png`` and ``modify/grid/{db}_{target}.png``.
+    Reads ``modify/grid/original.png`` and ``modify/grid/{db}_{target}.png``. ``None``
+    when the table is empty.
     """
     folder = Path(folder)
     dbs = list(dict.fromkeys(table["db"]))
     targets = in_order(table["target"])
+    if not dbs or not targets:
+        return None
     last = table["step"].max()
     fig, axes = plt.subplots(len(dbs), len(targets) + 1,
                              figsize=(1.55 * (len(targets) + 1), 1.85 * len(dbs)),
@@ -224,4 +251,4 @@ def modification_grid_figure(table: pd.DataFrame, folder: str | Path) -> bytes:
             p1 = float(sel.loc[sel["step"] == last, "probability"].iloc[0])
             ax.set_title(f"{target}\n{p0:.2f}→{p1:.2f}", fontsize=7)
     fig.suptitle(f"A neutral face raised toward each expression ({last} steps)", fontsize=10)
-    return fig_to_png(fig)
+    return render(fig)

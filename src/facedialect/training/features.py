@@ -8,24 +8,35 @@ are equal within 1e-5 but are not mixed with PyTorch's), in the shared cache
 needs are computed (a training image needs the protocol's training variants, a test image
 all 50); rows not computed yet hold NaN and are filled in when a later stage needs them.
 Files are written atomically, so an interrupted extraction resumes at the first image
-whose variants are missing.
+whose variants are missing. A damaged file (cut short, not a ``.npy`` file, a header
+that does not describe ``(50, D)`` float16 rows filling the file) is reported with a
+:class:`~facedialect.errors.DamagedFileWarning` and computed again; a bit flipped inside
+the feature values is not detected (the ``.npy`` format has no checksum).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from facedialect.errors import DamagedFileWarning, InputError
 from facedialect.models.backbones import Backbone
 from facedialect.models.runtime import FeatureRunner, feature_runner
 from facedialect.preprocess.augment import N_VARIANTS, variant
 from facedialect.preprocess.params import PreprocessParams
-from facedialect.store import atomic_write_bytes, cache_root
+from facedialect.store import (
+    CACHE_HINT,
+    NPY_MAGIC,
+    atomic_write_bytes,
+    cache_root,
+    describe_damage,
+)
 
 #: Bump when the way features are computed changes (invalidates cached features).
 FEATURES_VERSION = "features-1"
@@ -62,12 +73,32 @@ class FeatureCache:
         """File of one face's features."""
         return self.root / face_key[:2] / f"{face_key}.npy"
 
-    def missing(self, face_key: str, variants: Sequence[int] = ALL_VARIANTS) -> list[int]:
-        """The variants of ``variants`` whose features are not cached yet."""
+    def rows(self, face_key: str) -> np.ndarray | None:
+        """The face's ``(50, D)`` float16 rows (memory-mapped; NaN rows not computed yet).
+
+        Returns None when there is no file, or a damaged one (with a
+        :class:`~facedialect.errors.DamagedFileWarning` naming it: it is computed again).
+        """
         path = self.path(face_key)
         if not path.exists():
+            return None
+        try:
+            size = path.stat().st_size
+            rows = np.load(path, mmap_mode="r", allow_pickle=False) if size else None
+            why = _damage(rows, size)
+        except Exception as exc:  # noqa: BLE001 - whatever the damage, the file is unusable
+            why = describe_damage(exc, path, NPY_MAGIC)
+        if why:
+            warnings.warn(f"damaged feature file {path} ({why}): computing it again",
+                          DamagedFileWarning, stacklevel=3)
+            return None
+        return rows
+
+    def missing(self, face_key: str, variants: Sequence[int] = ALL_VARIANTS) -> list[int]:
+        """The variants of ``variants`` whose features are not cached yet (or damaged)."""
+        rows = self.rows(face_key)
+        if rows is None:
             return [int(v) for v in variants]
-        rows = np.load(path, mmap_mode="r")
         idx = np.asarray(variants, dtype=np.int64)
         return idx[np.isnan(rows[idx, 0])].tolist()
 
@@ -79,7 +110,13 @@ class FeatureCache:
             variants: Sequence[int] = ALL_VARIANTS) -> None:
         """Store the ``(len(variants), D)`` features of ``variants``, atomically.
 
-        Rows of other variants already cached are kept; the rest hold NaN.
+        Rows of other variants already cached are kept; the rest hold NaN (all of them
+        when the file was damaged).
+
+        Raises
+        ------
+        OutputWriteError
+            When the cache folder cannot be written (read-only, full disk).
         """
         feats = np.asarray(feats, dtype=np.float16)
         idx = np.asarray(variants, dtype=np.int64)
@@ -89,12 +126,15 @@ class FeatureCache:
         if len(idx) == N_VARIANTS and (idx == np.arange(N_VARIANTS)).all():
             rows = feats
         else:
-            rows = (np.array(np.load(path), dtype=np.float16) if path.exists()
+            old = self.rows(face_key)
+            rows = (np.array(old, dtype=np.float16) if old is not None
+                    and old.shape[1] == feats.shape[1]
                     else np.full((N_VARIANTS, feats.shape[1]), np.nan, dtype=np.float16))
+            del old  # the memory map, before the file is replaced
             rows[idx] = feats
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(rows))
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue(), hint=CACHE_HINT)
 
     def load(self, face_keys: Sequence[str],
              variants: int | Sequence[int] = N_VARIANTS) -> np.ndarray:
@@ -109,19 +149,42 @@ class FeatureCache:
 
         Raises
         ------
+        InputError
+            When a face's feature file is missing or damaged (``facedialect train``
+            computes it again).
         RuntimeError
             When a requested variant of a face has not been computed.
         """
         idx = (np.arange(variants) if isinstance(variants, int)
                else np.asarray(variants, dtype=np.int64))
-        first = np.load(self.path(face_keys[0]), mmap_mode="r")
-        out = np.empty((len(face_keys), len(idx), first.shape[1]), dtype=np.float16)
+        out = np.empty((len(face_keys), len(idx), 0), dtype=np.float16)
         for i, k in enumerate(face_keys):
-            out[i] = np.load(self.path(k), mmap_mode="r")[idx]
+            rows = self.rows(k)
+            if rows is None:
+                raise InputError(f"the features of face {k} ({self.path(k)}) are missing or "
+                                 f"damaged: run `facedialect train` again (it computes them "
+                                 f"again)")
+            if i == 0:
+                out = np.empty((len(face_keys), len(idx), rows.shape[1]), dtype=np.float16)
+            out[i] = rows[idx]
             if np.isnan(out[i, :, 0]).any():
                 raise RuntimeError(f"features of face {k} variants "
                                    f"{idx[np.isnan(out[i, :, 0])].tolist()} were not computed")
         return out
+
+
+def _damage(rows: np.ndarray | None, size: int) -> str:
+    """Why a feature file's array is not ``(50, D)`` native float16 filling the file ("")."""
+    if rows is None:
+        return "empty file"
+    if rows.ndim != 2 or rows.shape[0] != N_VARIANTS or rows.shape[1] < 1:
+        return f"shape {rows.shape}, not ({N_VARIANTS}, D)"
+    if rows.dtype != np.dtype(np.float16):
+        return f"dtype {rows.dtype.str}, not float16"
+    offset = int(getattr(rows, "offset", 0))
+    if offset + rows.nbytes != size:
+        return f"{size} bytes, not {offset + rows.nbytes}"
+    return ""
 
 
 def backbone_tag(backbone: Backbone) -> str:

@@ -31,11 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from facedialect.labels import EXPRESSIONS
-from facedialect.store import atomic_write_bytes
+from facedialect.store import RUN_HINT, atomic_write_bytes, read_state
 from facedialect.training.protocol import Protocol
 from facedialect.training.splits import RunSeeds
 
 N_CLASSES = len(EXPRESSIONS)
+#: Entries every training checkpoint has (a file without one of them is damaged).
+CHECKPOINT_KEYS = ("signature", "iteration", "head", "momentum", "loss", "correct", "alive",
+                   "failed_runs", "failed_reasons", "val_keys", "val")
 
 
 @dataclass
@@ -372,7 +375,9 @@ def train_runs(
     device : str or torch.device
         Where to train.
     checkpoint : path, optional
-        Checkpoint file; when it exists and matches these runs, training resumes from it.
+        Checkpoint file; when it exists and matches these runs, training resumes from it
+        (a damaged one is reported with a
+        :class:`~facedialect.errors.DamagedFileWarning` and training starts afresh).
     checkpoint_every : int
         Iterations between checkpoints.
     progress : callable, optional
@@ -428,9 +433,10 @@ def train_runs(
     sig = _signature(plans, proto, in_dim, n_classes)
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        if state.get("signature") == sig:
+    state = (read_state(ckpt, CHECKPOINT_KEYS, "training these runs from the start")
+             if ckpt is not None and ckpt.exists() else None)  # damaged: as if absent
+    if state is not None:
+        if state["signature"] == sig:
             head.load_state_dict(state["head"])
             for buf, saved in zip(step.bufs, state["momentum"], strict=True):
                 buf.copy_(saved)
@@ -459,7 +465,7 @@ def train_runs(
             "val": torch.tensor([[row[k] for k in keys] for row in validation],
                                 dtype=torch.float64).reshape(-1, len(keys)),
         }, buf)
-        atomic_write_bytes(ckpt, buf.getvalue())
+        atomic_write_bytes(ckpt, buf.getvalue(), hint=RUN_HINT)
 
     hidden = proto.hidden
     act = step.buffers(bsz)
