@@ -84,7 +84,8 @@ def test_ingest_preprocess_report(tmp_path, kdef_tree):
     res = runner.invoke(app, ["report", str(out)])
     assert res.exit_code == 0, res.output
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 2
+    # the contact sheet (PNG) and the images per expression (inline SVG, text kept as text)
+    assert html.count("data:image/png;base64,") + html.count('<div class="svg"') >= 2
     assert "AF01SAS.JPG" in html
     assert _snapshot(kdef_tree) == before  # nothing written inside the database
 

@@ -121,7 +121,6 @@ def _only_header(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 def _classification(shape: Shape, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
     conf, acc = [], []
-    labels = dict(shape.dbs)
     for a, units in shape.dbs:
         for b, tested in shape.dbs:
             cond = "matched" if a == b else "swapped"
@@ -140,7 +139,6 @@ def _classification(shape: Shape, rng: np.random.Generator) -> dict[str, pd.Data
                         acc.append({"train_db": a, "test_db": b, "condition": cond,
                                     "variants": "all", "run": run, "expression": true,
                                     "correct_rate": probs[true]})
-    del labels
     return {"confusion": pd.DataFrame(conf, columns=CONFUSION_COLUMNS),
             "accuracy": pd.DataFrame(acc, columns=ACCURACY_COLUMNS),
             "stats_classification": pd.DataFrame(
@@ -444,9 +442,9 @@ FIGURES: dict[str, Callable[[RunDir], list]] = {
 }
 
 
-def _figure_functions() -> set[str]:
-    """Every figure function of the three figure modules."""
-    names = set()
+def _figure_functions() -> dict[str, Callable]:
+    """Every figure function of the three figure modules (they return image bytes)."""
+    found = {}
     for module in (report_figures, saliency_figures, meaning_figures):
         for name, obj in inspect.getmembers(module, inspect.isfunction):
             if (obj.__module__ != module.__name__ or name.startswith("_")
@@ -454,12 +452,15 @@ def _figure_functions() -> set[str]:
                 continue
             ret = inspect.signature(obj).return_annotation
             if "bytes" in str(ret) or name == "contact_sheets":
-                names.add(name)
-    return names
+                found[name] = obj
+    return found
 
 
 def test_every_figure_function_is_exercised():
-    assert _figure_functions() == set(FIGURES)
+    found = _figure_functions()
+    assert set(found) == set(FIGURES)
+    # each draws with the fonts of any script and takes labels literally
+    assert [n for n, f in found.items() if not hasattr(f, "__wrapped__")] == []
 
 
 def _is_image(out: object) -> bool:
@@ -583,7 +584,6 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_cjk_labels_render_in_the_browser(tmp_path):
     """Chromium draws the CJK labels of the report's figures, with a font that has them."""
     from browser import inspect_page
-
     from facedialect.report import build_report
 
     run = build_run(SHAPES["cjk_names"], tmp_path)

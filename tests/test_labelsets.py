@@ -88,6 +88,9 @@ def test_label_map_targets_must_be_study_expressions(tmp_path):
     with pytest.raises(StudyFileError, match="exclude_expressions leaves"):
         _parse(_study(tmp_path, 'expressions = ["happy", "sad"]',
                       'exclude_expressions = ["sad"]'), tmp_path)
+    s = _parse(_study(tmp_path, db='n_subjects = "all"'), tmp_path)
+    assert s.databases[0].n_subjects is None  # every complete subject
+    assert 'n_subjects = "all"' in s.to_toml()  # and it survives config.toml (TOML: no null)
     s = _parse(_study(tmp_path, db='exclude_expressions = ["disgusted", "neutral"]'), tmp_path)
     assert s.database_expressions("A") == ["happy", "fearful", "sad", "angry", "surprised"]
 

@@ -109,7 +109,7 @@ class DatabaseConfig(_Section):
     root: LaxPath = Field(description="The database folder (never written to).")
     n_subjects: int | None = Field(60, ge=1, description="Complete subjects to keep (at "
                                    "least one image of each study expression the database "
-                                   "has; none = all).")
+                                   "has); \"all\" keeps every complete subject.")
     culture: str | None = Field(None, description="Culture label for the report.")
     options: dict[str, Any] = Field(default_factory=dict, description="Preset options "
                                     "(docs/databases.md), e.g. takes = 'all' or 'first'.")
@@ -122,6 +122,11 @@ class DatabaseConfig(_Section):
         "(e.g. ['contempt']); its networks get no unit for them.")
     merge_labels: bool = Field(False, description="Allow label_map to map two different "
                                "labels onto one expression (else an error).")
+
+    @field_validator("n_subjects", mode="before")
+    @classmethod
+    def _all_subjects(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() == "all" else v
 
     @field_validator("preset", mode="before")
     @classmethod
@@ -493,6 +498,9 @@ class Study(_Section):
     def to_toml(self) -> str:
         """Return the resolved study (defaults filled in) as TOML text."""
         data = self.model_dump(mode="json", exclude_none=True)
+        for db, out in zip(self.databases, data["databases"], strict=True):
+            if db.n_subjects is None:  # TOML has no null
+                out["n_subjects"] = "all"
         return tomli_w.dumps(data)
 
 

@@ -436,8 +436,9 @@ def profile_heatmaps(profiles: pd.DataFrame, similarity: pd.DataFrame | None
             ax.set_yticks(range(len(mat.index)), [str(a) for a in mat.index], fontsize=6)
             ax.set_xticks([0, len(mat.columns) - 1], ["0", "1"], fontsize=6)
             title = f"{db}: {unit}"
-            if r == 0 and unit in same:
-                title += f"\nr_s = {same[unit]:.2f}"
+            if r == 0 and unit in same:  # NaN: a flat profile (or a single value)
+                r_s = same[unit]
+                title += f"\nr_s = {r_s:.2f}" if np.isfinite(r_s) else "\nr_s: n/a (flat)"
             ax.set_title(title, fontsize=8)
             if c == 0:
                 ax.set_ylabel("AU", fontsize=7)
