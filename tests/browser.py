@@ -60,7 +60,8 @@ def check_page(html: Path, browser: str, timeout: float = 60.0) -> PageCheck:
     """Load ``html`` in headless Chromium and collect errors and image states."""
     import websocket
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # the browser's helper processes may still write its profile as it exits
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         profile = Path(tmp)
         proc = subprocess.Popen(
             [browser, "--headless=new", "--no-sandbox", "--disable-gpu",
@@ -164,7 +165,8 @@ def inspect_page(html: Path, browser: str, expression: str, *,
 
     import websocket
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # the browser's helper processes may still write its profile as it exits
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         profile = Path(tmp)
         proc = subprocess.Popen(
             [browser, "--headless=new", "--no-sandbox", "--disable-gpu",

@@ -50,8 +50,8 @@ robustness = false
     images = run.read_table("images")
     inc = images[images["included"]]
     assert inc["subject"].nunique() == 40
-    assert inc.groupby("subject")["expression"].agg(sorted).map(tuple).eq(
-        ("happy", "neutral")).all()
+    per_subject = inc.groupby("subject")["expression"].agg(lambda e: tuple(sorted(e)))
+    assert per_subject.map(lambda e: e == ("happy", "neutral")).all(), per_subject
     reasons = images.loc[~images["included"], "reason"].str.split(":").str[0]
     assert {"not an image", "unknown expression folder", "not selected"} <= set(reasons)
 

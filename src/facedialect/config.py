@@ -201,7 +201,7 @@ class ModelConfig(_Section):
                                  "files (checksummed) into the torch hub cache.")
     runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="What runs the frozen backbone for features: 'onnx' (ONNX "
-        "Runtime, about 2.5x faster on a busy 2-core CPU; needs pip install "
+        "Runtime, 2-3x faster on a 2-core CPU; needs pip install "
         "\"facedialect[fast]\"), 'torch' (eager PyTorch) or 'auto' (ONNX Runtime when "
         "installed and the device is a CPU, else PyTorch).")
 

@@ -9,9 +9,9 @@ process instead; the price is that the resident memory stays at its peak.
 
 :func:`feature_runner` runs a frozen backbone either in eager PyTorch or, when the
 ``fast`` extra is installed (``pip install "facedialect[fast]"``: ONNX Runtime and onnx),
-in ONNX Runtime from a model exported at run time into the cache folder: about 2.5x
-faster on 2 busy CPU cores, features equal to PyTorch's within 1e-5 (docs/performance.md,
-"Whole study at real size").
+in ONNX Runtime from a model exported at run time into the cache folder: 2x faster on
+2 quiet CPU cores, 3x on busy ones, features equal to PyTorch's within 1e-5
+(docs/performance.md, "Whole study at real size").
 """
 
 from __future__ import annotations

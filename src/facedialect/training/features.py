@@ -4,9 +4,10 @@ Features are stored per image as a ``(50, feature_dim)`` float16 ``.npy`` file, 
 the pre-processed face (content hash + pre-processing parameters) and the backbone with
 its weights (and the inference runtime when it is not PyTorch: ONNX Runtime's features
 are equal within 1e-5 but are not mixed with PyTorch's), in the shared cache
-(``cache_root()/features/``). Only the variants a stage
-needs are computed (a training image needs the protocol's training variants, a test image
-all 50); rows not computed yet hold NaN and are filled in when a later stage needs them.
+(``cache_root()/features/``). Only the variants a stage needs are computed (a training
+image needs the protocol's training variants, a test image its test variants too: all 50
+in the paper protocol); rows not computed yet hold NaN and are filled in when a later
+stage needs them.
 Files are written atomically, so an interrupted extraction resumes at the first image
 whose variants are missing. A damaged file (cut short, not a ``.npy`` file, a header
 that does not describe ``(50, D)`` float16 rows filling the file) is reported with a
