@@ -15,7 +15,9 @@ fi
 # Chromium and in PNG figures); without one those checks skip and say why.
 if ! { command -v fc-list >/dev/null && fc-list :lang=zh | grep -q .; } \
    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get install -y --no-install-recommends fonts-wqy-microhei >/dev/null 2>&1 \
+  { apt-get install -y --no-install-recommends fonts-wqy-microhei >/dev/null 2>&1 \
+    || { apt-get update >/dev/null 2>&1 \
+         && apt-get install -y --no-install-recommends fonts-wqy-microhei >/dev/null 2>&1; }; } \
     || echo "test.sh: could not install a CJK font; the CJK drawing checks will be skipped" >&2
 fi
 .venv/bin/ruff check src tests bench
