@@ -217,10 +217,10 @@ def database_section(run: RunDir) -> Section | None:
         if info["images_per_subject"]:
             s, t = info["images_per_subject"], info["takes"]
             takes.append({"db": db, "subjects": info["n_subjects_selected"],
-                          "images per subject (min-max)": f"{s['min']}-{s['max']}",
-                          "median": s["median"],
-                          "per subject and expression (min-max)": f"{t['min']}-{t['max']}",
-                          "median ": t["median"]})
+                          "images per subject: range": f"{s['min']}-{s['max']}",
+                          "images per subject: median": s["median"],
+                          "per subject and expression: range": f"{t['min']}-{t['max']}",
+                          "per subject and expression: median": t["median"]})
         else:
             takes.append({"db": db, "subjects": "no subject ids"})
     exc = images[~images["included"].astype(bool)].copy()
