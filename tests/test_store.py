@@ -98,3 +98,17 @@ def test_cache_root_order(tmp_path, monkeypatch):
     monkeypatch.delenv("FACEDIALECT_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_root() == tmp_path / "xdg" / "facedialect"
+
+
+def test_names_that_look_like_numbers_stay_text(tmp_path):
+    run = RunDir(tmp_path / "run")
+    df = pd.DataFrame({"db": ["2020", "2020"], "subject": ["007", "8"],
+                       "train_db": ["1e3", "2020"], "unit": [True, False], "run": [0, 1],
+                       "rate": [0.5, float("nan")]})
+    run.write_table("t", df)
+    back = run.read_table("t")
+    assert back["db"].tolist() == ["2020", "2020"]  # not the number 2020
+    assert back["subject"].tolist() == ["007", "8"]  # leading zero kept
+    assert back["train_db"].tolist() == ["1e3", "2020"]
+    assert back["run"].tolist() == [0, 1] and back["rate"].isna().tolist() == [False, True]
+    assert back["unit"].tolist() == [True, False]  # classes.csv's true/false column

@@ -298,6 +298,16 @@ class ArrayCache:
         atomic_write_bytes(self.path(key), buf.getvalue(), hint=CACHE_HINT)
 
 
+#: Columns read back as text whatever they hold: names (a database called "2020", a
+#: subject "007"), paths and hashes are never numbers. (Not ``unit``: in
+#: ``tables/classes.csv`` it is a true/false column.)
+TEXT_COLUMNS: tuple[str, ...] = (
+    "db", "train_db", "test_db", "db_a", "db_b", "trained", "tested", "culture", "path",
+    "image", "subject", "session", "view", "sex", "reason", "expression", "sha256",
+    "cache_key",
+)
+
+
 class RunDir:
     """A study's run directory.
 
@@ -379,8 +389,7 @@ class RunDir:
                 f"(see `facedialect --help`)"
             )
         return pd.read_csv(p, keep_default_na=False, na_values=[""],
-                           dtype={"subject": str, "session": str, "view": str, "sex": str,
-                                  "reason": str, "expression": str, "path": str},
+                           dtype=dict.fromkeys(TEXT_COLUMNS, str),
                            encoding="utf-8", encoding_errors=TEXT_ERRORS)
 
     def write_figure(self, name: str, png: bytes) -> Path:
