@@ -83,11 +83,12 @@ def _headline_links(run: RunDir) -> pd.DataFrame | None:
             .reset_index(drop=True))
 
 
-def deviations(run: RunDir) -> list[str]:
+def deviations(run: RunDir, images: pd.DataFrame | None = None) -> list[str]:
     """Every way this run departs from the reference study's protocol (for the summary).
 
     Read from the manifest (training protocol notes, weights, backbone, skipped stages)
-    and the resolved study file (subjects per database, base face).
+    and the resolved study file (subjects per database, base face); ``images`` is
+    ``tables/images.csv`` when the caller has read it already (else it is read here).
     """
     import tomllib
 
@@ -123,8 +124,10 @@ def deviations(run: RunDir) -> list[str]:
             if db.get("exclude_expressions") or db.get("label_map"):
                 out.append(f"database {db.get('name')}: label map {db.get('label_map', {})}, "
                            f"excluded expressions {db.get('exclude_expressions', [])}")
-        if run.has_table("images"):
-            for name, info in summarize(run.read_table("images")).items():
+        if images is None and run.has_table("images"):
+            images = run.read_table("images")
+        if images is not None:
+            for name, info in summarize(images).items():
                 takes = info["takes"]
                 if takes and takes["max"] > 1:
                     out.append(f"database {name}: several images per subject and expression "
@@ -195,7 +198,7 @@ def summary_section(run: RunDir) -> Section | None:
                         "Databases and Pre-processing).", "summary"))
     if prep is None:
         blocks.append(Text("Pre-processing has not run yet (`facedialect preprocess`)."))
-    devs = deviations(run)
+    devs = deviations(run, images)
     if devs:
         blocks.append(Table(pd.DataFrame({"deviation from the reference study": devs}),
                             "Every way this run departs from the paper's protocol.",
