@@ -240,7 +240,7 @@ def _included(run: Path) -> dict[str, int]:
     import pandas as pd
 
     from facedialect.classification import included_faces
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
 
     faces = included_faces(RunDir(run))
     return pd.Series(faces["db"]).value_counts().sort_index().to_dict()
@@ -256,7 +256,7 @@ def lever_runtime(run: Path, n_faces: int, rounds: int) -> dict:
     from facedialect.models.weights import load_backbone
     from facedialect.preprocess.augment import variant, variant_subset
     from facedialect.stages import load_face, preprocess_cache
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
 
     study = load_study(run.parent / "study.toml")
     faces = included_faces(RunDir(run)).sample(frac=1.0, random_state=0).head(n_faces)
@@ -331,7 +331,7 @@ def lever_test_variants(cfg: dict, out: Path, n: int = 10) -> dict:
     """The configuration's networks evaluated again on ``n`` test variants."""
     from facedialect.classification import evaluate_stage
     from facedialect.config import load_study
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
 
     src = Path(cfg["study_file"]).parent
     dst = out / f"{cfg['name']}-eval{n}"

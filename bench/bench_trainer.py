@@ -59,7 +59,6 @@ from torch import nn
 
 from _common import cpu_model  # noqa: E402  (bench/ is on sys.path when run)
 from facedialect.classification import included_faces, load_heads
-from facedialect.labels import EXPRESSIONS
 from facedialect.training.protocol import PAPER, QUICK, Protocol
 from facedialect.training.splits import run_seeds, split_run
 from facedialect.training.trainer import (
@@ -69,6 +68,7 @@ from facedialect.training.trainer import (
     evaluate_head,
     train_runs,
 )
+from facedialect.vocab import EXPRESSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -298,7 +298,7 @@ def prepare_database(workdir: Path, posers: int, *, output: str = "run-prep",
     from facedialect.config import load_study
     from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
     from facedialect.stages import ingest_stage, preprocess_stage, save_study
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data" / "A"

@@ -48,7 +48,6 @@ from facedialect.analysis.tuning import tuning_responses  # noqa: E402
 from facedialect.analysis.validation import planted_au_check  # noqa: E402
 from facedialect.faces import au_catalogue  # noqa: E402
 from facedialect.faces.cultures import _culture_seed, sample_poser_expressions  # noqa: E402
-from facedialect.faces.procedural import STUDY_AUS  # noqa: E402
 from facedialect.faces.stimuli import renderer_for  # noqa: E402
 from facedialect.faces.synth import add_3d_scenes, load_preset, render_synth_3d  # noqa: E402
 from facedialect.models.weights import load_backbone  # noqa: E402
@@ -60,6 +59,7 @@ from facedialect.preprocess.pipeline import (  # noqa: E402
 )
 from facedialect.saliency.synthetic import train_cultures  # noqa: E402
 from facedialect.training.protocol import QUICK  # noqa: E402
+from facedialect.vocab import STUDY_AUS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (unit, AU, culture that uses it, culture that does not), as tests/test_validation.py.

@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from facedialect.classification import included_faces
-from facedialect.labels import EXPRESSIONS
 from facedialect.preprocess.augment import variant_subset
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 from facedialect.training.features import FeatureCache
 from facedialect.training.protocol import QUICK
 from facedialect.training.splits import run_seeds
 from facedialect.training.trainer import RunPlan, train_runs
+from facedialect.vocab import EXPRESSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 

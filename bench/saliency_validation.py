@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from facedialect.labels import EXPRESSIONS
 from facedialect.models.runtime import tune_malloc
 from facedialect.models.weights import load_backbone
 from facedialect.preprocess.normalize import oval_mask
@@ -40,6 +39,7 @@ from facedialect.saliency.modify import modify_faces
 from facedialect.saliency.stage import select_tests
 from facedialect.saliency.stats import region_stats
 from facedialect.saliency.synthetic import CHECK_PROTOCOL, synthetic_cultures
+from facedialect.vocab import EXPRESSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from facedialect.faces.cultures import PROTOTYPES_A  # noqa: E402
-from facedialect.faces.procedural import STUDY_AUS, FaceIdentity, render_face  # noqa: E402
-from facedialect.labels import EXPRESSIONS  # noqa: E402
+from facedialect.faces.procedural import FaceIdentity, render_face  # noqa: E402
+from facedialect.vocab import (
+    EXPRESSIONS,  # noqa: E402
+    STUDY_AUS,  # noqa: E402
+)
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "img"
 

@@ -9,7 +9,7 @@ from facedialect.analysis.classification import (
     confusion_rows,
     mean_confusion,
 )
-from facedialect.labels import EXPRESSIONS
+from facedialect.vocab import EXPRESSIONS
 
 
 def test_confusion_rows_sum_to_one_and_diagonal_is_accuracy():

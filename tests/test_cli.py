@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from facedialect.cli import app
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 runner = CliRunner()
 CODES = ["NE", "HA", "AF", "SA", "AN", "SU", "DI"]

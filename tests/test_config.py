@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from facedialect.config import STUDY_AUS, Study, load_study, parse_study
+from facedialect.config import Study, load_study, parse_study
 from facedialect.errors import StudyFileError
+from facedialect.vocab import STUDY_AUS
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -20,8 +20,8 @@ from facedialect.faces.cultures import (
     sample_poser_expressions,
     write_synthetic_database,
 )
-from facedialect.faces.procedural import STUDY_AUS, FaceIdentity
-from facedialect.labels import EXPRESSIONS
+from facedialect.faces.procedural import FaceIdentity
+from facedialect.vocab import EXPRESSIONS, STUDY_AUS
 
 # SCIENCE.md section 10, written out.
 EXPECTED_A = {

@@ -22,7 +22,7 @@ from facedialect.databases import (
     summarize,
 )
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS, JAFFE_CODES, KDEF_CODES, KRC_CODES
+from facedialect.vocab import EXPRESSIONS, JAFFE_CODES, KDEF_CODES, KRC_CODES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "databases.md"
 _seed = itertools.count(1)

@@ -17,7 +17,7 @@ from facedialect.databases import (
     summarize,
 )
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS
+from facedialect.vocab import EXPRESSIONS
 
 
 def table(spec: dict[str, list[str]], db: str = "D", reasons: dict | None = None,

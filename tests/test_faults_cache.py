@@ -55,7 +55,7 @@ from facedialect.stages import (
     save_study,
     screening_cache,
 )
-from facedialect.store import ArrayCache, RunDir, atomic_write_bytes, read_state
+from facedialect.run.store import ArrayCache, RunDir, atomic_write_bytes, read_state
 from facedialect.training.features import FeatureCache
 
 runner = CliRunner()

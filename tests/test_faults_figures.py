@@ -41,7 +41,6 @@ from facedialect.analysis.tuning import (
     tuning_profiles,
     tuning_responses,
 )
-from facedialect.labels import EXPRESSIONS, in_order
 from facedialect.meaning import report as meaning_figures
 from facedialect.meaning.preservation import PRESERVATION_COLUMNS
 from facedialect.meaning.stage import (
@@ -67,7 +66,8 @@ from facedialect.saliency.stage import (
 )
 from facedialect.saliency.stats import REGION_COLUMNS
 from facedialect.stages import PREPROCESS_COLUMNS
-from facedialect.store import ArrayCache, RunDir
+from facedialect.run.store import ArrayCache, RunDir
+from facedialect.vocab import EXPRESSIONS, in_order
 
 FIVE = ("neutral", "happy", "sad", "angry", "surprised")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -35,9 +35,9 @@ from facedialect.databases import ingest, reason_category
 from facedialect.databases.schema import STRING_COLUMNS, as_text
 from facedialect.errors import ImageReadError
 from facedialect.imageio import read_gray, read_rgb
-from facedialect.labels import EXPRESSIONS
 from facedialect.stages import ingest_stage
-from facedialect.store import ArrayCache, RunDir, atomic_write_bytes, atomic_write_text
+from facedialect.run.store import ArrayCache, RunDir, atomic_write_bytes, atomic_write_text
+from facedialect.vocab import EXPRESSIONS
 
 runner = CliRunner()
 _seed = itertools.count(1)

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from facedialect.cli import app
 from facedialect.config import Study, load_study, parse_study
 from facedialect.errors import InputError, StudyFileError
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 runner = CliRunner()
 CODES = ["NE", "HA", "AF", "SA", "AN", "SU", "DI"]

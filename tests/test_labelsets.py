@@ -20,7 +20,7 @@ from facedialect.classification import class_table, database_units
 from facedialect.config import parse_study
 from facedialect.databases import ingest
 from facedialect.errors import InputError, StudyFileError
-from facedialect.labels import EXPRESSIONS, VOCABULARY, in_order
+from facedialect.vocab import EXPRESSIONS, VOCABULARY, in_order
 
 FIVE = ["happy", "fearful", "sad", "angry", "surprised"]
 

@@ -21,7 +21,7 @@ from facedialect.meaning.stage import (
 )
 from facedialect.report.html import Figure, render_html
 from facedialect.stages import ingest_stage, preprocess_stage, save_study
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 runner = CliRunner()
 DOCS = Path(__file__).resolve().parents[1] / "docs"

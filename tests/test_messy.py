@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from facedialect.cli import app
 from facedialect.meaning.simulate import au_matrix, shared_dims_simulator, simulate_ratings
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 runner = CliRunner()
 FIVE = ["happy", "fearful", "sad", "angry", "surprised"]

@@ -22,7 +22,8 @@ from facedialect.faces.au_catalogue import (
     au_keys,
     au_weights,
 )
-from facedialect.faces.procedural import STUDY_AUS, FaceIdentity
+from facedialect.faces.procedural import FaceIdentity
+from facedialect.vocab import STUDY_AUS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "ict-facekit"
 NPZ = SHARED / ICT_FACEKIT_FILE

@@ -12,7 +12,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from facedialect.cli import app
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ import pandas as pd
 
 from facedialect.report.html import Figure, Section, Table, Text, render_html
 from facedialect.stages import PREPROCESS_COLUMNS
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 EVIL = '<script>alert("x")</script>'
 

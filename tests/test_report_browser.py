@@ -19,7 +19,7 @@ import pytest
 from browser import check_page, find_chromium
 from facedialect.config import load_study
 from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 from facedialect.study import run_study
 
 BROWSER = find_chromium()

@@ -24,13 +24,13 @@ import pandas as pd
 import pytest
 import torch
 
-from facedialect.labels import EXPRESSIONS
 from facedialect.models.weights import WeightsError, load_backbone
 from facedialect.saliency.analysis import saliency_analysis
 from facedialect.saliency.modify import modify_faces
 from facedialect.saliency.stage import select_tests
 from facedialect.saliency.stats import region_stats
 from facedialect.saliency.synthetic import synthetic_cultures
+from facedialect.vocab import EXPRESSIONS
 
 POSERS = int(os.environ.get("FACEDIALECT_SALIENCY_POSERS", "20"))
 

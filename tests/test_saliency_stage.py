@@ -15,7 +15,7 @@ from facedialect.cli import app
 from facedialect.saliency.regions import REGIONS
 from facedialect.saliency.stage import load_maps
 from facedialect.saliency.stats import REGION_COLUMNS, STATS_COLUMNS
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 runner = CliRunner()
 LONDON = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "london-frl"

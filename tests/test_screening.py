@@ -28,7 +28,7 @@ from facedialect.preprocess.screening import (
     study_order,
 )
 from facedialect.stages import ingest_stage, preprocess_stage
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 kdef_tree = test_cli.kdef_tree  # the fixture: 4 KDEF-named subjects of London faces
 

@@ -15,7 +15,7 @@ from facedialect.cli import app
 from facedialect.errors import InputError
 from facedialect.faces.assets import ICT_FACEKIT_FILE
 from facedialect.faces.cultures import EastWestPreset, sample_poser_expressions
-from facedialect.faces.procedural import STUDY_AUS, FaceIdentity
+from facedialect.faces.procedural import FaceIdentity
 from facedialect.faces.synth import (
     VARIATION_KEYS,
     add_3d_scenes,
@@ -25,7 +25,7 @@ from facedialect.faces.synth import (
     preset_toml,
     synthesize,
 )
-from facedialect.labels import EXPRESSIONS
+from facedialect.vocab import EXPRESSIONS, STUDY_AUS
 
 NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "ict-facekit" / \
     ICT_FACEKIT_FILE

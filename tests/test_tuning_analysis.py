@@ -12,7 +12,7 @@ from facedialect.analysis.tuning import (
     tuning_profiles,
     tuning_responses,
 )
-from facedialect.labels import EXPRESSIONS
+from facedialect.vocab import EXPRESSIONS
 
 AUS = [1, 2, 4, 12]
 LEVELS = np.linspace(0, 1, 11)

@@ -95,7 +95,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from facedialect.config import load_study
     from facedialect.faces.synth import synthesize
     from facedialect.stages import ingest_stage, preprocess_stage, save_study
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
     from facedialect.tuning import tuning_stage
 
     root = tmp_path_factory.mktemp("validation")

@@ -7,6 +7,6 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-from facedialect.labels import EXPRESSIONS
+from facedialect.vocab import EXPRESSIONS
 
 __all__ = ["EXPRESSIONS", "__version__"]

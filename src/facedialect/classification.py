@@ -27,11 +27,10 @@ from facedialect.analysis.classification import (
 from facedialect.config import Study
 from facedialect.databases.selection import database_expressions
 from facedialect.errors import DamagedFileError, InputError
-from facedialect.labels import EXPRESSIONS, in_order
 from facedialect.models.weights import load_backbone
 from facedialect.preprocess.augment import variant_subset
 from facedialect.stages import load_face, preprocess_cache
-from facedialect.store import RUN_HINT, RunDir, atomic_write_bytes, load_state, read_state
+from facedialect.run.store import RUN_HINT, RunDir, atomic_write_bytes, load_state, read_state
 from facedialect.training.features import (
     FeatureCache,
     extract_features,
@@ -40,6 +39,7 @@ from facedialect.training.features import (
 from facedialect.training.protocol import Protocol, resolve_protocol
 from facedialect.training.splits import balance_classes, run_seeds, split_run
 from facedialect.training.trainer import TRAINER_VERSION, MultiRunHead, RunPlan, train_runs
+from facedialect.vocab import EXPRESSIONS, in_order
 
 Progress = Callable[[str, int, int], None]
 

@@ -19,8 +19,8 @@ from rich.table import Table
 
 from facedialect import __version__
 from facedialect.errors import FacedialectError, FacedialectWarning, StudyFileError
-from facedialect.labels import EXPRESSIONS
 from facedialect.progress import LogProgress
+from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS
 
 app = typer.Typer(
     name="facedialect",
@@ -58,7 +58,7 @@ def friendly(func: F) -> F:
                               markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
-            from facedialect.store import ENVIRONMENT_ERRNOS, environment_message
+            from facedialect.run.store import ENVIRONMENT_ERRNOS, environment_message
 
             if exc.errno not in ENVIRONMENT_ERRNOS:
                 raise
@@ -208,7 +208,7 @@ def ingest(
     n_subjects: Annotated[int, typer.Option(min=0, help="Complete subjects to keep: at "
                                             "least one "
                                             "image of each expression the database has "
-                                            "(0 = all).")] = 60,
+                                            "(0 = all).")] = DEFAULT_SUBJECTS,
     expressions: Annotated[str, typer.Option(help="The label set, comma-separated (from "
                                              "neutral, happy, fearful, sad, angry, surprised, "
                                              "disgusted, contempt).")] = ",".join(EXPRESSIONS),
@@ -225,7 +225,7 @@ def ingest(
     )
     from facedialect.errors import InputError
     from facedialect.stages import ingest_stage
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
     from facedialect.study import labelled_ticker
 
     opts: dict[str, Any] = {}
@@ -263,7 +263,7 @@ def preprocess(
 ) -> None:
     """Detect, normalise and mask every face (cached)."""
     from facedialect.stages import preprocess_stage
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
 
     run = RunDir(run_dir).require_existing()
     params, cache = _run_preprocess_params(run.path)
@@ -290,7 +290,7 @@ def report(
 ) -> None:
     """Write the self-contained HTML report of a run."""
     from facedialect.report import build_report
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
 
     run = RunDir(run_dir).require_existing()
     with run.lock():
@@ -308,7 +308,7 @@ def train(
     """Extract features and train every database's networks."""
     from facedialect.classification import train_stage
     from facedialect.config import load_study
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
     from facedialect.study import labelled_ticker
 
     study = load_study(study_file)
@@ -334,7 +334,7 @@ def evaluate(
     """Test every network on every database (matched, swapped)."""
     from facedialect.classification import evaluate_stage
     from facedialect.config import load_study
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
 
     run = RunDir(run_dir)
     study = load_study(run.path / "config.toml")
@@ -364,7 +364,7 @@ def saliency(
     """Saliency maps of the test images: region shares, statistics, figures."""
     from facedialect.config import load_study
     from facedialect.saliency.stage import modification_stage, saliency_stage
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
     from facedialect.study import labelled_ticker
 
     run = RunDir(run_dir)
@@ -409,7 +409,7 @@ def modify(
     """Change a face toward an expression by gradient ascent; write the image sequence."""
     from facedialect.config import load_study
     from facedialect.saliency.stage import modify_image_stage
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
 
     run = RunDir(run_dir)
     study = load_study(run.path / "config.toml")
@@ -439,7 +439,6 @@ def stimuli(
 ) -> None:
     """Render an AU stimulus series (AUs x levels + null)."""
     from facedialect.errors import InputError
-    from facedialect.faces.procedural import STUDY_AUS
     from facedialect.faces.stimuli import (
         render_stimuli,
         renderer_for,
@@ -447,8 +446,9 @@ def stimuli(
         write_stimuli,
     )
     from facedialect.report.figures import stimuli_sheet
-    from facedialect.store import atomic_write_bytes
+    from facedialect.run.store import atomic_write_bytes
     from facedialect.study import labelled_ticker
+    from facedialect.vocab import STUDY_AUS
 
     with _progress() as bar:
         tick = labelled_ticker(bar)
@@ -603,7 +603,7 @@ def meaning(
     """Rating heads per culture, PPCA shared dimensions and preservation."""
     from facedialect.config import load_study
     from facedialect.meaning.stage import meaning_stage
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
     from facedialect.study import labelled_ticker
 
     study = load_study(study_file)

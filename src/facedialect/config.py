@@ -26,15 +26,19 @@ from pydantic import (
 
 from facedialect.errors import InputError, StudyFileError
 from facedialect.imageio import expand_user
-from facedialect.labels import EXPRESSIONS, VOCABULARY, in_order, normalize_expression
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.screening import DEFAULT_HASH_DISTANCE, HASH_BITS
+from facedialect.vocab import (
+    DEFAULT_SUBJECTS,
+    EXPRESSIONS,
+    STUDY_AUS,
+    VOCABULARY,
+    in_order,
+    normalize_expression,
+)
 
 PresetName = Literal["kdef", "krc", "jaffe", "ckplus", "folder", "manifest"]
 
-#: The study AUs of the reference study (SCIENCE §7).
-STUDY_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 15, 16, 17, 20, 22, 23, 24, 25,
-                              26, 27)
 
 
 #: A path given as TOML text: accepted from a string although the sections are strict.
@@ -107,9 +111,9 @@ class DatabaseConfig(_Section):
     preset: PresetName = Field(description="Naming scheme: kdef, krc, jaffe, ckplus, folder, "
                                "manifest.")
     root: LaxPath = Field(description="The database folder (never written to).")
-    n_subjects: int | None = Field(60, ge=1, description="Complete subjects to keep (at "
-                                   "least one image of each study expression the database "
-                                   "has); \"all\" keeps every complete subject.")
+    n_subjects: int | None = Field(DEFAULT_SUBJECTS, ge=1, description=(
+        "Complete subjects to keep (at least one image of each study expression the "
+        "database has); \"all\" keeps every complete subject."))
     culture: str | None = Field(None, description="Culture label for the report.")
     options: dict[str, Any] = Field(default_factory=dict, description="Preset options "
                                     "(docs/databases.md), e.g. takes = 'all' or 'first'.")

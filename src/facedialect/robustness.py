@@ -22,7 +22,7 @@ from facedialect.config import Study
 from facedialect.errors import InputError
 from facedialect.imageio import read_gray
 from facedialect.stages import ingest_stage, preprocess_stage, save_study
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 from facedialect.tuning import network_responses, stimulus_features
 
 #: Sub-folder of the run directory that holds the all-subjects run.

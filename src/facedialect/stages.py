@@ -1,6 +1,6 @@
 """The study's stages: each reads its inputs from the run directory and writes its outputs there.
 
-A stage function takes a :class:`~facedialect.store.RunDir` and plain parameters, does the
+A stage function takes a :class:`~facedialect.run.store.RunDir` and plain parameters, does the
 work (using the cache where it can) and returns a small summary for the CLI. Figures are
 drawn from the tables the stage wrote.
 """
@@ -29,11 +29,10 @@ from facedialect.databases.schema import (
 )
 from facedialect.errors import FacedialectWarning, ImageReadError, InputError
 from facedialect.imageio import decode_gray, read_image_bytes
-from facedialect.labels import EXPRESSIONS
 from facedialect.preprocess import screening
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.pipeline import FaceResult, preprocess_face
-from facedialect.store import (
+from facedialect.run.store import (
     RUN_HINT,
     ArrayCache,
     RunDir,
@@ -41,6 +40,7 @@ from facedialect.store import (
     cache_root,
     sha256_bytes,
 )
+from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS
 
 #: Columns of ``tables/preprocess.csv``.
 PREPROCESS_COLUMNS = ["db", "path", "detected", "x", "y", "w", "h", "n_faces", "reason",
@@ -487,7 +487,8 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
         recorded = run.read_manifest().get("databases", {})
         parts = []
         for db, part in images.groupby("db", sort=False):
-            n = (n_subjects or {}).get(str(db), recorded.get(str(db), {}).get("n_subjects", 60))
+            n = (n_subjects or {}).get(str(db), recorded.get(str(db), {}).get(
+                "n_subjects", DEFAULT_SUBJECTS))
             parts.append(databases.select_subjects(part, n))
         images = pd.concat(parts, ignore_index=True)
         run.write_table("images", images)

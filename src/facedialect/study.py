@@ -12,7 +12,7 @@ from rich.console import Console
 from facedialect.config import Study, load_study
 from facedialect.report import build_report
 from facedialect.stages import ingest_stage, preprocess_stage, save_study
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 
 def run_study(study: Study, *, console: Console | None = None,

@@ -35,7 +35,7 @@ from facedialect.faces.stimuli import (
 from facedialect.models.runtime import feature_runner
 from facedialect.models.weights import load_backbone
 from facedialect.preprocess.pipeline import preprocess_face
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 
 def tuning_stage(run: RunDir, study: Study,

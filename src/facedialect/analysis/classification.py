@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from facedialect.labels import EXPRESSIONS
+from facedialect.vocab import EXPRESSIONS
 
 #: Columns of ``tables/confusion.csv``.
 CONFUSION_COLUMNS = ["train_db", "test_db", "condition", "variants", "run", "true",

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from facedialect.labels import EXPRESSIONS, in_order
+from facedialect.vocab import EXPRESSIONS, in_order
 
 RESPONSE_COLUMNS = ["db", "run", "unit", "au", "level", "response"]
 PROFILE_COLUMNS = ["db", "unit", "au", "level", "mean", "sd"]

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from facedialect.labels import EXPRESSIONS
+from facedialect.vocab import EXPRESSIONS
 
 __all__ = [
     "au_tuning_tests",

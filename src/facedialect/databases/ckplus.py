@@ -21,7 +21,7 @@ from facedialect.databases.schema import (
     reason,
 )
 from facedialect.errors import InputError
-from facedialect.labels import CKPLUS_CODES
+from facedialect.vocab import CKPLUS_CODES
 
 IMAGES_DIR = "cohn-kanade-images"
 EMOTION_DIR = "Emotion"

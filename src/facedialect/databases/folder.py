@@ -14,7 +14,7 @@ from facedialect.databases.schema import (
     Candidate,
     reason,
 )
-from facedialect.labels import VOCABULARY, normalize_expression
+from facedialect.vocab import VOCABULARY, normalize_expression
 
 FOLDER_EXPECTED = ("one folder per expression (ROOT/{expression}/{any image}, e.g. "
                    "ROOT/happy/img001.jpg; folder names such as neutral, happy, fear, sadness, "

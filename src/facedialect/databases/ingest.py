@@ -21,12 +21,12 @@ from facedialect.databases.presets import get_preset, preset_options
 from facedialect.databases.schema import FACS_COLUMN, IMAGE_COLUMNS
 from facedialect.databases.selection import check_n_subjects, mark_extra_takes, select_subjects
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS
+from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS
 
 
 def ingest(preset: str, root: str | os.PathLike[str], *, db: str,
            options: Mapping[str, Any] | None = None,
-           n_subjects: int | None = 60,
+           n_subjects: int | None = DEFAULT_SUBJECTS,
            expressions: Sequence[str] = EXPRESSIONS,
            label_map: Mapping[str, str] | None = None,
            exclude_expressions: Sequence[str] = (),

@@ -13,7 +13,7 @@ from facedialect.databases.schema import (
     reason_category,
 )
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS, VOCABULARY
+from facedialect.vocab import EXPRESSIONS, VOCABULARY
 
 #: Reasons a label map can lift: the preset did not know the label.
 _UNKNOWN = frozenset({UNKNOWN_CODE, UNKNOWN_FOLDER})

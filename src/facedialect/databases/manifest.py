@@ -19,7 +19,7 @@ from facedialect.databases.schema import (
 )
 from facedialect.errors import InputError
 from facedialect.imageio import expand_user
-from facedialect.labels import VOCABULARY, normalize_expression
+from facedialect.vocab import VOCABULARY, normalize_expression
 
 REQUIRED_COLUMNS = ("path", "expression")
 OPTIONAL_COLUMNS = ("subject", "view", "session", "sex")

@@ -15,7 +15,7 @@ from facedialect.databases.schema import (
     Candidate,
     reason,
 )
-from facedialect.labels import JAFFE_CODES, KDEF_CODES, KRC_CODES
+from facedialect.vocab import JAFFE_CODES, KDEF_CODES, KRC_CODES
 
 KDEF_VIEWS = ("FL", "HL", "S", "HR", "FR")
 KDEF_SESSIONS = ("A", "B")

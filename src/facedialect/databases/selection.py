@@ -20,7 +20,7 @@ from facedialect.databases.schema import (
     reason_category,
 )
 from facedialect.errors import InputError
-from facedialect.labels import in_order
+from facedialect.vocab import in_order
 
 _NEEDED = ("db", "subject", "expression", "included", "reason")
 

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from facedialect.databases.schema import as_text, reason_category
-from facedialect.labels import in_order
+from facedialect.vocab import in_order
 
 
 def summarize(images: pd.DataFrame) -> dict[str, dict[str, Any]]:

@@ -207,7 +207,7 @@ def write_average_face(face: AverageFace, out: str | Path) -> dict[str, Path]:
     dict
         ``image``, ``landmarks`` and ``sources`` paths.
     """
-    from facedialect.store import atomic_write_bytes, atomic_write_text
+    from facedialect.run.store import atomic_write_bytes, atomic_write_text
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -238,7 +238,7 @@ def run_neutral_images(run_dir: str | Path, dbs: Sequence[str] | None = None) ->
     InputError
         When the run has no images table or no included neutral image.
     """
-    from facedialect.store import RunDir
+    from facedialect.run.store import RunDir
 
     run = RunDir(run_dir)
     if not run.path.is_dir():
@@ -275,7 +275,7 @@ def cached_run_average(run_dir: str | Path, size: int = 512,
     """
     run = Path(run_dir).expanduser().resolve()
     paths = run_neutral_images(run, dbs)
-    from facedialect.store import RunDir, atomic_write_text
+    from facedialect.run.store import RunDir, atomic_write_text
 
     images = RunDir(run).read_table("images")
     known = dict(zip(images["path"], images.get("sha256", pd.Series(dtype=str)),

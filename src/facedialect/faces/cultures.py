@@ -34,8 +34,8 @@ import pandas as pd
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from facedialect.faces.procedural import STUDY_AUS, FaceIdentity, render_face
-from facedialect.labels import EXPRESSIONS, KDEF_CODES
+from facedialect.faces.procedural import FaceIdentity, render_face
+from facedialect.vocab import EXPRESSIONS, KDEF_CODES, STUDY_AUS
 
 __all__ = [
     "PROTOTYPES_A",
@@ -108,7 +108,7 @@ def check_prototypes(table: Mapping[str, Mapping[int, float]], where: str = "pro
     ----------
     table : Mapping[str, Mapping[int, float]]
         Expression -> {AU: intensity}. Expressions must come from
-        :data:`facedialect.labels.EXPRESSIONS`; AUs from the 20 study AUs; intensities
+        :data:`facedialect.vocab.EXPRESSIONS`; AUs from the 20 study AUs; intensities
         in ``[0, 1]``.
     where : str
         Where the table comes from, for error messages.
@@ -211,7 +211,7 @@ def check_classes(value: Any) -> tuple[str, ...]:
     Returns
     -------
     tuple of str
-        The expressions in canonical order (:data:`facedialect.labels.EXPRESSIONS`).
+        The expressions in canonical order (:data:`facedialect.vocab.EXPRESSIONS`).
 
     Raises
     ------
@@ -476,7 +476,7 @@ class SyntheticImage:
     subject : str
         Poser id, e.g. ``"F01"``.
     expression : str
-        One of :data:`facedialect.labels.EXPRESSIONS`.
+        One of :data:`facedialect.vocab.EXPRESSIONS`.
     identity : FaceIdentity
         The poser's face with this image's head pose.
     aus : dict[int, float]

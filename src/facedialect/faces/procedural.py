@@ -24,6 +24,8 @@ from typing import Final, Literal
 import cv2
 import numpy as np
 
+from facedialect.vocab import STUDY_AUS
+
 __all__ = [
     "AU_CATALOGUE_PROCEDURAL",
     "IDENTITY_MODES",
@@ -39,10 +41,6 @@ __all__ = [
     "validate_aus",
 ]
 
-#: The 20 action units of the study (SCIENCE.md section 7), in study order.
-STUDY_AUS: Final[tuple[int, ...]] = (
-    1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 15, 16, 17, 20, 22, 23, 24, 25, 26, 27,
-)
 
 # ---------------------------------------------------------------------------------------
 # Mean shape (canonical units, written by hand; left/right symmetric)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facedialect.faces.procedural import STUDY_AUS, FaceIdentity, render_face
+from facedialect.faces.procedural import FaceIdentity, render_face
+from facedialect.vocab import STUDY_AUS
 
 #: Columns of ``stimuli.csv``.
 STIMULI_COLUMNS = ["au", "level", "intensity", "path"]
@@ -178,7 +179,7 @@ def write_stimuli(out_dir: str | Path, table: pd.DataFrame, images: Sequence[np.
     """Write the images as PNGs and ``stimuli.csv``; returns the table with paths."""
     import cv2
 
-    from facedialect.store import atomic_write_bytes, atomic_write_text
+    from facedialect.run.store import atomic_write_bytes, atomic_write_text
 
     out = Path(out_dir)
     paths = []

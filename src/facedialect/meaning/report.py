@@ -12,7 +12,7 @@ import pandas as pd
 
 from facedialect.report.figures import figure_function, plt, render
 from facedialect.report.html import Section, Table, Text, figure_block
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 #: Shared dimensions shown per culture pair in the figures.
 MAX_DIMS_SHOWN = 6

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from facedialect.faces.procedural import STUDY_AUS
+from facedialect.vocab import STUDY_AUS
 
 #: Columns of the simulated ratings table (the ratings file format, docs/meaning.md).
 RATING_COLUMNS = ["image", "culture", "concept", "mean_rating", "n_raters"]

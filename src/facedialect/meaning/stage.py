@@ -35,7 +35,7 @@ from facedialect.meaning.preservation import (
     weighted_reliability,
 )
 from facedialect.meaning.ratings import match_images, read_raters, read_ratings
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 from facedialect.training.splits import run_seeds
 
 Progress = Callable[[str, int, int], None]

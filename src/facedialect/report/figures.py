@@ -29,8 +29,8 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
 from facedialect.imageio import read_gray  # noqa: E402
-from facedialect.labels import VOCABULARY, expression_index, in_order  # noqa: E402
-from facedialect.store import ArrayCache, RunDir  # noqa: E402
+from facedialect.run.store import ArrayCache, RunDir  # noqa: E402
+from facedialect.vocab import VOCABULARY, expression_index, in_order  # noqa: E402
 
 FIG_DPI = 110
 

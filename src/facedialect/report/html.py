@@ -24,7 +24,7 @@ import pandas as pd
 
 from facedialect import __version__
 from facedialect.errors import ReportWarning
-from facedialect.store import RunDir, atomic_write_text, table_csv
+from facedialect.run.store import RunDir, atomic_write_text, table_csv
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pandas as pd
 
 from facedialect.databases import reason_category, summarize
-from facedialect.labels import EXPRESSIONS, VOCABULARY, in_order
 from facedialect.report.figures import exclusions_figure
 from facedialect.report.html import (
     Code,
@@ -21,7 +20,8 @@ from facedialect.report.html import (
     pretty_json,
     register_section,
 )
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
+from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS, VOCABULARY, in_order
 
 
 def _images(run: RunDir) -> pd.DataFrame | None:
@@ -118,9 +118,9 @@ def deviations(run: RunDir, images: pd.DataFrame | None = None) -> list[str]:
                        "expressions")
         for db in cfg.get("databases", []):
             n = db.get("n_subjects")
-            if n != 60:
+            if n != DEFAULT_SUBJECTS:
                 out.append(f"database {db.get('name')}: "
-                           f"{'all' if n is None else n} subjects instead of 60")
+                           f"{'all' if n is None else n} subjects instead of {DEFAULT_SUBJECTS}")
             if db.get("exclude_expressions") or db.get("label_map"):
                 out.append(f"database {db.get('name')}: label map {db.get('label_map', {})}, "
                            f"excluded expressions {db.get('exclude_expressions', [])}")

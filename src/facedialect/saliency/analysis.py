@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 
 from facedialect.errors import InputError
-from facedialect.labels import EXPRESSIONS, expression_index, in_order
 from facedialect.landmarks import mean_shape, piecewise_affine_warp
 from facedialect.models.backbones import Backbone
 from facedialect.saliency.gradients import METHODS, saliency_maps
 from facedialect.saliency.regions import REGIONS, region_labels
 from facedialect.saliency.stats import REGION_COLUMNS
 from facedialect.training.trainer import MultiRunHead
+from facedialect.vocab import EXPRESSIONS, expression_index, in_order
 
 __all__ = ["AlignedMaps", "SaliencyResult", "TEST_COLUMNS", "saliency_analysis"]
 

@@ -19,11 +19,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from facedialect.imageio import read_gray  # noqa: E402
-from facedialect.labels import in_order  # noqa: E402
 from facedialect.report.figures import figure_function, render  # noqa: E402
 from facedialect.saliency.analysis import AlignedMaps  # noqa: E402
 from facedialect.saliency.regions import REGIONS, region_polygons  # noqa: E402
 from facedialect.saliency.stats import unit_means  # noqa: E402
+from facedialect.vocab import in_order  # noqa: E402
 
 __all__ = [
     "difference_figure",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from facedialect.report.html import Figure, Section, Table, Text
-from facedialect.store import RunDir
+from facedialect.run.store import RunDir
 
 __all__ = ["saliency_section"]
 

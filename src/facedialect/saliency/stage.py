@@ -31,7 +31,7 @@ from facedialect.saliency.analysis import AlignedMaps, saliency_analysis
 from facedialect.saliency.modify import ModifyResult, modify_faces
 from facedialect.saliency.stats import region_stats
 from facedialect.stages import load_face, preprocess_cache
-from facedialect.store import RunDir, atomic_write_bytes
+from facedialect.run.store import RunDir, atomic_write_bytes
 from facedialect.training.trainer import MultiRunHead
 
 __all__ = [

@@ -21,8 +21,8 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
 from facedialect.errors import InputError
-from facedialect.labels import in_order
 from facedialect.saliency.regions import REGIONS
+from facedialect.vocab import in_order
 
 __all__ = ["REGION_COLUMNS", "STATS_COLUMNS", "hedges_g", "region_stats", "unit_means"]
 

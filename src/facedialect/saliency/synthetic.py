@@ -18,13 +18,13 @@ import torch
 
 from facedialect.faces.cultures import EastWestPreset, sample_poser_expressions
 from facedialect.faces.procedural import landmarks, render_face
-from facedialect.labels import EXPRESSIONS
 from facedialect.models.backbones import Backbone
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.pipeline import crop_box, preprocess_face
 from facedialect.training.protocol import QUICK, Protocol
 from facedialect.training.splits import run_seeds, split_run
 from facedialect.training.trainer import MultiRunHead, RunPlan, train_runs
+from facedialect.vocab import EXPRESSIONS
 
 __all__ = ["CHECK_PROTOCOL", "SyntheticCultures", "synthetic_cultures", "train_cultures"]
 

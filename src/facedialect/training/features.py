@@ -31,7 +31,7 @@ from facedialect.models.backbones import Backbone
 from facedialect.models.runtime import FeatureRunner, feature_runner
 from facedialect.preprocess.augment import N_VARIANTS, variant
 from facedialect.preprocess.params import PreprocessParams
-from facedialect.store import (
+from facedialect.run.store import (
     CACHE_HINT,
     NPY_MAGIC,
     atomic_write_bytes,
@@ -53,7 +53,7 @@ class FeatureCache:
     backbone_tag : str
         ``"{backbone name}|{weights tag}"``.
     root : path, optional
-        The shared cache folder (default :func:`~facedialect.store.cache_root`).
+        The shared cache folder (default :func:`~facedialect.run.store.cache_root`).
     runtime : {"torch", "onnx"}
         The inference runtime that computes the features
         (:func:`~facedialect.models.runtime.resolve_runtime`); ``"torch"`` keeps the key

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from facedialect.errors import InputError
-from facedialect.labels import in_order
+from facedialect.vocab import in_order
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facedialect.labels import EXPRESSIONS
-from facedialect.store import RUN_HINT, atomic_write_bytes, read_state
+from facedialect.run.store import RUN_HINT, atomic_write_bytes, read_state
 from facedialect.training.protocol import Protocol
 from facedialect.training.splits import RunSeeds
+from facedialect.vocab import EXPRESSIONS
 
 N_CLASSES = len(EXPRESSIONS)
 #: Entries every training checkpoint has (a file without one of them is damaged).

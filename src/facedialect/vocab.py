@@ -1,13 +1,23 @@
-"""The expression vocabulary and the label codes of each database preset.
+"""The study's vocabulary and defaults, each defined once.
 
-A study chooses its label set (``[study] expressions``) from :data:`VOCABULARY`: the seven
-expressions of the reference study (:data:`EXPRESSIONS`, the default) and contempt (CK+).
+Expressions (the label set a study chooses with ``[study] expressions`` from
+:data:`VOCABULARY`: the seven of the reference study, :data:`EXPRESSIONS`, the default,
+and contempt, CK+), the label codes of each database preset, the study's action units
+(:data:`STUDY_AUS`), the reference study's defaults (:data:`DEFAULT_SUBJECTS`) and the
+one way a name (a database, a culture) enters a seed (:func:`name_seed`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Final
+
+#: Complete subjects per database in the reference study (``n_subjects`` default).
+DEFAULT_SUBJECTS: Final[int] = 60
+
+#: The 20 action units whose stimuli the reference study made (docs/method.md §7).
+STUDY_AUS: Final[tuple[int, ...]] = (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 15, 16, 17, 20, 22, 23,
+                                     24, 25, 26, 27)
 
 #: Canonical order, used in every table and figure.
 EXPRESSIONS: Final[tuple[str, ...]] = (
