@@ -13,7 +13,7 @@ hidden units, learning rate 1e-3 then 1e-4 at 160; the numbers in
 bench/results/planted_au_proxy.json were measured with it), renders the
 AU stimuli on the model's mean face (``base_face = "3d"``: the null image and every study
 AU at intensity 1, the only level the check reads), takes every unit's response minus
-the null image's and applies :func:`facedialect.analysis.validation.planted_au_check`
+the null image's and applies :func:`facedialect.stats.validation.planted_au_check`
 to the 5 planted AUs. A diagnostic repeats the check with every stimulus cropped with
 the null image's face box (the study crops each stimulus where the Haar detector finds
 it, and the box moves by a few pixels with the AU), so one can see whether a response
@@ -44,8 +44,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from facedialect.analysis.tuning import tuning_responses  # noqa: E402
-from facedialect.analysis.validation import planted_au_check  # noqa: E402
+from facedialect.stats.tuning import tuning_responses  # noqa: E402
+from facedialect.stats.validation import planted_au_check  # noqa: E402
 from facedialect.faces import au_catalogue  # noqa: E402
 from facedialect.faces.cultures import _culture_seed, sample_poser_expressions  # noqa: E402
 from facedialect.faces.stimuli import renderer_for  # noqa: E402

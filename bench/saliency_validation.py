@@ -114,7 +114,7 @@ def main() -> None:
         (img / "saliency_modification.png").write_bytes(grid_png)
         import matplotlib.pyplot as plt
 
-        from facedialect.report.figures import fig_to_png
+        from facedialect.plots.figures import fig_to_png
 
         fig, ax = plt.subplots(figsize=(3.2, 3.2))
         ax.imshow(res.maps.face, cmap="gray", vmin=0, vmax=255)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from facedialect.analysis.classification import (
+from facedialect.stats.classification import (
     accuracy_from_confusion,
     classification_stats,
     confusion_rows,

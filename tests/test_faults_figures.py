@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facedialect.analysis.classification import (
+from facedialect.stats.classification import (
     ACCURACY_COLUMNS,
     CONFUSION_COLUMNS,
     mean_confusion,
 )
-from facedialect.analysis.tuning import (
+from facedialect.stats.tuning import (
     ROBUSTNESS_COLUMNS,
     SIMILARITY_COLUMNS,
     profile_pca,

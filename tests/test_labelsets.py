@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facedialect.analysis.classification import (
+from facedialect.stats.classification import (
     accuracy_from_confusion,
     classification_stats,
     confusion_rows,
 )
-from facedialect.analysis.tuning import profile_similarity, tuning_profiles, tuning_responses
+from facedialect.stats.tuning import profile_similarity, tuning_profiles, tuning_responses
 from facedialect.classification import class_table, database_units
 from facedialect.config import parse_study
 from facedialect.databases import ingest

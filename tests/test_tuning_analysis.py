@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from facedialect.analysis.classification import confusion_rows, mean_confusion
-from facedialect.analysis.tuning import (
+from facedialect.stats.classification import confusion_rows, mean_confusion
+from facedialect.stats.tuning import (
     peak_or_trough,
     profile_pca,
     profile_similarity,
@@ -124,7 +124,7 @@ def test_peak_or_trough_keeps_sign_and_pca_matches_numpy():
 
 
 def test_profile_robustness_correlates_each_unit_with_its_main_profile():
-    from facedialect.analysis.tuning import profile_robustness
+    from facedialect.stats.tuning import profile_robustness
 
     rng = np.random.default_rng(0)
     rows = []

@@ -8,7 +8,7 @@ heads trained, evaluated, AU tuning on the 3-D model's average face) feeds every
 the issue's checks read cultures A and B only. The measured
 values are printed (``pytest -s``) and, when ``FACEDIALECT_VALIDATION_JSON`` names a file,
 written there; docs/validation.md records them. The criteria are defined in
-:mod:`facedialect.analysis.validation`.
+:mod:`facedialect.stats.validation`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from facedialect.analysis.validation import (
+from facedialect.stats.validation import (
     planted_au_check,
     same_unit_similarity,
     swapped_accuracy_by_expression,

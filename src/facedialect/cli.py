@@ -1,25 +1,26 @@
-"""The ``facedialect`` command line. Each command is a short function calling the API."""
+"""The ``facedialect`` command line: parse, call the API, print the summary; no logic.
+
+Stage commands (``ingest`` ... ``report``) take the study file and run that stage of
+:data:`facedialect.pipeline.STAGES`; ``run`` runs them all. Tools (``stimuli``,
+``average-face``, ``synth``, ``synth-ratings``, ``assets``, ``demo``) make inputs.
+"""
 
 from __future__ import annotations
 
 import functools
 import sys
-import tomllib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from facedialect import __version__
-from facedialect.errors import FacedialectError, FacedialectWarning, StudyFileError
-from facedialect.progress import LogProgress
+from facedialect.errors import FacedialectError, FacedialectWarning
+from facedialect.progress import labelled_ticker, progress_factory
 from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS
 
 app = typer.Typer(
@@ -120,282 +121,167 @@ def _device(value: str) -> str:
     return value
 
 
-def _progress() -> Progress | LogProgress:
-    """Progress bars on a terminal; plain progress lines (every 30 s at most) otherwise."""
-    if not (err_console.is_terminal and err_console.is_interactive):
-        return LogProgress(err_console.file)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=err_console, transient=True)
+_progress = progress_factory(err_console)
+
+StudyFile = Annotated[Path, typer.Argument(help="The TOML study file.")]
+Device = Annotated[str, typer.Option(callback=_device, help="cpu, cuda, cuda:N, mps, or auto "
+                                     "(a GPU when there is one).")]
+Force = Annotated[bool, typer.Option(help="Run even when the stage is up to date.")]
 
 
-def _print_database_summary(images: pd.DataFrame) -> None:
-    from facedialect.databases import reason_category, summarize
-
-    for db, info in summarize(images).items():
-        part = images[images["db"] == db]
-        subj = (f"{info['n_subjects_selected']} subjects" if info["has_subject_ids"]
-                else "no subject ids")
-        console.print(f"[bold]{db}[/]: {info['n_files']} files, {info['n_included']} images "
-                      f"included, {subj}", highlight=False)
-        t = Table(show_header=True, header_style="bold")
-        per_expr = info["images_per_expression"]
-        for e in per_expr:
-            t.add_column(e, justify="right")
-        t.add_row(*[str(n) for n in per_expr.values()])
-        console.print(t)
-        takes = info["images_per_subject"]
-        if takes:
-            console.print(f"  images per subject: {takes['min']}-{takes['max']} (median "
-                          f"{takes['median']:g}); per subject and expression: "
-                          f"{info['takes']['min']}-{info['takes']['max']}", highlight=False)
-        exc = part[~part["included"].astype(bool)]
-        if len(exc):
-            cats = exc["reason"].fillna("").map(reason_category).value_counts()
-            console.print("  excluded: " + "; ".join(f"{c} {n}" for c, n in cats.items()),
-                          highlight=False, markup=False)
+def _say_start(stage: Any) -> None:
+    console.print(f"[bold]{stage.name}[/]: {escape(stage.title)}", highlight=False)
 
 
-def _run_preprocess_params(run_dir: Path) -> tuple[Any, Path | None]:
-    """The ``[preprocess]`` section and cache folder recorded in RUN/config.toml, if any."""
-    from facedialect.preprocess.params import PreprocessParams
-
-    cfg = run_dir / "config.toml"
-    if not cfg.exists():
-        return PreprocessParams(), None
-    data = tomllib.loads(cfg.read_text(encoding="utf-8"))
-    cache = data.get("study", {}).get("cache_dir")
-    return PreprocessParams.model_validate(data.get("preprocess", {})), (
-        Path(cache) if cache else None)
+def _say_done(summary: Any) -> None:
+    if summary.skipped:
+        console.print(f"  {summary.skipped}", highlight=False, markup=False)
+    for line in summary.lines:
+        console.print(f"  {line}", highlight=False, markup=False)
 
 
-def _run_screening(run_dir: Path) -> Any:
-    """The ``[screening]`` section recorded in RUN/config.toml (defaults without one)."""
-    from facedialect.config import ScreeningConfig
+def _run(study_file: Path, stages: Sequence[str] | None, device: str = "auto",
+         force: bool = False, **options: Any) -> list[Any]:
+    """Load the study file and run ``stages`` (None: all it enables), printing summaries."""
+    from facedialect.api import Study
+    from facedialect.pipeline import run_stages
+    from facedialect.stages.base import Context
 
-    cfg = run_dir / "config.toml"
-    if not cfg.exists():
-        return ScreeningConfig()
-    data = tomllib.loads(cfg.read_text(encoding="utf-8"))
-    return ScreeningConfig.model_validate(data.get("screening", {}))
+    study = Study.from_toml(study_file)
+    ctx = Context(device=None if device == "auto" else device, force=force,
+                  options={k: v for k, v in options.items() if v is not None})
+    return run_stages(study, stages, ctx=ctx, progress=_progress, on_start=_say_start,
+                      on_done=_say_done)
 
 
-# ------------------------------------------------------------------------------------ commands
+# ------------------------------------------------------------------------------ stage commands
 @app.command()
 @friendly
-def validate(
-    study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
-) -> None:
+def validate(study_file: StudyFile) -> None:
     """Check a study file (keys, types, paths); do no work."""
-    from facedialect.config import load_study
+    from facedialect.api import Study
 
-    study = load_study(study_file)
-    console.print(f"[green]ok[/]: {study_file} — study '{study.study.name}', "
-                  f"{len(study.databases)} database(s), output {study.study.output}",
-                  highlight=False)
+    study = Study.from_toml(study_file)
+    console.print(f"[green]ok[/]: {escape(str(study_file))} — study "
+                  f"'{escape(study.study.name)}', {len(study.databases)} database(s), output "
+                  f"{escape(str(study.study.output))}", highlight=False)
     for db in study.databases:
         console.print(f"  {db.name}: preset {db.preset}, root {db.root}, "
                       f"n_subjects {db.n_subjects}", highlight=False, markup=False)
 
 
+@app.command("run")
+@friendly
+def run_cmd(study_file: StudyFile, device: Device = "auto", force: Force = False) -> None:
+    """Run a whole study: every stage it enables, in order; up-to-date stages are skipped."""
+    summaries = _run(study_file, None, device, force)
+    path = summaries[-1].facts.get("path") if summaries else None
+    console.print(f"[bold green]done[/]: report at {escape(str(path))}", highlight=False)
+
+
 @app.command()
 @friendly
-def ingest(
-    root: Annotated[Path, typer.Argument(help="The database folder (never written to).")],
-    preset: Annotated[str, typer.Option(help="kdef, krc, jaffe, ckplus, folder or manifest.")],
-    out: Annotated[Path, typer.Option(help="Run directory to write tables/images.csv in.")],
-    name: Annotated[str | None, typer.Option(help="Database name (default: the preset "
-                                             "in upper case).")] = None,
-    n_subjects: Annotated[int, typer.Option(min=0, help="Complete subjects to keep: at "
-                                            "least one "
-                                            "image of each expression the database has "
-                                            "(0 = all).")] = DEFAULT_SUBJECTS,
-    expressions: Annotated[str, typer.Option(help="The label set, comma-separated (from "
-                                             "neutral, happy, fearful, sad, angry, surprised, "
-                                             "disgusted, contempt).")] = ",".join(EXPRESSIONS),
-    option: Annotated[list[str] | None, typer.Option(
-        "--option", "-o", help="Preset option KEY=VALUE (repeatable), e.g. "
-        "-o subject_regex='(?P<subject>\\d+)_'.")] = None,
-) -> None:
-    """Parse and check one database; write tables/images.csv."""
-    from facedialect.config import (
-        DatabaseConfig,
-        StudySection,
-        output_conflicts,
-        validate_options,
-    )
-    from facedialect.errors import InputError
-    from facedialect.stages import ingest_stage
-    from facedialect.run.store import RunDir
-    from facedialect.study import labelled_ticker
-
-    opts: dict[str, Any] = {}
-    for item in option or []:
-        if "=" not in item:
-            raise StudyFileError(f"--option {item!r}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        opts[k.strip()] = {"true": True, "false": False}.get(v.strip().lower(), v.strip())
-    db = validate_options(
-        DatabaseConfig, {"name": name or preset.strip().upper(), "preset": preset, "root": root,
-                         "n_subjects": n_subjects or None, "options": opts},
-        {"name": "--name", "preset": "--preset", "root": "ROOT", "n_subjects": "--n-subjects",
-         "options": "--option"})
-    section = validate_options(
-        StudySection, {"name": "ingest", "output": out,
-                       "expressions": [e for e in expressions.split(",") if e.strip()]},
-        {"output": "--out", "expressions": "--expressions"})
-    problems = output_conflicts(section.output, [db], output_name="--out")
-    if problems:
-        raise InputError("; ".join(problems))
-    labels = section.expressions
-    run = RunDir(section.output)
-    with run.lock(), _progress() as bar:
-        images = ingest_stage(run, [db], labels, progress=labelled_ticker(bar))
-    _print_database_summary(images[images["db"] == db.name])
-    console.print(f"wrote {run.table_path('images')}", highlight=False)
+def ingest(study_file: StudyFile, force: Force = False) -> None:
+    """Parse and check the study's databases; write tables/images.csv."""
+    _run(study_file, ["ingest"], force=force)
 
 
 @app.command()
 @friendly
 def preprocess(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory holding tables/images.csv.")],
+    study_file: StudyFile,
     workers: Annotated[int, typer.Option(min=0, help="Threads (0 = one per CPU "
                                          "core).")] = 0,
+    force: Force = False,
 ) -> None:
-    """Detect, normalise and mask every face (cached)."""
-    from facedialect.stages import preprocess_stage
-    from facedialect.run.store import RunDir
-
-    run = RunDir(run_dir).require_existing()
-    params, cache = _run_preprocess_params(run.path)
-    screen = _run_screening(run.path)
-    with run.lock(), _progress() as bar:
-        task = bar.add_task("pre-processing", total=None)
-        s = preprocess_stage(run, params, cache_dir=cache, workers=workers or None,
-                             progress=lambda d, t: bar.update(task, completed=d, total=t),
-                             screen=screen)
-    console.print(f"{s.processed} images: {s.detected} faces detected, {s.not_detected} "
-                  f"excluded (no face or unreadable), {s.several_faces} with several faces "
-                  f"(largest used); {s.from_cache} from cache", highlight=False)
-    console.print(f"screening: {s.near_duplicates} near duplicate(s) excluded in "
-                  f"{s.duplicate_groups} group(s) (tables/duplicates.csv), {s.too_small} "
-                  f"face(s) too small, {s.blurred} blurred", highlight=False)
-    console.print(f"wrote {run.table_path('preprocess')} and contact sheets in {run.figures}",
-                  highlight=False)
+    """Detect, normalise and mask every face (cached); screen the faces."""
+    _run(study_file, ["preprocess"], force=force, workers=workers or None)
 
 
 @app.command()
 @friendly
-def report(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
-) -> None:
-    """Write the self-contained HTML report of a run."""
-    from facedialect.report import build_report
-    from facedialect.run.store import RunDir
-
-    run = RunDir(run_dir).require_existing()
-    with run.lock():
-        path = build_report(run)
-    console.print(f"report: {path}", highlight=False)
+def features(study_file: StudyFile, device: Device = "auto", force: Force = False) -> None:
+    """Split the subjects per run and compute every face's backbone features (cached)."""
+    _run(study_file, ["features"], device, force)
 
 
 @app.command()
 @friendly
-def train(
-    study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
-    device: Annotated[str, typer.Option(callback=_device, help="cpu, cuda, or auto (a GPU "
-                                        "when there is one).")] = "auto",
-) -> None:
-    """Extract features and train every database's networks."""
-    from facedialect.classification import train_stage
-    from facedialect.config import load_study
-    from facedialect.run.store import RunDir
-    from facedialect.study import labelled_ticker
-
-    study = load_study(study_file)
-    run = RunDir(study.study.output)
-    with run.lock(), _progress() as bar:
-        summary = train_stage(run, study, device=None if device == "auto" else device,
-                              progress=labelled_ticker(bar))
-    for db, info in summary["dbs"].items():
-        failed = info.get("failed") or {}
-        console.print(f"{db}: {info['runs']} runs trained"
-                      + (f"; failed: {failed}" if failed else ""), highlight=False)
-    console.print(f"wrote {run.path / 'heads'} and {run.table_path('training_curves')}",
-                  highlight=False)
+def train(study_file: StudyFile, device: Device = "auto", force: Force = False) -> None:
+    """Train every database's networks on the cached features (resumable)."""
+    _run(study_file, ["train"], device, force)
 
 
 @app.command()
 @friendly
-def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory (holds config.toml).")],
-    device: Annotated[str, typer.Option(callback=_device,
-                                        help="cpu, cuda, or auto.")] = "auto",
-) -> None:
+def evaluate(study_file: StudyFile, device: Device = "auto", force: Force = False) -> None:
     """Test every network on every database (matched, swapped)."""
-    from facedialect.classification import evaluate_stage
-    from facedialect.config import load_study
-    from facedialect.run.store import RunDir
+    _run(study_file, ["evaluate"], device, force)
 
-    run = RunDir(run_dir)
-    study = load_study(run.path / "config.toml")
-    with run.lock():
-        res = evaluate_stage(run, study, device=None if device == "auto" else device)
-    for key, value in res["mean_correct"].items():
-        console.print(f"{key}: mean correct rate {value:.3f}", highlight=False)
-    console.print(f"wrote {run.table_path('confusion')}, {run.table_path('accuracy')} and "
-                  f"{run.table_path('stats_classification')}", highlight=False)
+
+@app.command()
+@friendly
+def tune(study_file: StudyFile, device: Device = "auto", force: Force = False) -> None:
+    """AU tuning: render the stimuli, measure every network's profiles, compare them."""
+    _run(study_file, ["tuning"], device, force)
+
+
+@app.command()
+@friendly
+def robustness(study_file: StudyFile, device: Device = "auto", force: Force = False) -> None:
+    """Train on all complete subjects and correlate the profiles with the main ones."""
+    _run(study_file, ["robustness"], device, force)
 
 
 @app.command()
 @friendly
 def saliency(
-    run_dir: Annotated[Path, typer.Argument(help="A trained run directory (holds "
-                                            "config.toml).")],
-    images_per_class: Annotated[int, typer.Option(min=0, help="Most test images per "
-                                                  "database, "
-                                                  "run and expression (0 = as in "
-                                                  "[saliency], default all).")] = 0,
+    study_file: StudyFile,
     modify: Annotated[bool | None, typer.Option(
         "--modify/--no-modify", help="Also draw the modification grid (default: [saliency] "
         "modify).")] = None,
-    device: Annotated[str, typer.Option(callback=_device,
-                                        help="cpu, cuda, or auto.")] = "auto",
+    device: Device = "auto",
+    force: Force = False,
 ) -> None:
     """Saliency maps of the test images: region shares, statistics, figures."""
-    from facedialect.config import load_study
-    from facedialect.saliency.stage import modification_stage, saliency_stage
-    from facedialect.run.store import RunDir
-    from facedialect.study import labelled_ticker
+    _run(study_file, ["saliency"], device, force, modify=modify)
 
-    run = RunDir(run_dir)
-    study = load_study(run.path / "config.toml")
-    if images_per_class:
-        study.saliency.images_per_class = images_per_class
-    dev = None if device == "auto" else device
-    with run.lock():
-        with _progress() as bar:
-            res = saliency_stage(run, study, device=dev, progress=labelled_ticker(bar))
-        console.print(f"{res['images']} test images ({res['pairs']} image-run pairs), "
-                      f"{res['without_landmarks']} without landmarks", highlight=False)
-        for line in res["significant"]:
-            console.print(f"  {line}", highlight=False, markup=False)
-        if study.saliency.modify if modify is None else modify:
-            mod = modification_stage(run, study, device=dev)
-            console.print(f"modification grid from {mod['image']}", highlight=False,
-                          markup=False)
-    console.print(f"wrote {run.table_path('saliency_regions')}, "
-                  f"{run.table_path('saliency_stats')} and figures in {run.figures}",
-                  highlight=False)
+
+@app.command()
+@friendly
+def meaning(study_file: StudyFile, device: Device = "auto", force: Force = False) -> None:
+    """Rating heads per culture, PPCA shared dimensions and preservation."""
+    _run(study_file, ["meaning"], device, force)
+
+
+@app.command()
+@friendly
+def report(
+    target: Annotated[Path, typer.Argument(help="The study file, or a run directory (e.g. "
+                                           "one copied from elsewhere).")],
+) -> None:
+    """Write the self-contained HTML report of a run."""
+    from facedialect.api import Run, Study
+
+    if target.is_file():
+        path = Run(Study.from_toml(target).study.output).report()
+    else:
+        from facedialect.run.store import RunDir
+
+        run = RunDir(target).require_existing()
+        with run.lock():
+            path = Run(run.path).report()
+    console.print(f"report: {escape(str(path))}", highlight=False)
 
 
 @app.command()
 @friendly
 def modify(
-    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    study_file: StudyFile,
     image: Annotated[Path, typer.Option(help="A face photo (pre-processed like the "
                                         "training images).")],
-    target: Annotated[str, typer.Option(help="Expression to raise: neutral, happy, "
-                                        "fearful, sad, angry, surprised or disgusted.")],
+    target: Annotated[str, typer.Option(help="Expression to raise (one of the study's "
+                                        "expressions).")],
     db: Annotated[str | None, typer.Option(help="Whose networks (default: every "
                                            "database's).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Gradient-ascent steps.")] = 40,
@@ -403,25 +289,58 @@ def modify(
                                              "gray levels.")] = 2.0,
     tv_weight: Annotated[float, typer.Option(min=0.0, help="Total-variation penalty "
                                              "weight (0: none).")] = 20.0,
-    device: Annotated[str, typer.Option(callback=_device,
-                                        help="cpu, cuda, or auto.")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Change a face toward an expression by gradient ascent; write the image sequence."""
-    from facedialect.config import load_study
-    from facedialect.saliency.stage import modify_image_stage
+    from facedialect.api import Study
     from facedialect.run.store import RunDir
+    from facedialect.stages.base import default_device
+    from facedialect.stages.saliency import modify_image
 
-    run = RunDir(run_dir)
-    study = load_study(run.path / "config.toml")
+    study = Study.from_toml(study_file)
+    run = RunDir(study.study.output).require_existing()
     with run.lock():
-        res = modify_image_stage(run, study, image, target, db=db, steps=steps,
-                                 step_size=step_size, tv_weight=tv_weight,
-                                 device=None if device == "auto" else device)
+        res = modify_image(run, study, image, target, db=db, steps=steps,
+                           step_size=step_size, tv_weight=tv_weight,
+                           device=default_device() if device == "auto" else device)
     for name, info in res.items():
         console.print(f"{name}: p({target}) {info['before']:.3f} -> {info['after']:.3f}; "
                       f"wrote {info['folder']}", highlight=False, markup=False)
 
 
+@app.command()
+@friendly
+def inspect(
+    root: Annotated[Path, typer.Argument(help="The database folder (never written to).")],
+    preset: Annotated[str, typer.Option(help="kdef, krc, jaffe, ckplus, folder or manifest.")],
+    out: Annotated[Path | None, typer.Option(help="Also write tables/images.csv in this "
+                                             "run directory.")] = None,
+    name: Annotated[str | None, typer.Option(help="Database name (default: the preset "
+                                             "in upper case).")] = None,
+    subjects: Annotated[int, typer.Option(min=0, help="Complete subjects to keep: at least "
+                                          "one image of each expression the database has "
+                                          "(0 = all).")] = DEFAULT_SUBJECTS,
+    expressions: Annotated[str, typer.Option(help="The label set, comma-separated (from "
+                                             "neutral, happy, fearful, sad, angry, surprised, "
+                                             "disgusted, contempt).")] = ",".join(EXPRESSIONS),
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o", help="Preset option KEY=VALUE (repeatable), e.g. "
+        "-o subject_regex='(?P<subject>\\d+)_'.")] = None,
+) -> None:
+    """Check one database folder with a preset, before writing a study file."""
+    from facedialect.stages.ingest import database_lines, inspect_database
+
+    images = inspect_database(root, preset, name=name, n_subjects=subjects or None,
+                              expressions=[e for e in expressions.split(",") if e.strip()],
+                              options=option or [], out=out)
+    for line in database_lines(images):
+        console.print(line, highlight=False, markup=False)
+    if out is not None:
+        console.print(f"wrote {escape(str(Path(out) / 'tables' / 'images.csv'))}",
+                      highlight=False)
+
+
+# ------------------------------------------------------------------------------------- tools
 @app.command()
 @friendly
 def stimuli(
@@ -445,9 +364,8 @@ def stimuli(
         stimulus_table,
         write_stimuli,
     )
-    from facedialect.report.figures import stimuli_sheet
+    from facedialect.plots.figures import stimuli_sheet
     from facedialect.run.store import atomic_write_bytes
-    from facedialect.study import labelled_ticker
     from facedialect.vocab import STUDY_AUS
 
     with _progress() as bar:
@@ -538,7 +456,6 @@ def synth(
 
     from facedialect.errors import InputError
     from facedialect.faces.synth import preset_text, synthesize
-    from facedialect.study import labelled_ticker
 
     if show_preset is not None:
         sys.stdout.write(preset_text(show_preset))
@@ -592,42 +509,14 @@ def assets_install(
     console.print(f"installed {name}: {path}", highlight=False)
 
 
-@app.command()
-@friendly
-def meaning(
-    study_file: Annotated[Path, typer.Argument(help="The TOML study file (with [meaning] "
-                                               "ratings; ingest and preprocess done).")],
-    device: Annotated[str, typer.Option(callback=_device,
-                                        help="cpu, cuda, or auto.")] = "auto",
-) -> None:
-    """Rating heads per culture, PPCA shared dimensions and preservation."""
-    from facedialect.config import load_study
-    from facedialect.meaning.stage import meaning_stage
-    from facedialect.run.store import RunDir
-    from facedialect.study import labelled_ticker
-
-    study = load_study(study_file)
-    run = RunDir(study.study.output)
-    with run.lock(), _progress() as bar:
-        res = meaning_stage(run, study, device=None if device == "auto" else device,
-                            progress=labelled_ticker(bar))
-    console.print(f"{res['images']} rated images, cultures {res['cultures']}",
-                  highlight=False)
-    for pair, n in res["n_shared"].items():
-        console.print(f"{pair}: {n} shared dimension(s)", highlight=False)
-    console.print(f"mean preservation {res['mean_preservation']}; wrote "
-                  f"{run.table_path('ppca_components')} and the other meaning tables",
-                  highlight=False)
-
-
 @app.command("synth-ratings")
 @friendly
 def synth_ratings(
     out: Annotated[Path, typer.Option(help="Folder for the faces, ratings.csv, raters.csv, "
                                       "truth.json and study.toml.")] = Path(
         "facedialect-meaning"),
-    posers: Annotated[int, typer.Option(min=1, max=9999, help="Synthetic posers (7 images "
-                                        "each).")] = 12,
+    subjects: Annotated[int, typer.Option(min=1, max=9999, help="Synthetic posers (7 "
+                                          "images each).")] = 12,
     raters: Annotated[int, typer.Option(min=2, max=1000, help="Raters per image and "
                                         "culture.")] = 10,
     seed: Annotated[int, typer.Option(min=0, help="Seed of faces, raters and study.")] = 0,
@@ -635,24 +524,10 @@ def synth_ratings(
     """Write a meaning example: synthetic faces rated by 3 simulated cultures."""
     from facedialect.meaning.example import write_meaning_example
 
-    study = write_meaning_example(out, posers=posers, raters=raters, seed=seed)
+    study = write_meaning_example(out, posers=subjects, raters=raters, seed=seed)
     console.print(f"wrote {study} (cultures A, B, C; planted shared dimensions in "
                   f"{study.parent / 'truth.json'}); run it with `facedialect run {study}`",
                   highlight=False)
-
-
-@app.command("run")
-@friendly
-def run_cmd(
-    study_file: Annotated[Path, typer.Argument(help="The TOML study file.")],
-) -> None:
-    """Run a whole study: every stage in order, resumable."""
-    from facedialect.config import load_study
-    from facedialect.study import run_study
-
-    study = load_study(study_file)
-    path = run_study(study, console=console, progress=_progress)
-    console.print(f"[bold green]done[/]: report at {path}", highlight=False)
 
 
 @app.command()
@@ -660,15 +535,18 @@ def run_cmd(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the example data and run.")] = Path(
         "facedialect-demo"),
-    posers: Annotated[int, typer.Option(min=1, max=9999, help="Synthetic posers per "
-                                        "culture (the study uses all but 2; the robustness "
-                                        "check all).")] = 14,
+    subjects: Annotated[int, typer.Option(min=1, max=9999, help="Synthetic posers per "
+                                          "culture (the study uses all but 2; the "
+                                          "robustness check all).")] = 14,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the synthetic cultures.")] = 0,
 ) -> None:
     """Run the offline example study (synthetic cultures)."""
-    from facedialect.study import run_demo
+    from facedialect.demo import write_demo
 
-    path = run_demo(out, posers=posers, seed=seed, console=console, progress=_progress)
+    study_file = write_demo(out, posers=subjects, seed=seed,
+                            say=lambda text: console.print(text, highlight=False))
+    summaries = _run(study_file, None)
+    path = summaries[-1].facts.get("path")
     console.print(f"[bold green]done[/]: open {path}", highlight=False)
 
 

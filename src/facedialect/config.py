@@ -508,6 +508,9 @@ class Study(_Section):
         return tomli_w.dumps(data)
 
 
+_S = TypeVar("_S", bound=Study)
+
+
 def _inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies inside it (both resolved)."""
     return path == folder or folder in path.parents
@@ -646,8 +649,8 @@ def validate_options(model: type[_M], data: Mapping[str, Any], flags: Mapping[st
         raise InputError("; ".join(problems)) from None
 
 
-def parse_study(data: dict[str, Any], base_dir: str | Path, source: str | Path = "<study>"
-                ) -> Study:
+def parse_study(data: dict[str, Any], base_dir: str | Path, source: str | Path = "<study>",
+                cls: type[_S] | None = None) -> _S:
     """Validate a study given as a dict (as read from TOML).
 
     Parameters
@@ -658,25 +661,30 @@ def parse_study(data: dict[str, Any], base_dir: str | Path, source: str | Path =
         Folder against which relative paths are resolved.
     source : str or Path
         Name used in error messages.
+    cls : type, optional
+        The :class:`Study` class to make (a subclass, e.g. the public API's).
 
     Raises
     ------
     StudyFileError
         With one line per problem: file, key, what is wrong and how to fix it.
     """
+    model = cls if cls is not None else Study
     try:
-        return Study.model_validate(data, context={"base_dir": Path(base_dir)})
+        return model.model_validate(data, context={"base_dir": Path(base_dir)})  # type: ignore[return-value]
     except ValidationError as exc:
         raise StudyFileError(format_validation_error(Path(source), exc)) from None
 
 
-def load_study(path: str | Path) -> Study:
+def load_study(path: str | Path, cls: type[_S] | None = None) -> _S:
     """Read and validate a TOML study file.
 
     Parameters
     ----------
     path : str or Path
         The study file.
+    cls : type, optional
+        The :class:`Study` class to make (a subclass, e.g. the public API's).
 
     Returns
     -------
@@ -698,7 +706,7 @@ def load_study(path: str | Path) -> Study:
         raise StudyFileError(f"{path}: not valid TOML: {exc}; fix the syntax there") from None
     except UnicodeDecodeError as exc:
         raise StudyFileError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from None
-    return parse_study(data, path.parent.resolve(), path)
+    return parse_study(data, path.parent.resolve(), path, cls)
 
 
 __all__ = [

@@ -231,3 +231,55 @@ class LogProgress:
         out = self.file if self.file is not None else sys.stderr
         out.write(line + "\n")
         out.flush()
+
+
+#: The one progress callback of facedialect: ``progress(label, done, total)``, called while a
+#: stage works (``label`` names the task: ``features``, ``train KDEF runs 0-9``).
+ProgressFn = Callable[[str, int, int], None]
+
+
+def labelled_ticker(bar: Any) -> ProgressFn:
+    """Adapt a rich ``Progress`` or :class:`LogProgress` to a :data:`ProgressFn`, a task a label."""
+    tasks: dict[str, Any] = {}
+
+    def tick(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total)
+        bar.update(tasks[label], completed=done, total=total)
+
+    return tick
+
+
+
+def progress_factory(console: Any = None) -> Callable[[], Any]:
+    """A factory of progress displays: bars on a terminal or in Jupyter, log lines otherwise.
+
+    Parameters
+    ----------
+    console : rich.console.Console, optional
+        Where to draw (default: standard error).
+
+    Returns
+    -------
+    callable
+        ``factory()`` -> a context manager with ``add_task`` and ``update`` (a rich
+        ``Progress``, or a :class:`LogProgress` writing a line every 30 s at most).
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    out = console if console is not None else Console(stderr=True, soft_wrap=True)
+
+    def make() -> Any:
+        if not ((out.is_terminal and out.is_interactive) or out.is_jupyter):
+            return LogProgress(out.file)
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=out, transient=True)
+
+    return make

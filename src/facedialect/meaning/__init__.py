@@ -7,9 +7,10 @@
 - :mod:`~facedialect.meaning.preservation`: preservation between cultures, split-half
   reliability, prediction accuracy (pure analysis);
 - :mod:`~facedialect.meaning.simulate`: raters of cultures sharing known dimensions;
-- :mod:`~facedialect.meaning.stage`: the stage that reads the run directory and writes
-  the tables;
-- :mod:`~facedialect.meaning.report`: the report section and its figures.
+- :mod:`~facedialect.meaning.figures`: the figures of the meaning tables.
+
+The stage that reads the run directory and writes the tables is
+:mod:`facedialect.stages.meaning`.
 """
 
 from facedialect.meaning.ppca import PPCAFit, PPCAResult, ppca, ppca_fit, ppca_test

@@ -1,5 +1,13 @@
-"""Figures (matplotlib, each from a table in the run directory) and the HTML report."""
+"""The HTML report: blocks, sections and their assembly (imports no analysis code)."""
 
-from facedialect.report.html import build_report
+from facedialect.report.html import (
+    Code,
+    Figure,
+    Section,
+    Table,
+    Text,
+    figure_file,
+    write_report,
+)
 
-__all__ = ["build_report"]
+__all__ = ["Code", "Figure", "Section", "Table", "Text", "figure_file", "write_report"]

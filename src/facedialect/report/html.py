@@ -1,12 +1,13 @@
 """One self-contained HTML report assembled from named sections.
 
-Each section is built from the run directory's tables and figures by a function
-registered in :data:`SECTION_BUILDERS`; a builder returns ``None`` when its stage has not
-run. Every string that comes from user data is escaped; images and tables are embedded
-(``data:`` URIs, figures drawn for the report as inline SVG whose text the browser draws in
-any script), so the file can be mailed or archived alone. A figure or section that fails
-becomes a note in the report (and a :class:`~facedialect.errors.ReportWarning`), and the
-report is still written.
+The report knows blocks (:class:`Figure`, :class:`Table`, :class:`Text`, :class:`Code`)
+and :class:`Section` s; the stages build their sections from the run directory's tables
+and figures (``Stage.section``) and :func:`write_report` assembles them. This package
+imports no analysis code. Every string that comes from user data is escaped; images and
+tables are embedded (``data:`` URIs; the stages' figures as inline SVG whose text the
+browser draws in any script), so the file can be mailed or archived alone. A section that
+fails becomes a note in the report (and a :class:`~facedialect.errors.ReportWarning`), and
+the report is still written.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import html
 import json
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,26 +82,6 @@ class Section:
 
 SectionBuilder = Callable[[RunDir], "Section | None"]
 
-#: Builders in registration order; later stages register theirs with
-#: :func:`register_section`. The report puts the summary first and provenance last
-#: (see :data:`LAST_SECTIONS`), whatever the registration order.
-SECTION_BUILDERS: list[SectionBuilder] = []
-
-#: Section ids that always close the report, in this order.
-LAST_SECTIONS: tuple[str, ...] = ("provenance",)
-
-
-def register_section(builder: SectionBuilder) -> SectionBuilder:
-    """Add a section builder to the report (decorator)."""
-    SECTION_BUILDERS.append(builder)
-    return builder
-
-
-def order_sections(sections: list[Section]) -> list[Section]:
-    """Registration order, except the ids in :data:`LAST_SECTIONS`, which go last."""
-    last = [s for name in LAST_SECTIONS for s in sections if s.id == name]
-    return [s for s in sections if s.id not in LAST_SECTIONS] + last
-
 
 #: Characters shown as escapes (``\r``, ``\x1b``, ``\xff``): controls other than newline
 #: and tab, and the lone surrogates that stand for file-name bytes which are not UTF-8.
@@ -134,36 +115,36 @@ def _figure_html(fig: Figure) -> str:
             f"<figcaption>{esc(fig.caption)}</figcaption></figure>")
 
 
-def figure_block(draw: Callable[..., bytes | None], *args: object, caption: str, name: str,
-                 missing: str = "", **kwargs: object) -> Figure | Text | None:
-    """Draw one figure of the report; a failure becomes a note and the report goes on.
+def figure_file(run: RunDir, name: str, caption: str, missing: str = ""
+                ) -> Figure | Text | None:
+    """The figure a stage drew into ``figures/{name}.svg`` (or ``.png``), for a section.
 
     Parameters
     ----------
-    draw : callable
-        The figure function, called with ``args`` and ``kwargs``; returns the image, or
-        ``None`` when its table has nothing to draw.
-    caption, name : str
-        The figure's caption and name.
+    run : RunDir
+        The run directory.
+    name : str
+        The figure's file name without suffix.
+    caption : str
+        Its caption.
     missing : str
-        Text shown instead when ``draw`` returns ``None`` (nothing is shown when empty).
+        Text shown when there is no such figure (nothing to draw); nothing is shown when
+        empty.
 
     Returns
     -------
     Figure, Text or None
-        The figure; a :class:`Text` saying ``figure NAME could not be drawn: ERROR`` when
-        drawing raised (also issued as a :class:`~facedialect.errors.ReportWarning`), or
-        ``missing``; ``None`` when there is nothing to show.
+        The figure; the stage's note (``figure NAME could not be drawn: ERROR``) when
+        drawing failed; ``missing``; ``None`` when there is nothing to show.
     """
-    try:
-        image = draw(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - one figure must not cost the whole report
-        note = f"figure {name} could not be drawn: {type(exc).__name__}: {exc}"
-        warnings.warn(f"report: {note}", ReportWarning, stacklevel=2)
+    for suffix in (".svg", ".png"):
+        path = run.figures / f"{name}{suffix}"
+        if path.is_file():
+            return Figure(path.read_bytes(), caption, name)
+    note = run.read_manifest().get("figure_notes", {}).get(name)
+    if note:
         return Text(note)
-    if image is None:
-        return Text(missing) if missing else None
-    return Figure(image, caption, name)
+    return Text(missing) if missing else None
 
 
 def _table_html(tab: Table) -> str:
@@ -231,13 +212,17 @@ def render_html(title: str, sections: list[Section], meta: str = "") -> str:
     return "\n".join(parts)
 
 
-def build_report(run_dir: str | Path | RunDir, out: str | Path | None = None) -> Path:
-    """Assemble ``report.html`` from every section whose inputs exist.
+def write_report(run: RunDir, sections: Sequence[SectionBuilder],
+                 out: str | Path | None = None) -> Path:
+    """Assemble ``report.html`` from section builders, in the order given.
 
     Parameters
     ----------
-    run_dir : path or RunDir
+    run : RunDir
         The run directory.
+    sections : sequence of callable
+        ``builder(run) -> Section | None``; None (its stage has not run) is left out, a
+        builder that raises becomes a section that says so.
     out : path, optional
         Where to write (default ``RUN/report.html``).
 
@@ -246,15 +231,9 @@ def build_report(run_dir: str | Path | RunDir, out: str | Path | None = None) ->
     Path
         The report file.
     """
-    from facedialect.report import sections as _sections  # noqa: F401  (registers builders)
-    from facedialect.report.figures import figure_format
-
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     manifest = run.read_manifest()
     title = manifest.get("report_title") or manifest.get("study") or run.path.name
-    with figure_format("svg"):
-        built = order_sections([s for s in (_build_section(b, run) for b in SECTION_BUILDERS)
-                                if s is not None])
+    built = [s for s in (safe_section(b, run) for b in sections) if s is not None]
     meta = (f"facedialect {__version__} · run directory {run.path} · "
             f"seed {manifest.get('seed', 'n/a')} · updated {manifest.get('updated', 'n/a')}")
     doc = render_html(f"facedialect report: {title}", built, meta)
@@ -265,12 +244,12 @@ def build_report(run_dir: str | Path | RunDir, out: str | Path | None = None) ->
     return target
 
 
-def _build_section(builder: SectionBuilder, run: RunDir) -> Section | None:
-    """Run one section builder; a failure becomes a section that says so."""
+def safe_section(builder: SectionBuilder, run: RunDir) -> Section | None:
+    """Run one section builder; a failure becomes a section that says so (and a warning)."""
     try:
         return builder(run)
     except Exception as exc:  # noqa: BLE001 - one section must not cost the whole report
-        sid = builder.__name__.removesuffix("_section")
+        sid = getattr(builder, "__name__", "section").removesuffix("_section")
         note = f"section {sid} could not be built: {type(exc).__name__}: {exc}"
         warnings.warn(f"report: {note}", ReportWarning, stacklevel=2)
         return Section(sid, sid.replace("_", " ").capitalize(), [Text(note)])

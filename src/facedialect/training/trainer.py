@@ -89,6 +89,14 @@ class MultiRunHead(nn.Module):
                 for w in (self.w1, self.w2, self.w3):
                     w[i].copy_(torch.randn(w.shape[1:], generator=g) * math.sqrt(2.0 / w.shape[1]))
 
+    @classmethod
+    def from_state(cls, state: dict) -> MultiRunHead:
+        """The heads of a saved state (``heads/{db}.pt``: ``w1 … b3``, ``dropout``), eval mode."""
+        r, d, h = state["w1"].shape
+        head = cls([0] * r, d, h, n_out=state["w3"].shape[2], dropout=float(state["dropout"]))
+        head.load_state_dict({k: state[k] for k in ("w1", "b1", "w2", "b2", "w3", "b3")})
+        return head.eval()
+
     @property
     def runs(self) -> int:
         """Number of runs R."""

@@ -1,8 +1,9 @@
-"""The study's stages: each reads its inputs from the run directory and writes its outputs there.
+"""Pre-processing: detect, normalise and mask every candidate face; screen the faces.
 
-A stage function takes a :class:`~facedialect.run.store.RunDir` and plain parameters, does the
-work (using the cache where it can) and returns a small summary for the CLI. Figures are
-drawn from the tables the stage wrote.
+Writes ``tables/preprocess.csv``, ``tables/screening.csv``, ``tables/duplicates.csv``,
+updates the exclusions and the subject selection in ``tables/images.csv`` and draws a
+contact sheet per database. Faces and screening values are cached by image content hash
+(docs/preprocessing.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from facedialect import databases
-from facedialect.config import DatabaseConfig, ScreeningConfig, Study
+from facedialect.config import ScreeningConfig, Study
 from facedialect.databases.schema import (
     BLURRED,
     CHANGED,
@@ -29,116 +30,79 @@ from facedialect.databases.schema import (
 )
 from facedialect.errors import FacedialectWarning, ImageReadError, InputError
 from facedialect.imageio import decode_gray, read_image_bytes
+from facedialect.plots.figures import contact_sheet, safe_name
 from facedialect.preprocess import screening
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.pipeline import FaceResult, preprocess_face
-from facedialect.run.store import (
-    RUN_HINT,
-    ArrayCache,
-    RunDir,
-    atomic_write_text,
-    cache_root,
-    sha256_bytes,
+from facedialect.report.html import Figure, Section, Table, Text
+from facedialect.run.caches import (
+    preprocess_cache,
+    preprocess_key,
+    screening_cache,
 )
-from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS
+from facedialect.run.store import ArrayCache, RunDir, sha256_bytes
+from facedialect.stages.base import Context, Stage, Summary
+from facedialect.vocab import DEFAULT_SUBJECTS
+
+
+def run(run: RunDir, study: Study, ctx: Context) -> Summary:
+    """Pre-process every candidate image of the study (cached) and screen the faces."""
+    s = preprocess_images(
+        run, study.preprocess, n_subjects={d.name: d.n_subjects for d in study.databases},
+        cache_dir=study.study.cache_dir, workers=ctx.options.get("workers"),
+        progress=ctx.tick("pre-processing"),
+        faces_per_expression=study.report.contact_sheet_per_expression,
+        screen=study.screening)
+    lines = [f"{s.detected}/{s.processed} faces detected ({s.from_cache} from cache); "
+             f"{s.not_detected} excluded (no face or unreadable), {s.several_faces} with "
+             "several faces (largest used)",
+             f"screening: {s.near_duplicates} near duplicate(s) in {s.duplicate_groups} "
+             f"group(s), {s.too_small} face(s) too small, {s.blurred} blurred"]
+    return Summary("preprocess", lines, {k: v for k, v in vars(s).items()})
+
+
+def draw_contact_sheets(run: RunDir, cache: ArrayCache, per_expression: int = 4) -> list[str]:
+    """Draw ``figures/contact_sheet_{db}.png`` for every database; return the names."""
+    images = run.read_table("images")
+    prep = run.read_table("preprocess")
+    merged = images.merge(prep[["db", "path", "detected", "x", "y", "w", "h", "cache_key"]],
+                          on=["db", "path"], how="inner")
+    merged = merged[merged["included"].astype(bool) & merged["detected"].astype(bool)]
+
+    def face_of(key: str) -> np.ndarray | None:
+        hit = cache.get(key)
+        return hit["image"] if hit is not None and "image" in hit else None
+
+    names = []
+    for db, part in merged.groupby("db", sort=False):
+        png = contact_sheet(part, str(db), face_of, per_expression)
+        if png is not None:
+            name = f"contact_sheet_{safe_name(str(db))}"
+            run.write_figure(name, png)
+            names.append(name)
+    return names
+
 
 #: Columns of ``tables/preprocess.csv``.
 PREPROCESS_COLUMNS = ["db", "path", "detected", "x", "y", "w", "h", "n_faces", "reason",
                       "cache_key"]
 
+
 #: Columns of ``tables/screening.csv``: every detected face's width and sharpness.
 SCREENING_COLUMNS = ["db", "path", "face_width", "sharpness", "reason"]
+
 
 #: Exclusion categories decided by subject selection or by this stage itself (face
 #: detection, screening): such images are candidates again on every run (e.g. after a change
 #: of detection parameters or screening thresholds).
 RECONSIDERED_CATEGORIES = (databases.SELECTION_CATEGORIES | {"no face detected", CHANGED}
                            | SCREENING_CATEGORIES)
+
+
 #: Arrays of every pre-processing cache entry (a detected face's has ``image`` too).
 RESULT_ARRAYS = ("detected", "n_faces", "box", "reason")
 
-Progress = Callable[[int, int], None]
 
-
-# --------------------------------------------------------------------------------------- ingest
-def ingest_stage(run: RunDir, dbs: Sequence[DatabaseConfig],
-                 expressions: Sequence[str] = EXPRESSIONS, *,
-                 progress: Callable[[str, int, int], None] | None = None,
-                 prune: bool = False) -> pd.DataFrame:
-    """Parse and validate each database; write ``tables/images.csv``.
-
-    Rows of databases with other names already in the table are kept, so databases can be
-    ingested one at a time; with ``prune`` (a whole study) they are dropped instead, with
-    their entries in the manifest, so a database renamed or removed from the study file
-    leaves no trace for the later stages (which read ``tables/images.csv``).
-
-    Parameters
-    ----------
-    run : RunDir
-        The run directory.
-    dbs : sequence of DatabaseConfig
-        The databases to ingest.
-    expressions : sequence of str
-        The study's label set (``[study] expressions``).
-    progress : callable, optional
-        Called as ``progress(label, done, total)`` while each database's files are hashed
-        and decoded (label ``ingest NAME``).
-    prune : bool
-        Drop the rows and manifest entries of databases not in ``dbs`` (``facedialect
-        run``); False keeps them (``facedialect ingest``, one database at a time).
-
-    Returns
-    -------
-    pandas.DataFrame
-        The whole images table.
-    """
-    with run.stage("ingest") as info:
-        frames = []
-        inputs: dict[str, str] = {}
-        for db in dbs:
-            df = databases.ingest(db.preset, db.root, db=db.name, options=db.options,
-                                  n_subjects=db.n_subjects, expressions=expressions,
-                                  label_map=db.label_map,
-                                  exclude_expressions=db.exclude_expressions,
-                                  merge_labels=db.merge_labels,
-                                  progress=(lambda d, t, _label=f"ingest {db.name}":
-                                            progress(_label, d, t)) if progress else None)
-            frames.append(df)
-            listing = "\n".join(f"{p}\t{h}" for p, h in zip(df["path"], df["sha256"],
-                                                             strict=True))
-            inputs[f"database:{db.name}"] = hashlib.sha256(
-                listing.encode("utf-8", "surrogateescape")).hexdigest()  # any file name
-        new = pd.concat(frames, ignore_index=True)
-        if prune:
-            _forget_databases(run, {db.name for db in dbs})
-        elif run.has_table("images"):
-            old = run.read_table("images")
-            old = old[~old["db"].isin(new["db"].unique())]
-            new = pd.concat([old, new], ignore_index=True) if len(old) else new
-        run.write_table("images", new)
-        run.update_manifest(inputs=inputs, expressions=list(expressions),
-                            databases={db.name: {"preset": db.preset, "root": str(db.root),
-                                                 "n_subjects": db.n_subjects,
-                                                 "options": db.options,
-                                                 "label_map": db.label_map,
-                                                 "exclude_expressions": db.exclude_expressions}
-                                       for db in dbs})
-        info["images"] = int(len(new))
-    return new
-
-
-def _forget_databases(run: RunDir, keep: set[str]) -> None:
-    """Remove the manifest entries of databases not in ``keep`` (a whole-study ingest)."""
-    m = run.read_manifest()
-    for key in list(m.get("databases", {})):
-        if key not in keep:
-            run.forget("databases", key)
-    for key in list(m.get("inputs", {})):
-        if key.startswith("database:") and key.removeprefix("database:") not in keep:
-            run.forget("inputs", key)
-
-
-# ----------------------------------------------------------------------------------- preprocess
 @dataclass
 class PreprocessSummary:
     """What the pre-processing stage did."""
@@ -155,16 +119,6 @@ class PreprocessSummary:
     too_small: int = 0
     blurred: int = 0
     per_db: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-def preprocess_key(sha256: str, params: PreprocessParams) -> str:
-    """Cache key of one image's pre-processing: content hash + parameters (+ version)."""
-    return hashlib.sha256(f"{sha256}:{params.key()}".encode()).hexdigest()
-
-
-def preprocess_cache(configured: str | Path | None = None) -> ArrayCache:
-    """The cache of pre-processed faces."""
-    return ArrayCache(cache_root(configured) / "preprocess")
 
 
 def _candidate_mask(images: pd.DataFrame) -> pd.Series:
@@ -231,30 +185,6 @@ def _result_from_cache(hit: Mapping[str, np.ndarray]) -> FaceResult:
                       n_faces=int(hit["n_faces"]),
                       box=None if box[0] < 0 else box,  # type: ignore[arg-type]
                       reason=str(hit["reason"]))
-
-
-def load_face(key: str, cache: ArrayCache) -> np.ndarray:
-    """Return the pre-processed face stored under ``key`` (224x224 uint8).
-
-    Raises
-    ------
-    InputError
-        When the cache has no sound face under that key (missing, or damaged: then with a
-        :class:`~facedialect.errors.DamagedFileWarning`); ``facedialect preprocess``
-        computes it again.
-    """
-    hit = cache.get(key, required=("image",))
-    if hit is None:
-        raise InputError(f"no pre-processed face cached under {key} ({cache.path(key)}): "
-                         f"run `facedialect preprocess` again (it computes missing and "
-                         f"damaged faces again)")
-    return hit["image"]
-
-
-# ------------------------------------------------------------------------------------ screening
-def screening_cache(configured: str | Path | None = None) -> ArrayCache:
-    """The cache of screening values (perceptual hashes, face sharpness)."""
-    return ArrayCache(cache_root(configured) / "screening")
 
 
 def _hash_key(sha: str) -> str:
@@ -382,10 +312,10 @@ def _check_left(table: pd.DataFrame, dups: pd.DataFrame) -> None:
         raise InputError(msg)
 
 
-def preprocess_stage(run: RunDir, params: PreprocessParams, *,
+def preprocess_images(run: RunDir, params: PreprocessParams, *,
                      n_subjects: Mapping[str, int | None] | None = None,
                      cache_dir: str | Path | None = None, workers: int | None = None,
-                     progress: Progress | None = None,
+                     progress: Callable[[int, int], None] | None = None,
                      faces_per_expression: int = 4,
                      screen: ScreeningConfig | None = None) -> PreprocessSummary:
     """Detect, normalise and mask every candidate image; write ``tables/preprocess.csv``.
@@ -437,7 +367,7 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
     images.loc[is_cand, "included"] = True  # decided afresh below
     images.loc[is_cand, "reason"] = ""
     cand = images[is_cand]
-    keys = [preprocess_key(h, params) for h in cand["sha256"]]
+    keys = [preprocess_key(h, params.key()) for h in cand["sha256"]]
     summary = PreprocessSummary()
     with run.stage("preprocess", params_key=params.key(),
                    screening=screen.model_dump(mode="json")) as info:
@@ -513,14 +443,45 @@ def preprocess_stage(run: RunDir, params: PreprocessParams, *,
                     screening_from_cache=screen_hits, near_duplicates=summary.near_duplicates,
                     duplicate_groups=summary.duplicate_groups, too_small=summary.too_small,
                     blurred=summary.blurred)
-    from facedialect.report.figures import contact_sheets  # matplotlib only when drawing
-    contact_sheets(run, cache, per_expression=faces_per_expression)
+    draw_contact_sheets(run, cache, faces_per_expression)
     return summary
 
 
-# ------------------------------------------------------------------------------------ whole study
-def save_study(run: RunDir, study: Study) -> None:
-    """Write the resolved study file to ``config.toml`` and its seed to the manifest."""
-    atomic_write_text(run.path / "config.toml", study.to_toml(), hint=RUN_HINT)
-    run.update_manifest(seed=study.study.seed, study=study.study.name,
-                        study_file_sha256=hashlib.sha256(study.to_toml().encode()).hexdigest())
+
+def preprocess_section(run: RunDir) -> Section | None:
+    """Detection results, contact sheets and faces that were not detected."""
+    if not run.has_table("preprocess"):
+        return None
+    prep = run.read_table("preprocess")
+    rate = (prep.groupby("db", sort=False)
+            .agg(candidates=("detected", "size"), detected=("detected", "sum"))
+            .reset_index())
+    rate["detection_rate"] = rate["detected"] / rate["candidates"]
+    several = prep[prep["reason"].fillna("").str.startswith("several faces")]
+    rate["several_faces"] = rate["db"].map(several.groupby("db").size()).fillna(0).astype(int)
+    blocks: list = [
+        Text("Every candidate image was converted to grayscale, the largest face found by "
+             "OpenCV's Haar frontal-face cascade was cropped, its histogram set to mean 128 "
+             "and SD 32, everything outside a feathered oval set to 128, and the result "
+             "resized to 224x224 (SCIENCE §2). Training uses 50 deterministic variants of "
+             "each face (5 sizes x 5 positions x 2 reflections, SCIENCE §3)."),
+        Table(rate, "Face detection per database.", "detection"),
+    ]
+    for fig in sorted(run.figures.glob("contact_sheet_*.png")):
+        db = fig.stem.removeprefix("contact_sheet_")
+        blocks.append(Figure(fig.read_bytes(), f"{db}: included faces per expression, the "
+                             "original (around the detected box) beside the pre-processed "
+                             "face.", fig.stem))
+    missed = prep[~prep["detected"].astype(bool)]
+    if len(missed):
+        blocks.append(Table(missed[["db", "path", "reason"]], "Images without a usable face "
+                            "(excluded).", "faces_not_detected"))
+    return Section("preprocessing", "Pre-processing", blocks)
+
+
+STAGE = Stage(
+    name="preprocess", title="detect, normalise and screen the faces",
+    reads=("tables/images.csv",),
+    writes=("tables/preprocess.csv", "tables/screening.csv", "tables/duplicates.csv"),
+    run=run, section=preprocess_section, config=("preprocess", "screening", "databases"),
+    always=True)

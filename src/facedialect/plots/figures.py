@@ -29,7 +29,6 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
 from facedialect.imageio import read_gray  # noqa: E402
-from facedialect.run.store import ArrayCache, RunDir  # noqa: E402
 from facedialect.vocab import VOCABULARY, expression_index, in_order  # noqa: E402
 
 FIG_DPI = 110
@@ -173,53 +172,52 @@ def _before(path: str, box: tuple[int, int, int, int] | None, size: int) -> np.n
 
 
 @figure_function
-def contact_sheets(run: RunDir, cache: ArrayCache, per_expression: int = 4) -> list[str]:
-    """Draw one contact sheet per database: rows expressions, pairs of before / after.
+def contact_sheet(faces: pd.DataFrame, db: str, face_of: Callable[[str], np.ndarray | None],
+                  per_expression: int = 4) -> bytes | None:
+    """One database's contact sheet: rows expressions, pairs of before / after pre-processing.
 
-    Uses ``tables/images.csv`` (which faces are included) and ``tables/preprocess.csv``
-    (boxes and cache keys). Writes ``figures/contact_sheet_{db}.png``.
+    Parameters
+    ----------
+    faces : pandas.DataFrame
+        The database's included faces with a detected face: ``path, subject, expression,
+        x, y, w, h, cache_key``.
+    db : str
+        The database name (title).
+    face_of : callable
+        ``face_of(cache_key)``: the pre-processed face (224x224 uint8), or None.
+    per_expression : int
+        Faces per expression.
 
     Returns
     -------
-    list of str
-        The figure names written.
+    bytes or None
+        PNG, or None when ``faces`` has no known expression.
     """
-    images = run.read_table("images")
-    prep = run.read_table("preprocess")
-    merged = images.merge(prep[["db", "path", "detected", "x", "y", "w", "h", "cache_key"]],
-                          on=["db", "path"], how="inner")
-    merged = merged[merged["included"].astype(bool) & merged["detected"].astype(bool)]
-    names = []
-    for db, part in merged.groupby("db", sort=False):
-        exprs = in_order(part["expression"])
-        if not exprs:
-            continue
-        k = per_expression
-        fig, axes = plt.subplots(len(exprs), 2 * k, figsize=(2 * k * 1.2, len(exprs) * 1.3),
-                                 squeeze=False)
-        for ax in axes.ravel():
-            ax.axis("off")
-        for r, expr in enumerate(exprs):
-            rows = part[part["expression"] == expr].sort_values(["subject", "path"]).head(k)
-            axes[r, 0].set_title("", fontsize=7)
-            axes[r, 0].text(-0.15, 0.5, expr, transform=axes[r, 0].transAxes, ha="right",
-                            va="center", fontsize=9)
-            for c, (_, row) in enumerate(rows.iterrows()):
-                box = (int(row["x"]), int(row["y"]), int(row["w"]), int(row["h"]))
-                hit = cache.get(str(row["cache_key"]))
-                after = hit["image"] if hit is not None and "image" in hit else None
-                axes[r, 2 * c].imshow(_before(row["path"], box, 112), cmap="gray",
-                                      vmin=0, vmax=255)
-                if after is not None:
-                    axes[r, 2 * c + 1].imshow(after, cmap="gray", vmin=0, vmax=255)
-                if r == 0:
-                    axes[r, 2 * c].set_title("before", fontsize=7)
-                    axes[r, 2 * c + 1].set_title("after", fontsize=7)
-        fig.suptitle(f"{db}: faces before and after pre-processing", fontsize=10)
-        name = f"contact_sheet_{safe_name(str(db))}"
-        run.write_figure(name, fig_to_png(fig))
-        names.append(name)
-    return names
+    exprs = in_order(faces["expression"])
+    if not exprs:
+        return None
+    k = per_expression
+    fig, axes = plt.subplots(len(exprs), 2 * k, figsize=(2 * k * 1.2, len(exprs) * 1.3),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, expr in enumerate(exprs):
+        rows = faces[faces["expression"] == expr].sort_values(["subject", "path"]).head(k)
+        axes[r, 0].set_title("", fontsize=7)
+        axes[r, 0].text(-0.15, 0.5, expr, transform=axes[r, 0].transAxes, ha="right",
+                        va="center", fontsize=9)
+        for c, (_, row) in enumerate(rows.iterrows()):
+            box = (int(row["x"]), int(row["y"]), int(row["w"]), int(row["h"]))
+            after = face_of(str(row["cache_key"]))
+            axes[r, 2 * c].imshow(_before(row["path"], box, 112), cmap="gray",
+                                  vmin=0, vmax=255)
+            if after is not None:
+                axes[r, 2 * c + 1].imshow(after, cmap="gray", vmin=0, vmax=255)
+            if r == 0:
+                axes[r, 2 * c].set_title("before", fontsize=7)
+                axes[r, 2 * c + 1].set_title("after", fontsize=7)
+    fig.suptitle(f"{db}: faces before and after pre-processing", fontsize=10)
+    return fig_to_png(fig)
 
 
 @figure_function

@@ -1,12 +1,12 @@
-"""The saliency and modification stages: read the run directory, compute, write outputs.
+"""Saliency: where the networks look, per face region, and faces pushed toward an expression.
 
-``saliency_stage`` takes every test image of every run (matched testing), finds its 68
+:func:`saliency_maps` takes every test image of every run (matched testing), finds its 68
 landmarks, computes saliency maps through the run's network, and writes
 ``tables/saliency_regions.csv``, ``tables/saliency_stats.csv``,
 ``tables/saliency_images.csv``, ``saliency/maps.npz`` and the figures
-``figures/saliency_*.png``. ``modification_stage`` converts one neutral face to every
+``figures/saliency_*.png``. :func:`modification_grid` converts one neutral face to every
 expression with each database's networks (``tables/modification.csv``,
-``modify/grid/*.png``, ``figures/modification_grid.png``); ``modify_image_stage`` is the
+``modify/grid/*.png``, ``figures/modification_grid.png``); :func:`modify_image` is the
 ``facedialect modify`` command. docs/saliency.md describes the method, docs/outputs.md
 the files.
 """
@@ -14,7 +14,7 @@ the files.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +22,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from facedialect.classification import default_device, included_faces, load_heads
 from facedialect.config import Study
 from facedialect.errors import InputError
 from facedialect.models.backbones import Backbone
 from facedialect.models.weights import load_backbone
+from facedialect.plots.figures import safe_name
+from facedialect.progress import ProgressFn
+from facedialect.report.html import Figure, Section, Table, Text
+from facedialect.run.caches import load_face, preprocess_cache
+from facedialect.run.heads import trained_backbone
+from facedialect.run.store import RunDir, atomic_write_bytes
+from facedialect.run.tables import included_faces
 from facedialect.saliency.analysis import AlignedMaps, saliency_analysis
+from facedialect.saliency.figures import (
+    difference_figure,
+    modification_grid_figure,
+    modification_strip,
+    region_shares_figure,
+    saliency_grid_figure,
+)
 from facedialect.saliency.modify import ModifyResult, modify_faces
 from facedialect.saliency.stats import region_stats
-from facedialect.stages import load_face, preprocess_cache
-from facedialect.run.store import RunDir, atomic_write_bytes
-from facedialect.training.trainer import MultiRunHead
-
-__all__ = [
-    "IMAGE_COLUMNS",
-    "MODIFICATION_COLUMNS",
-    "load_maps",
-    "modification_stage",
-    "modify_image_stage",
-    "saliency_stage",
-]
-
-Progress = Callable[[str, int, int], None]
+from facedialect.stages.base import Context, Stage, Summary, TrainedHeads, trained_heads
 
 #: Columns of ``tables/saliency_images.csv``.
 IMAGE_COLUMNS = ["db", "image", "subject", "expression", "runs", "landmarks", "reason"]
@@ -53,18 +53,7 @@ MODIFICATION_COLUMNS = ["db", "image", "target", "step", "expression", "probabil
 MAPS_FILE = Path("saliency") / "maps.npz"
 
 
-def _trained_tag(run: RunDir) -> str:
-    tag = run.read_manifest().get("training", {}).get("backbone")
-    if tag is None:
-        raise InputError(f"{run.path}: no trained networks; run `facedialect train` first")
-    return str(tag)
-
-
-def _backbone(study: Study, tag: str, device: str) -> Backbone:
-    if not tag.startswith(f"{study.model.backbone}|"):
-        raise InputError(f"the networks were trained on {tag.split('|')[0]!r} features but "
-                         f"the study's [model] backbone is {study.model.backbone!r}; train "
-                         f"again or restore the study file")
+def _backbone(study: Study, device: str) -> Backbone:
     backbone = load_backbone(study.model.backbone, study.model.weights,
                              allow_download=study.model.allow_download)
     if device == "cpu":
@@ -73,25 +62,6 @@ def _backbone(study: Study, tag: str, device: str) -> Backbone:
         tune_malloc()  # keeps activation buffers mapped (docs/models.md, "Speed")
         backbone = backbone.to(memory_format=torch.channels_last)
     return backbone.to(device).eval()
-
-
-Heads = tuple[MultiRunHead, list[int], set[int], list[str]]
-
-
-def _heads(run: RunDir, dbs: list[str], device: str) -> dict[str, Heads]:
-    """Per database: its heads, run ids, failed run ids and unit expressions."""
-    out = {}
-    for db in dbs:
-        path = run.path / "heads" / f"{db}.pt"
-        if path.exists():
-            head, state = load_heads(path)
-            out[db] = (head.to(device), [int(r) for r in state["runs"].tolist()],
-                       {int(r) for r in state["failed_runs"].tolist()},
-                       list(state["expressions"]))
-    if not out:
-        raise InputError(f"{run.path / 'heads'}: no trained heads; run `facedialect train` "
-                         f"first")
-    return out
 
 
 def select_tests(splits: pd.DataFrame, expressions: list[str], failed: Mapping[str, set[int]],
@@ -154,10 +124,24 @@ def load_maps(run: RunDir) -> AlignedMaps | None:
         return AlignedMaps.from_arrays({k: z[k] for k in z.files})
 
 
-def saliency_stage(run: RunDir, study: Study, *,
-                   landmarks: Mapping[str, np.ndarray] | None = None,
-                   device: str | None = None, progress: Progress | None = None
-                   ) -> dict[str, Any]:
+def run(run: RunDir, study: Study, ctx: Context) -> Summary:
+    """Saliency maps of every test image; the modification grid when ``[saliency] modify``."""
+    res = saliency_maps(run, study, device=ctx.resolved_device(), progress=ctx.progress)
+    lines = [f"{', '.join(study.saliency.methods)}: {res['images']} test images "
+             f"({res['pairs']} image-run pairs), {res['without_landmarks']} without "
+             f"landmarks; {len(res['significant'])} region difference(s) with FDR p < 0.05",
+             *(f"  {line}" for line in res["significant"])]
+    if ctx.options.get("modify", study.saliency.modify):
+        mod = modification_grid(run, study, device=ctx.resolved_device())
+        lines.append(f"modification grid from {mod['image']}")
+        res["modification"] = mod
+    return Summary("saliency", lines, res)
+
+
+def saliency_maps(run: RunDir, study: Study, *,
+                  landmarks: Mapping[str, np.ndarray] | None = None,
+                  device: str = "cpu", progress: ProgressFn | None = None
+                  ) -> dict[str, Any]:
     """Saliency maps of every test image, region shares, statistics and figures.
 
     Parameters
@@ -170,9 +154,9 @@ def saliency_stage(run: RunDir, study: Study, *,
         Image path -> ``(68, 2)`` landmarks in the pre-processed face's pixels (e.g. the
         exact ones of synthetic faces). Default: dlib's 68 points found in each face
         (:func:`facedialect.landmarks.detect_landmarks`).
-    device : str, optional
-        ``cpu`` or ``cuda`` (default: a GPU when there is one).
-    progress : callable, optional
+    device : str
+        Where to compute.
+    progress : ProgressFn, optional
         ``progress(label, done, total)``.
 
     Returns
@@ -187,13 +171,12 @@ def saliency_stage(run: RunDir, study: Study, *,
         When the run is not trained, or no test image has landmarks.
     """
     cfg = study.saliency
-    device = device or default_device()
-    tag = _trained_tag(run)
+    trained_backbone(run, study.model.backbone)
     splits = run.read_table("splits")
     faces_tab = included_faces(run)
     dbs = [d.name for d in study.databases]
-    heads = _heads(run, dbs, device)
-    tests = select_tests(splits, cfg.expressions, {db: h[2] for db, h in heads.items()},
+    heads = trained_heads(run, dbs, device=device)
+    tests = select_tests(splits, cfg.expressions, {db: set(h.failed) for db, h in heads.items()},
                          cfg.images_per_class, study.study.seed)
     if tests.empty:
         raise InputError("no test images for saliency: check [saliency] expressions and "
@@ -227,10 +210,10 @@ def saliency_stage(run: RunDir, study: Study, *,
         usable = tests[tests["image"].isin(list(marks))]
         if usable.empty:
             raise InputError("no test image has landmarks; see tables/saliency_images.csv")
-        backbone = _backbone(study, tag, device)
+        backbone = _backbone(study, device)
         result = saliency_analysis(
-            backbone, {db: (h[0], h[1]) for db, h in heads.items()}, usable, faces, marks,
-            units={db: h[3] for db, h in heads.items()},
+            backbone, {db: (h.head, h.runs) for db, h in heads.items()}, usable, faces, marks,
+            units={db: h.expressions for db, h in heads.items()},
             methods=cfg.methods, score=cfg.score, batch_size=cfg.batch_size, device=device,
             progress=(lambda d, t: progress("saliency: maps", d, t)) if progress else None)
         stats = region_stats(result.regions, n_resamples=cfg.resamples,
@@ -250,13 +233,6 @@ def saliency_stage(run: RunDir, study: Study, *,
 
 def draw_saliency_figures(run: RunDir) -> list[str]:
     """Draw ``figures/saliency_*.png`` from ``saliency/maps.npz`` and the region tables."""
-    from facedialect.report.figures import safe_name
-    from facedialect.saliency.figures import (
-        difference_figure,
-        region_shares_figure,
-        saliency_grid_figure,
-    )
-
     names = []
     maps = load_maps(run)
     if maps is not None:
@@ -294,9 +270,8 @@ def _mask(study: Study) -> np.ndarray:
     return oval_mask(study.preprocess.size, study.preprocess)
 
 
-def _live_runs(head: Heads) -> list[int]:
-    _, runs, failed, _ = head
-    live = [i for i, r in enumerate(runs) if r not in failed]
+def _live_runs(head: TrainedHeads) -> list[int]:
+    live = [i for i, _ in head.live]
     if not live:
         raise InputError("every run of this database failed; nothing to modify with")
     return live
@@ -339,8 +314,7 @@ def _grid_face(run: RunDir, study: Study) -> tuple[str, np.ndarray]:
     return path, load_face(key, preprocess_cache(study.study.cache_dir))
 
 
-def modification_stage(run: RunDir, study: Study, *, device: str | None = None
-                       ) -> dict[str, Any]:
+def modification_grid(run: RunDir, study: Study, *, device: str = "cpu") -> dict[str, Any]:
     """Convert one neutral face to every expression with each database's networks.
 
     Writes ``tables/modification.csv``, ``modify/grid/original.png``,
@@ -354,11 +328,10 @@ def modification_stage(run: RunDir, study: Study, *, device: str | None = None
         after.
     """
     cfg = study.saliency
-    device = device or default_device()
-    tag = _trained_tag(run)
-    heads = _heads(run, [d.name for d in study.databases], device)
+    trained_backbone(run, study.model.backbone)
+    heads = trained_heads(run, [d.name for d in study.databases], device=device)
     image, face = _grid_face(run, study)
-    backbone = _backbone(study, tag, device)
+    backbone = _backbone(study, device)
     rows = []
     out: dict[str, Any] = {"image": image, "target_probability": {}}
     grid = run.path / "modify" / "grid"
@@ -366,8 +339,8 @@ def modification_stage(run: RunDir, study: Study, *, device: str | None = None
                    tv_weight=cfg.modify_tv_weight) as info:
         atomic_write_bytes(grid / "original.png", _png(face))
         for db, h in heads.items():
-            units = h[3]
-            res = modify_faces(backbone, h[0], np.stack([face] * len(units)),
+            units = h.expressions
+            res = modify_faces(backbone, h.head, np.stack([face] * len(units)),
                                np.arange(len(units)), _live_runs(h),
                                steps=cfg.modify_steps, step_size=cfg.modify_step_size,
                                tv_weight=cfg.modify_tv_weight, mask=_mask(study),
@@ -381,16 +354,13 @@ def modification_stage(run: RunDir, study: Study, *, device: str | None = None
         table = pd.concat(rows, ignore_index=True)[MODIFICATION_COLUMNS]
         run.write_table("modification", table)
         info.update(databases=len(heads))
-    from facedialect.saliency.figures import modification_grid_figure
-
     run.write_figure("modification_grid", modification_grid_figure(table, grid))
     return out
 
 
-def modify_image_stage(run: RunDir, study: Study, image: Path, target: str, *,
-                       db: str | None = None, steps: int = 40, step_size: float = 2.0,
-                       tv_weight: float = 20.0, device: str | None = None
-                       ) -> dict[str, Any]:
+def modify_image(run: RunDir, study: Study, image: Path, target: str, *,
+                 db: str | None = None, steps: int = 40, step_size: float = 2.0,
+                 tv_weight: float = 20.0, device: str = "cpu") -> dict[str, Any]:
     """Raise ``target`` in one photo with one (or every) database's networks.
 
     For each database writes ``RUN/modify/{image stem}_{target}_{db}/``: ``step_NNN.png``
@@ -405,36 +375,33 @@ def modify_image_stage(run: RunDir, study: Study, image: Path, target: str, *,
     if target not in study.study.expressions:
         raise InputError(f"unknown target expression {target!r}; use one of the study's "
                          f"expressions: {', '.join(study.study.expressions)}")
-    device = device or default_device()
-    tag = _trained_tag(run)
+    trained_backbone(run, study.model.backbone)
     names = [d.name for d in study.databases]
     if db is not None and db not in names:
         raise InputError(f"unknown database {db!r}; this study has {', '.join(names)}")
-    heads = _heads(run, [db] if db else names, device)
-    lacking = [name for name, h in heads.items() if target not in h[3]]
+    heads = trained_heads(run, [db] if db else names, device=device)
+    lacking = [name for name, h in heads.items() if target not in h.expressions]
     if db is not None and lacking:
         raise InputError(f"database {db!r}'s networks have no {target} unit (its "
-                         f"expressions: {', '.join(heads[db][3])})")
+                         f"expressions: {', '.join(heads[db].expressions)})")
     heads = {name: h for name, h in heads.items() if name not in lacking}
     if not heads:
         raise InputError(f"no database's networks have a {target} unit")
     if not Path(image).is_file():
         raise InputError(f"{image}: no such image file")
     face = _preprocessed(Path(image), study)
-    backbone = _backbone(study, tag, device)
-    from facedialect.report.figures import safe_name
-    from facedialect.saliency.figures import modification_strip
+    backbone = _backbone(study, device)
 
     out: dict[str, Any] = {}
     for name, h in heads.items():
-        t = h[3].index(target)
-        res = modify_faces(backbone, h[0], face[None], [t], _live_runs(h), steps=steps,
+        t = h.expressions.index(target)
+        res = modify_faces(backbone, h.head, face[None], [t], _live_runs(h), steps=steps,
                            step_size=step_size, tv_weight=tv_weight, mask=_mask(study),
                            device=device)
         folder = run.path / "modify" / safe_name(f"{Path(image).stem}_{target}_{name}")
         for s in range(len(res.images)):
             atomic_write_bytes(folder / f"step_{s:03d}.png", _png(res.images[s, 0]))
-        table = _modification_rows(name, str(image), [target], h[3], res)
+        table = _modification_rows(name, str(image), [target], h.expressions, res)
         atomic_write_bytes(folder / "probabilities.csv",
                            table.to_csv(index=False, lineterminator="\n").encode())
         atomic_write_bytes(folder / "strip.png",
@@ -443,3 +410,92 @@ def modify_image_stage(run: RunDir, study: Study, image: Path, target: str, *,
                      "before": round(float(res.probabilities[0, 0, t]), 3),
                      "after": round(float(res.probabilities[-1, 0, t]), 3)}
     return out
+
+
+def _figure(run: RunDir, name: str, caption: str) -> Figure | None:
+    path = run.figures / f"{name}.png"
+    return Figure(path.read_bytes(), caption, name) if path.exists() else None
+
+
+def saliency_section(run: RunDir) -> Section | None:
+    """Saliency grids, differences, region shares and statistics; the modification grid."""
+    has_sal = run.has_table("saliency_regions")
+    has_mod = run.has_table("modification")
+    if not (has_sal or has_mod):
+        return None
+    blocks: list = []
+    if has_sal:
+        regions = run.read_table("saliency_regions")
+        images = run.read_table("saliency_images")
+        methods = list(dict.fromkeys(regions["method"]))
+        missing = images[~images["landmarks"].astype(bool)]
+        blocks.append(Text(
+            "Saliency: the gradient of each test image's own-class probability with respect "
+            "to its pixels, through the frozen backbone and the head of every run that "
+            "tested it (matched testing), as plain gradients and with guided "
+            "back-propagation (negative gradients stopped at every ReLU). Each |map| is "
+            "normalized to sum 1, averaged over runs, warped to the mean face shape by the "
+            "image's 68 landmarks and averaged over images (SCIENCE §8, docs/saliency.md). "
+            f"{len(images)} test images, {int(images['landmarks'].astype(bool).sum())} with "
+            f"landmarks" + (f"; {len(missing)} without landmarks were left out "
+                            "(tables/saliency_images.csv)." if len(missing) else ".")))
+        for method in methods:
+            for fig in (_figure(run, f"saliency_grid_{method}",
+                                f"Mean saliency ({method}) per expression (rows) and "
+                                "database (columns), over the average test face, from "
+                                "saliency/maps.npz."),):
+                if fig:
+                    blocks.append(fig)
+            for path in sorted(run.figures.glob(f"saliency_difference_{method}_*.png")):
+                blocks.append(Figure(path.read_bytes(), f"Difference of the mean maps "
+                                     f"({method}); red: the first database's networks look "
+                                     "there more.", path.stem))
+            fig = _figure(run, f"saliency_regions_{method}",
+                          f"Share of |saliency| ({method}) per face region: per unit "
+                          "(subject) mean over runs and images, mean ± SE over units, "
+                          "from tables/saliency_regions.csv.")
+            if fig:
+                blocks.append(fig)
+        if run.has_table("saliency_stats"):
+            stats = run.read_table("saliency_stats")
+            blocks.append(Text(
+                "Region differences between databases per expression: subject means "
+                "(shares averaged over runs, then over a subject's images) compared by a "
+                "two-sided permutation test of the difference of means; Hedges' g; p "
+                "corrected by Benjamini-Hochberg over the expressions and regions of each "
+                "method and pair of databases. Rows with p_fdr < 0.05 first."))
+            order = stats.assign(_s=stats["p_fdr"].fillna(2.0)).sort_values(
+                ["_s", "method", "expression"]).drop(columns="_s")
+            blocks.append(Table(order, "Saliency share differences between databases "
+                                "(tables/saliency_stats.csv).", "saliency_stats",
+                                max_rows=40))
+    if has_mod:
+        table = run.read_table("modification")
+        blocks.append(Text(
+            "Emotion modification: gradient ascent on the pre-processed face toward each "
+            "target expression of a database's networks (mean log-probability over runs), "
+            "with a total-variation penalty, pixels kept in 0..255 and the background "
+            "outside the face oval unchanged. Above each image: the target probability "
+            "(mean over runs) before → after."))
+        fig = _figure(run, "modification_grid", "A neutral face converted to each "
+                      "expression by each database's networks, from "
+                      "tables/modification.csv and modify/grid/.")
+        if fig:
+            blocks.append(fig)
+        last = table[table["step"] == table["step"].max()]
+        last = last[last["target"] == last["expression"]]
+        first = table[(table["step"] == 0) & (table["target"] == table["expression"])]
+        summary = first.merge(last, on=["db", "image", "target"], suffixes=("_start", "_end"))
+        blocks.append(Table(summary[["db", "target", "probability_start", "probability_end"]],
+                            "Target probability before and after the ascent.",
+                            "modification_summary"))
+    return Section("saliency", "Saliency and emotion modification", blocks)
+
+
+STAGE = Stage(
+    name="saliency", title="where the networks look, per face region",
+    reads=("tables/splits.csv", "tables/images.csv", "tables/preprocess.csv", "heads/*.pt"),
+    writes=("tables/saliency_images.csv", "tables/saliency_regions.csv",
+            "tables/saliency_stats.csv"),
+    run=run, section=saliency_section, enabled=lambda study: study.saliency.enable,
+    config=("databases", "preprocess", "model", "training", "saliency"))

@@ -1,4 +1,4 @@
-"""The meaning stage: ratings -> per-culture heads -> held-out predictions -> PPCA, preservation.
+"""Meaning: ratings -> per-culture heads -> held-out predictions -> PPCA, preservation.
 
 Reads the ``[meaning]`` ratings (and raters) files, matches them to the study's
 pre-processed faces, extracts (cached) backbone features, trains every run's per-culture
@@ -9,7 +9,6 @@ docs/outputs.md ("Shared dimensions of meaning"). SCIENCE §9.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +18,14 @@ import torch
 
 from facedialect.config import Study
 from facedialect.errors import InputError
+from facedialect.meaning.figures import (
+    accuracy_figure,
+    loadings_figure,
+    ppca_figure,
+    preservation_figure,
+    top_concepts,
+    top_images_figure,
+)
 from facedialect.meaning.heads import (
     HEAD_DEFAULTS,
     HeadSettings,
@@ -35,10 +42,16 @@ from facedialect.meaning.preservation import (
     weighted_reliability,
 )
 from facedialect.meaning.ratings import match_images, read_raters, read_ratings
+from facedialect.models.weights import load_backbone
+from facedialect.plots.figures import safe_name
+from facedialect.preprocess.augment import variant_subset
+from facedialect.progress import ProgressFn
+from facedialect.report.html import Section, Table, Text, figure_file
+from facedialect.run.caches import load_face, preprocess_cache
 from facedialect.run.store import RunDir
+from facedialect.stages.base import Context, Stage, Summary, draw
+from facedialect.training.features import extract_features, feature_cache_and_runner
 from facedialect.training.splits import run_seeds
-
-Progress = Callable[[str, int, int], None]
 
 #: Columns of ``tables/meaning_images.csv``.
 IMAGE_COLUMNS = ["image", "db", "path", "group", "used", "reason", "runs_held_out"]
@@ -175,8 +188,18 @@ def _pair_seed(seed: int, name: str) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
 
 
-def meaning_stage(run: RunDir, study: Study, *, device: str | None = None,
-                  progress: Progress | None = None) -> dict[str, Any]:
+def run(run: RunDir, study: Study, ctx: Context) -> Summary:
+    """Train the rating heads, write the meaning tables and draw their figures."""
+    res = meaning_tables(run, study, device=ctx.resolved_device(), progress=ctx.progress)
+    draw_meaning_figures(run)
+    lines = [f"{res['images']} rated images, cultures {res['cultures']}",
+             *(f"{pair}: {n} shared dimension(s)" for pair, n in res["n_shared"].items()),
+             f"mean preservation {res['mean_preservation']}"]
+    return Summary("meaning", lines, res)
+
+
+def meaning_tables(run: RunDir, study: Study, *, device: str = "cpu",
+                   progress: ProgressFn | None = None) -> dict[str, Any]:
     """Train the per-culture rating heads and write every meaning table.
 
     Parameters
@@ -185,9 +208,9 @@ def meaning_stage(run: RunDir, study: Study, *, device: str | None = None,
         The run directory (ingest and pre-processing done).
     study : Study
         The study; ``[meaning] ratings`` must be set.
-    device : str, optional
-        ``cpu`` or ``cuda`` (default: a GPU when there is one).
-    progress : callable, optional
+    device : str
+        Where to compute.
+    progress : ProgressFn, optional
         ``progress(label, done, total)``.
 
     Returns
@@ -202,17 +225,10 @@ def meaning_stage(run: RunDir, study: Study, *, device: str | None = None,
         On invalid ratings files, unknown images, no usable image, or groups that do not
         fit.
     """
-    from facedialect.classification import default_device
-    from facedialect.models.weights import load_backbone
-    from facedialect.preprocess.augment import variant_subset
-    from facedialect.stages import load_face, preprocess_cache
-    from facedialect.training.features import extract_features, feature_cache_and_runner
-
     cfg = study.meaning
     if not cfg.ratings:
         raise InputError("the study has no [meaning] ratings; add a [meaning] section with "
                          "ratings = \"ratings.csv\" (docs/meaning.md)")
-    device = device or default_device()
     rng_range = (float(cfg.rating_range[0]), float(cfg.rating_range[1]))
     ratings = read_ratings(cfg.ratings, rating_range=rng_range, cultures=cfg.cultures)
     if cfg.cultures:
@@ -415,6 +431,99 @@ def _tables(used: pd.DataFrame, matched: pd.DataFrame, ratings: pd.DataFrame,
             "meaning_preservation": preservation}
 
 
-__all__ = ["ACCURACY_COLUMNS", "IMAGE_COLUMNS", "MEANING_TABLES", "PPCA_COMPONENT_COLUMNS",
-           "PPCA_LOADING_COLUMNS", "PPCA_SUMMARY_COLUMNS", "head_settings", "meaning_stage",
-           "split_plans"]
+
+def draw_meaning_figures(run: RunDir) -> None:
+    """Draw the meaning figures from the tables the stage wrote."""
+    acc = run.read_table("rating_accuracy")
+    comps = run.read_table("ppca_components")
+    loads = run.read_table("ppca_loadings")
+    summ = run.read_table("ppca_summary")
+    pres = run.read_table("meaning_preservation")
+    draw(run, "rating_accuracy", accuracy_figure, acc)
+    if len(comps):
+        draw(run, "ppca_components", ppca_figure, comps)
+    images = run.read_table("meaning_images")
+    scores = run.read_table("ppca_scores")
+    for pair in summ.loc[summ["kind"] == "cultures", "culture_pair"]:
+        if not (loads["culture_pair"] == pair).any():
+            continue
+        draw(run, f"loadings_{safe_name(pair)}", loadings_figure, loads, comps, pair)
+        draw(run, f"top_images_{safe_name(pair)}", top_images_figure, scores, images, pair)
+    if pres["preserved"].notna().any():
+        draw(run, "meaning_preservation", preservation_figure, pres)
+
+
+def meaning_section(run: RunDir) -> Section | None:
+    """Rating accuracy, PPCA shared dimensions, loadings, preservation, top images."""
+    if not run.has_table("ppca_summary"):
+        return None
+    acc = run.read_table("rating_accuracy")
+    comps = run.read_table("ppca_components")
+    loads = run.read_table("ppca_loadings")
+    summ = run.read_table("ppca_summary")
+    pres = run.read_table("meaning_preservation")
+    facts = run.read_manifest().get("meaning", {})
+    heads = facts.get("heads", {})
+    blocks: list = [Text(
+        f"Each culture's mean ratings of its own concepts were learned by its own head on "
+        f"the frozen backbone's features ({facts.get('backbone', '?')}); "
+        f"{heads.get('runs', '?')} runs, each with its own seeds, "
+        f"{heads.get('iterations', '?')} AdamW steps, hidden units "
+        f"{heads.get('hidden', '?')} (0: linear). Every image's prediction is the mean of "
+        f"the runs that held it out. PPCA finds the dimensions along which two cultures' "
+        f"held-out predictions covary (and predictions vs ratings: how many dimensions of "
+        f"a culture's ratings the model captures); a dimension counts as shared when its "
+        f"cross-validated covariance beats the permutation test, in order (SCIENCE §9).")]
+    if facts.get("backbone", "").endswith("|random"):
+        blocks.append(Text("WARNING: the backbone has RANDOM weights: these numbers test the "
+                           "software, not the science."))
+    per_culture = (acc.groupby("culture", sort=False)
+                   .agg(concepts=("concept", "size"), r_ensemble=("r_ensemble", "mean"),
+                        r_mean=("r_mean", "mean"), ceiling=("ceiling", "mean"))
+                   .reset_index())
+    blocks += [
+        Table(per_culture, "Mean correlation of held-out predictions with the mean ratings "
+              "per culture (over concepts); ceiling: mean √(split-half reliability).",
+              "rating_accuracy_summary"),
+        figure_file(run, "rating_accuracy", caption="Per concept: correlation of held-out "
+                    "predictions with the mean ratings, from tables/rating_accuracy.csv.",
+                    missing="No rating accuracy to draw: tables/rating_accuracy.csv has no "
+                    "rows."),
+        Table(summ, "Shared dimensions per pair (PPCA, cross-validated permutation test).",
+              "ppca_summary"),
+    ]
+    if len(comps):
+        blocks.append(figure_file(run, "ppca_components", caption="Held-out covariance of "
+                                  "each PPCA component (filled: shared), from "
+                                  "tables/ppca_components.csv."))
+    tops = top_concepts(loads, comps)
+    if len(tops):
+        blocks.append(Table(tops, "Top concepts of each culture on each shared dimension "
+                            "(loading = correlation with the dimension's score).",
+                            "ppca_top_concepts"))
+    for pair in summ.loc[summ["kind"] == "cultures", "culture_pair"]:
+        if not (loads["culture_pair"] == pair).any():
+            continue
+        blocks.append(figure_file(run, f"loadings_{safe_name(pair)}", caption=f"{pair}: "
+                                  "loadings of each culture's concepts on the shared "
+                                  "dimensions, side by side, from tables/ppca_loadings.csv."))
+        blocks.append(figure_file(run, f"top_images_{safe_name(pair)}", caption=f"{pair}: "
+                                  "images scoring highest on each dimension (mean of both "
+                                  "cultures' scores), from tables/ppca_scores.csv."))
+    if pres["preserved"].notna().any():
+        blocks.append(figure_file(
+            run, "meaning_preservation", caption="Preservation: cross-validated share of the "
+            "target culture's predicted-meaning variance explained by a ridge map from the "
+            "source culture's predictions, from tables/meaning_preservation.csv."))
+    blocks.append(Table(pres, "Preservation per ordered pair; preserved_ratings: share of the "
+                        "target's rating variance explained, ceiling: its reliable share.",
+                        "meaning_preservation"))
+    return Section("meaning", "Shared dimensions of meaning", blocks)
+
+
+STAGE = Stage(
+    name="meaning", title="per-culture rating heads, PPCA, preservation",
+    reads=("tables/images.csv", "tables/preprocess.csv"),
+    writes=("tables/ppca_summary.csv", "tables/rating_accuracy.csv"),
+    run=run, section=meaning_section, enabled=lambda study: study.meaning.enabled,
+    config=("databases", "preprocess", "model", "training", "meaning"))

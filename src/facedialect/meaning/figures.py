@@ -10,9 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from facedialect.report.figures import figure_function, plt, render
-from facedialect.report.html import Section, Table, Text, figure_block
-from facedialect.run.store import RunDir
+from facedialect.plots.figures import figure_function, plt, render
 
 #: Shared dimensions shown per culture pair in the figures.
 MAX_DIMS_SHOWN = 6
@@ -198,78 +196,5 @@ def top_concepts(loadings: pd.DataFrame, components: pd.DataFrame, top: int = 3
                                        "top_x", "culture_y", "top_y"])
 
 
-def meaning_section(run: RunDir) -> Section | None:
-    """Rating accuracy, PPCA shared dimensions, loadings, preservation, top images."""
-    if not run.has_table("ppca_summary"):
-        return None
-    acc = run.read_table("rating_accuracy")
-    comps = run.read_table("ppca_components")
-    loads = run.read_table("ppca_loadings")
-    summ = run.read_table("ppca_summary")
-    pres = run.read_table("meaning_preservation")
-    facts = run.read_manifest().get("meaning", {})
-    heads = facts.get("heads", {})
-    blocks: list = [Text(
-        f"Each culture's mean ratings of its own concepts were learned by its own head on "
-        f"the frozen backbone's features ({facts.get('backbone', '?')}); "
-        f"{heads.get('runs', '?')} runs, each with its own seeds, "
-        f"{heads.get('iterations', '?')} AdamW steps, hidden units "
-        f"{heads.get('hidden', '?')} (0: linear). Every image's prediction is the mean of "
-        f"the runs that held it out. PPCA finds the dimensions along which two cultures' "
-        f"held-out predictions covary (and predictions vs ratings: how many dimensions of "
-        f"a culture's ratings the model captures); a dimension counts as shared when its "
-        f"cross-validated covariance beats the permutation test, in order (SCIENCE §9).")]
-    if facts.get("backbone", "").endswith("|random"):
-        blocks.append(Text("WARNING: the backbone has RANDOM weights: these numbers test the "
-                           "software, not the science."))
-    per_culture = (acc.groupby("culture", sort=False)
-                   .agg(concepts=("concept", "size"), r_ensemble=("r_ensemble", "mean"),
-                        r_mean=("r_mean", "mean"), ceiling=("ceiling", "mean"))
-                   .reset_index())
-    blocks += [
-        Table(per_culture, "Mean correlation of held-out predictions with the mean ratings "
-              "per culture (over concepts); ceiling: mean √(split-half reliability).",
-              "rating_accuracy_summary"),
-        figure_block(accuracy_figure, acc, caption="Per concept: correlation of held-out "
-                     "predictions with the mean ratings, from tables/rating_accuracy.csv.",
-                     name="rating_accuracy", missing="No rating accuracy to draw: "
-                     "tables/rating_accuracy.csv has no rows."),
-        Table(summ, "Shared dimensions per pair (PPCA, cross-validated permutation test).",
-              "ppca_summary"),
-    ]
-    if len(comps):
-        blocks.append(figure_block(ppca_figure, comps, caption="Held-out covariance of each "
-                                   "PPCA component (filled: shared), from "
-                                   "tables/ppca_components.csv.", name="ppca_components"))
-    tops = top_concepts(loads, comps)
-    if len(tops):
-        blocks.append(Table(tops, "Top concepts of each culture on each shared dimension "
-                            "(loading = correlation with the dimension's score).",
-                            "ppca_top_concepts"))
-    images = run.read_table("meaning_images")
-    scores = run.read_table("ppca_scores")
-    for pair in summ.loc[summ["kind"] == "cultures", "culture_pair"]:
-        if not (loads["culture_pair"] == pair).any():
-            continue
-        blocks.append(figure_block(loadings_figure, loads, comps, pair, caption=f"{pair}: "
-                                   "loadings of each culture's concepts on the shared "
-                                   "dimensions, side by side, from tables/ppca_loadings.csv.",
-                                   name=f"loadings_{pair}"))
-        blocks.append(figure_block(top_images_figure, scores, images, pair, caption=f"{pair}: "
-                                   "images scoring highest on each dimension (mean of both "
-                                   "cultures' scores), from tables/ppca_scores.csv.",
-                                   name=f"top_images_{pair}"))
-    if pres["preserved"].notna().any():
-        blocks.append(figure_block(
-            preservation_figure, pres, caption="Preservation: cross-validated share of the "
-            "target culture's predicted-meaning variance explained by a ridge map from the "
-            "source culture's predictions, from tables/meaning_preservation.csv.",
-            name="meaning_preservation"))
-    blocks.append(Table(pres, "Preservation per ordered pair; preserved_ratings: share of the "
-                        "target's rating variance explained, ceiling: its reliable share.",
-                        "meaning_preservation"))
-    return Section("meaning", "Shared dimensions of meaning", blocks)
-
-
-__all__ = ["accuracy_figure", "loadings_figure", "meaning_section", "ppca_figure",
-           "preservation_figure", "top_concepts", "top_images_figure"]
+__all__ = ["accuracy_figure", "loadings_figure", "ppca_figure", "preservation_figure",
+           "top_concepts", "top_images_figure"]

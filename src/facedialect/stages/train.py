@@ -1,0 +1,290 @@
+"""Train: every database's runs, on the cached features, all runs at once (resumable).
+
+Writes ``heads/{db}.pt`` (every run's head, curves and failures), the training curves
+(``tables/training_curves.csv``) and their figure. A heads file whose signature (backbone,
+protocol, seed, splits, units, trainer version) matches is kept: its runs are not trained
+again. An interrupted training resumes from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facedialect.config import Study
+from facedialect.plots.figures import training_curves_figure
+from facedialect.preprocess.augment import variant_subset
+from facedialect.progress import ProgressFn
+from facedialect.report.html import Section, Table, Text, figure_file
+from facedialect.run.heads import heads_path, saved_heads, write_heads
+from facedialect.run.store import RunDir
+from facedialect.stages.base import Context, Stage, Summary, draw, protocol_of
+from facedialect.stages.features import study_faces, study_order
+from facedialect.training.features import FeatureCache
+from facedialect.training.plan import run_plans
+from facedialect.training.protocol import Protocol
+from facedialect.training.trainer import TRAINER_VERSION, RunPlan, train_runs
+from facedialect.vocab import in_order
+
+
+def run(run: RunDir, study: Study, ctx: Context) -> Summary:
+    """Train every database's runs and write their heads and training curves."""
+    device = ctx.resolved_device()
+    proto = protocol_of(study)
+    faces, units = study_faces(run, study)
+    features = run.read_manifest().get("features", {})
+    fcache = FeatureCache(features["backbone"], study.study.cache_dir,
+                          runtime=features.get("runtime", "torch"))
+    with run.stage("train", protocol=proto.name, backbone=fcache.backbone_tag,
+                   device=device) as info:
+        result = train_databases(run, study, faces, units, run.read_table("splits"),
+                                 fcache=fcache, device=device, progress=ctx.progress,
+                                 checkpoint_every=int(ctx.options.get("checkpoint_every",
+                                                                      500)))
+        run.write_table("training_curves", result["curves"])
+        info.update(runs=proto.runs, weights_random=fcache.backbone_tag.endswith("|random"))
+    run.update_manifest(training={"protocol": proto.as_dict(), "backbone": fcache.backbone_tag,
+                                  "runtime": fcache.runtime,
+                                  "weights_random": fcache.backbone_tag.endswith("|random"),
+                                  "device": device, "split_by": study.training.split_by,
+                                  "class_balance": study.training.class_balance,
+                                  "lr_scale": result["lr_scale"]})
+    draw(run, "training_curves", training_curves_figure, result["curves"])
+    lines = [f"{study.model.backbone} ({study.model.weights}), protocol {proto.name}: "
+             f"{proto.runs} runs x {proto.iterations} iterations per database"]
+    for db, d in result["dbs"].items():
+        failed = d.get("failed") or {}
+        lines.append(f"{db}: {d['runs']} runs" + (f", {len(failed)} failed" if failed else "")
+                     + (" (up to date)" if d.get("skipped") else ""))
+    return Summary("train", lines, {"dbs": result["dbs"], "lr_scale": result["lr_scale"],
+                                    "protocol": proto.as_dict(),
+                                    "backbone": fcache.backbone_tag})
+
+
+def train_databases(run: RunDir, study: Study, faces: pd.DataFrame,
+                    units: dict[str, list[str]], splits: pd.DataFrame, *,
+                    fcache: FeatureCache, device: str, progress: ProgressFn | None = None,
+                    folder: str = "heads", checkpoint_every: int = 500) -> dict[str, Any]:
+    """Train the runs of every database of ``units`` on the cached features of ``faces``.
+
+    Parameters
+    ----------
+    run : RunDir
+        The run directory (heads go to ``RUN/{folder}/{db}.pt``, checkpoints to
+        ``RUN/checkpoints/``).
+    study : Study
+        The study (seed, protocol, class balance).
+    faces : pandas.DataFrame
+        The included faces (``db, path, expression, cache_key``).
+    units : dict
+        Database -> output units.
+    splits : pandas.DataFrame
+        Every run's split of every database (``tables/splits.csv``).
+    fcache : FeatureCache
+        The cache holding every face's training variants.
+    device : str
+        Where to train.
+    progress : ProgressFn, optional
+        ``progress(label, done, total)`` per group of runs.
+    folder : str
+        Folder of the heads files (``heads``; the robustness check uses its own).
+    checkpoint_every : int
+        Iterations between checkpoints.
+
+    Returns
+    -------
+    dict
+        ``dbs`` (per database: runs, failed runs, seconds or ``skipped``), ``lr_scale`` per
+        database and ``curves`` (the training curves, :data:`CURVE_COLUMNS`).
+    """
+    proto = protocol_of(study)
+    train_variants = variant_subset(proto.variants)
+    tag = fcache.backbone_tag
+    out: dict[str, Any] = {"dbs": {}, "lr_scale": {}}
+    curve_rows = []
+    for db in study_order(study, units):
+        part = faces[faces["db"] == db].reset_index(drop=True)
+        labels = torch.tensor([units[db].index(e) for e in part["expression"]])
+        plans = run_plans(part, splits[splits["db"] == db], labels.numpy(), study.study.seed,
+                          proto.runs, study.training.class_balance)
+        sig = _heads_signature(tag, proto, plans, study.study.seed, units[db])
+        target = heads_path(run, db, folder)
+        saved = saved_heads(target)  # damaged: as if absent, with a warning
+        if saved is not None and saved["signature"] == sig:
+            curve_rows.append(_curves_from_saved(db, saved))
+            out["dbs"][db] = {"runs": proto.runs, "skipped": "up to date"}
+            out["lr_scale"][db] = _lr_scale_of(saved)
+            continue
+        feats = torch.from_numpy(fcache.load(list(part["cache_key"]), train_variants))
+        group = _runs_per_group(feats.shape[2], proto.hidden, device, proto.runs)
+        outs, checkpoints = [], []
+        stem = "" if folder == "heads" else folder.replace("/", "_") + "_"
+        for g0 in range(0, len(plans), group):
+            chunk = plans[g0:g0 + group]
+            label = f"train {db} runs {g0}-{g0 + len(chunk) - 1}"
+            ck = run.path / "checkpoints" / f"{stem}{db}_runs{g0}-{g0 + len(chunk) - 1}.pt"
+            result = train_runs(
+                feats, labels, chunk, proto, n_classes=len(units[db]), device=device,
+                checkpoint=ck, checkpoint_every=checkpoint_every,
+                progress=(lambda d, t, _label=label: progress(_label, d, t))
+                if progress else None)
+            outs.append((chunk, result))
+            checkpoints.append(ck)
+        saved = heads_state(sig, tag, proto, outs, units[db])
+        write_heads(target, saved)
+        for ck in checkpoints:
+            ck.unlink(missing_ok=True)
+        curve_rows.append(_curves_from_saved(db, saved))
+        failed = {int(k): v for k, v in zip(saved["failed_runs"].tolist(),
+                                             saved["failed_reasons"], strict=True)}
+        out["dbs"][db] = {"runs": proto.runs, "failed": failed,
+                          "seconds": sum(o.seconds for _, o in outs)}
+        out["lr_scale"][db] = _lr_scale_of(saved)
+    out["curves"] = pd.concat(curve_rows, ignore_index=True)
+    return out
+
+
+def heads_state(sig: str, tag: str, proto: Protocol, outs: list[tuple[list[RunPlan], Any]],
+                expressions: list[str]) -> dict[str, Any]:
+    """The heads file's contents from the training outcomes of a database's run groups."""
+    state: dict[str, Any] = {"signature": sig, "backbone": tag, "protocol": proto.name,
+                             "dropout": proto.dropout, "expressions": list(expressions)}
+    for name in ("w1", "b1", "w2", "b2", "w3", "b3"):
+        state[name] = torch.cat([getattr(o.head, name).detach().cpu() for _, o in outs])
+    state["runs"] = torch.tensor([p.run for chunk, _ in outs for p in chunk])
+    state["train_loss"] = torch.from_numpy(np.concatenate([o.train_loss for _, o in outs], 1))
+    state["train_correct"] = torch.from_numpy(
+        np.concatenate([o.train_correct for _, o in outs], 1))
+    val = [row for _, o in outs for row in o.validation]
+    state["validation"] = torch.tensor(
+        [[v["run"], v["iteration"], v["loss"], v["correct_rate"]] for v in val],
+        dtype=torch.float64).reshape(-1, 4)
+    failed = {k: v for _, o in outs for k, v in o.failed.items()}
+    state["failed_runs"] = torch.tensor(sorted(failed), dtype=torch.long)
+    state["failed_reasons"] = [failed[k] for k in sorted(failed)]
+    state["lr_scale"] = torch.tensor([o.lr_scale for chunk, o in outs for _ in chunk],
+                                     dtype=torch.float64)
+    return state
+
+
+#: Columns of ``tables/training_curves.csv``.
+CURVE_COLUMNS = ["db", "run", "iteration", "split", "loss", "correct_rate"]
+
+
+def _runs_per_group(in_dim: int, hidden: int, device: str, runs: int) -> int:
+    per_run = 4 * 2 * (in_dim * hidden + hidden * hidden + hidden * 8)  # weights + momentum
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info()
+        budget = 0.6 * free
+    else:
+        budget = 6e9
+    return max(1, min(runs, int(budget // per_run)))
+
+
+def _lr_scale_of(saved: dict[str, Any]) -> float:
+    """The smallest factor the protocol's learning rates were scaled by (1.0: none)."""
+    scale = saved.get("lr_scale")
+    return 1.0 if scale is None or len(scale) == 0 else float(scale.min())
+
+
+def _heads_signature(tag: str, proto: Protocol, plans: list[RunPlan], seed: int,
+                     expressions: list[str]) -> str:
+    # what training depends on: not the test variants, nor the notes (text on the numbers)
+    numbers = {k: v for k, v in proto.as_dict().items() if k not in ("test_variants", "notes")}
+    h = hashlib.sha256(f"{tag}|{numbers}|{seed}|{TRAINER_VERSION}|"
+                       f"{variant_subset(proto.variants)}|{expressions}".encode())
+    for p in plans:
+        h.update(np.asarray(p.train_idx, np.int64).tobytes())
+        h.update(np.asarray(p.val_idx, np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _curves_from_saved(db: str, saved: dict[str, Any]) -> pd.DataFrame:
+    loss = saved["train_loss"].numpy()
+    corr = saved["train_correct"].numpy()
+    runs = saved["runs"].tolist()
+    its = np.arange(1, loss.shape[0] + 1)
+    train = pd.DataFrame({
+        "db": db, "run": np.repeat(runs, len(its)), "iteration": np.tile(its, len(runs)),
+        "split": "train", "loss": loss.T.ravel(), "correct_rate": corr.T.ravel()})
+    val = saved["validation"].numpy()
+    valdf = pd.DataFrame({"db": db, "run": val[:, 0].astype(int),
+                          "iteration": val[:, 1].astype(int), "split": "validation",
+                          "loss": val[:, 2], "correct_rate": val[:, 3]})
+    return pd.concat([train, valdf], ignore_index=True)[CURVE_COLUMNS]
+
+
+def _units_text(run: RunDir) -> str:
+    """The output units of the heads in words: ``7``, or ``5-7`` when databases differ."""
+    if not run.has_table("classes"):
+        return "7"
+    classes = run.read_table("classes")
+    n = classes[classes["unit"].astype(bool)].groupby("db").size()
+    if n.empty:
+        return "7"
+    return str(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"
+
+
+def _training_facts(run: RunDir) -> dict:
+    return run.read_manifest().get("training", {})
+
+
+def training_section(run: RunDir) -> Section | None:
+    """Training curves (paper Fig. 2) and the protocol with its deviations."""
+    if not run.has_table("training_curves"):
+        return None
+    curves = run.read_table("training_curves")
+    facts = _training_facts(run)
+    proto = facts.get("protocol", {})
+    hidden = proto.get("hidden", 4096)
+    units = _units_text(run)
+    blocks: list = []
+    if facts.get("weights_random"):
+        blocks.append(Text("WARNING: the backbone has RANDOM weights (weights = 'random'): "
+                           "these numbers test the software, not the science."))
+    blocks.append(Text(
+        f"Backbone {facts.get('backbone', '?')}, frozen; new head FC {hidden}-{hidden}-{units} "
+        f"with "
+        f"dropout {proto.get('dropout')} and He initialisation, trained with SGD "
+        f"(momentum {proto.get('momentum')}, batch {proto.get('batch_size')}, learning "
+        f"rates {proto.get('lr_schedule')}) for {proto.get('iterations')} iterations, "
+        f"{proto.get('runs')} runs per database, each with its own split, order, dropout "
+        f"and initialisation seeds. Protocol '{proto.get('name')}'."))
+    for note in proto.get("notes", []):
+        blocks.append(Text(f"Deviation from the paper: {note}."))
+    blocks.append(figure_file(
+        run, "training_curves", caption="Correct rate and loss during training "
+        "(blue: mini-batches, moving average of 25 iterations, mean ± SD across runs) and on "
+        "the validation subjects after each epoch (red), from tables/training_curves.csv.",
+        missing="No training curves to draw: tables/training_curves.csv has no rows."))
+    last = curves[curves["split"] == "validation"].sort_values("iteration")
+    last = last.groupby(["db", "run"]).tail(1)
+    blocks.append(Table(last.groupby("db")["correct_rate"].agg(["mean", "std", "count"])
+                        .reset_index(), "Final validation correct rate per database "
+                        "(mean, SD across runs).", "final_validation"))
+    if run.has_table("splits"):
+        sp = run.read_table("splits")
+        counts = (sp.groupby(["db", "run", "part", "expression"]).size()
+                  .groupby(["db", "part", "expression"]).mean().unstack(fill_value=0)
+                  .reindex(columns=in_order(sp["expression"]), fill_value=0).round(1)
+                  .reset_index())
+        blocks.append(Table(counts, "Images per expression in each part (mean over runs); "
+                            f"split unit: {facts.get('split_by', 'auto')} (auto: by subject "
+                            "where the database has subject ids, else by image, stratified "
+                            "by expression); class balance: "
+                            f"{facts.get('class_balance', 'none')} (oversample: each "
+                            "expression's training images repeated up to the largest "
+                            "count).", "split_counts"))
+    return Section("training", "Training", blocks)
+
+
+STAGE = Stage(
+    name="train", title="train every database's networks",
+    reads=("tables/images.csv", "tables/preprocess.csv", "tables/splits.csv"),
+    writes=("tables/training_curves.csv", "heads/*.pt"),
+    run=run, section=training_section,
+    config=("databases", "preprocess", "model", "training"))

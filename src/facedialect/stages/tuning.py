@@ -1,0 +1,286 @@
+"""AU tuning: stimuli through every trained network; profiles and their comparisons.
+
+Writes ``stimuli/`` (images and ``stimuli.csv``) and the tables ``au_responses``,
+``au_profiles``, ``profile_similarity``, ``similarity_vs_confusion``, ``pca`` and
+``pca_variance`` (docs/outputs.md), and the tuning figures. docs/method.md §7.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facedialect.config import Study
+from facedialect.errors import InputError
+from facedialect.faces.stimuli import (
+    render_stimuli,
+    renderer_for,
+    stimulus_table,
+    write_stimuli,
+)
+from facedialect.models.runtime import feature_runner
+from facedialect.models.weights import load_backbone
+from facedialect.plots.figures import (
+    pca_figure,
+    profile_heatmaps,
+    safe_name,
+    similarity_confusion_figure,
+    stimuli_sheet,
+    sum_difference_figure,
+    tuning_curves_figure,
+)
+from facedialect.preprocess.pipeline import preprocess_face
+from facedialect.report.html import Figure, Section, Table, Text, figure_file
+from facedialect.run.heads import trained_backbone
+from facedialect.run.store import RunDir
+from facedialect.stages.base import Context, Stage, Summary, draw, trained_heads
+from facedialect.stats.classification import mean_confusion
+from facedialect.stats.tuning import (
+    profile_pca,
+    profile_similarity,
+    similarity_vs_confusion,
+    tuning_profiles,
+    tuning_responses,
+)
+
+
+def run(run: RunDir, study: Study, ctx: Context) -> Summary:
+    """Render the AU stimuli, pass them through every network, write the tuning tables.
+
+    ``ctx.progress`` is called while the average base face is built and while the stimuli
+    are rendered.
+
+    Raises
+    ------
+    InputError
+        When the base face cannot be made yet or a stimulus has no detectable face.
+    """
+    cfg = study.tuning
+    progress = ctx.progress
+    tag, _ = trained_backbone(run, study.model.backbone)
+    try:
+        # 'average': the average neutral face of this study's databases, built once into
+        # RUN/faces/average_neutral.png; a photo path: the photo-textured 3D face
+        renderer = renderer_for(cfg.base_face, run_dir=run.path,
+                                dbs=[d.name for d in study.databases],
+                                progress=(lambda d, t: progress("AU tuning: average face",
+                                                                d, t)) if progress else None)
+    except ValueError as exc:
+        raise InputError(f"[tuning] {exc}") from None
+    if cfg.base_face == "average":
+        base_image = str(run.path / "faces" / "average_neutral.png")
+    elif cfg.base_face.startswith("average:"):
+        base_image = str(Path(cfg.base_face[len("average:"):]) / "faces" / "average_neutral.png")
+    else:   # a photo path, or "" for the built-in and 3D model faces
+        base_image = "" if cfg.base_face in ("builtin", "3d") else cfg.base_face
+    with run.stage("tuning", base_face=cfg.base_face, base_face_image=base_image) as info:
+        table = stimulus_table(cfg.aus, cfg.levels)
+        images = render_stimuli(
+            table, renderer,
+            progress=(lambda d, t: progress("AU tuning: stimuli", d, t)) if progress else None)
+        table = write_stimuli(run.path / "stimuli", table, images)
+        feats = stimulus_features(table, images, study)
+        resp = network_responses(run, [d.name for d in study.databases], feats, table)
+        prof = tuning_profiles(resp)
+        run.write_table("au_responses", resp)
+        run.write_table("au_profiles", prof)
+        dbs = list(dict.fromkeys(prof["db"]))
+        sims, links = [], []
+        conf = (mean_confusion(run.read_table("confusion"))
+                if run.has_table("confusion") else None)
+        for i, a in enumerate(dbs):
+            for b in dbs[i + 1:]:
+                sim = profile_similarity(prof, a, b)
+                sims.append(sim)
+                if conf is None:
+                    continue
+                c = conf[conf["variants"] == "all"]
+                for trained, tested in ((a, b), (b, a)):
+                    summary, cells = similarity_vs_confusion(sim, c, trained, tested)
+                    links.append(cells.assign(trained=trained, tested=tested,
+                                              spearman_r=summary["spearman_r"],
+                                              p=summary["p"]))
+        if sims:
+            run.write_table("profile_similarity", pd.concat(sims, ignore_index=True))
+        if links:
+            cols = ["trained", "tested", "spearman_r", "p", "true", "predicted",
+                    "profile_r", "confusion_rate"]
+            run.write_table("similarity_vs_confusion",
+                            pd.concat(links, ignore_index=True)[cols])
+        scores, variance = profile_pca(prof)
+        run.write_table("pca", scores)
+        run.write_table("pca_variance", variance)
+        info.update(stimuli=len(table), networks=int(resp[["db", "run"]]
+                                                     .drop_duplicates().shape[0]))
+    draw_tuning_figures(run)
+    same = (pd.concat(sims) if sims else pd.DataFrame())
+    same = same[same["unit_a"] == same["unit_b"]] if len(same) else same
+    same_r = {f"{r.db_a}-{r.db_b} {r.unit_a}": round(r.spearman_r, 2)
+              for r in same.itertuples()}
+    lines = [f"base face {cfg.base_face}: {len(table)} stimuli"
+             + ("; same-expression profile r_s: " + ", ".join(f"{k} {v}"
+                                                            for k, v in same_r.items())
+                if same_r else "")]
+    return Summary("tuning", lines, {"stimuli": len(table), "same_unit_r": same_r})
+
+
+def stimulus_features(table: pd.DataFrame, images: list[np.ndarray], study: Study
+                      ) -> torch.Tensor:
+    """Pre-process the stimuli like training images and pass them through the backbone.
+
+    Raises
+    ------
+    InputError
+        When a stimulus has no detectable face.
+    """
+    faces = []
+    for r, img in zip(table.itertuples(index=False), images, strict=True):
+        res = preprocess_face(img, study.preprocess)
+        if res.image is None:
+            raise InputError(f"stimulus {r.path}: {res.reason}; the base face must be "
+                             f"detectable at every AU level")
+        faces.append(res.image)
+    backbone = load_backbone(study.model.backbone, study.model.weights,
+                             allow_download=study.model.allow_download)
+    runner = feature_runner(backbone, study.model.runtime, cache_dir=study.study.cache_dir)
+    x = backbone.to_input(np.stack(faces))
+    return torch.from_numpy(np.concatenate([runner(x[i:i + 32])
+                                            for i in range(0, len(x), 32)]))
+
+
+def network_responses(run: RunDir, dbs: list[str], feats: torch.Tensor,
+                      table: pd.DataFrame, folder: str = "heads") -> pd.DataFrame:
+    """FC3 responses (minus the null image's) of every trained run of every database.
+
+    Databases without ``RUN/{folder}/{db}.pt`` and failed runs are left out.
+    """
+    responses = []
+    for db, th in trained_heads(run, dbs, folder=folder).items():
+        with torch.no_grad():
+            logits = np.stack([th.head.forward_run(i, feats.float()).numpy()
+                               for i, _ in th.live])
+        responses.append(tuning_responses(logits, table, db=db, runs=[r for _, r in th.live],
+                                          units=th.expressions))
+    return pd.concat(responses, ignore_index=True)
+
+
+def draw_tuning_figures(run: RunDir) -> None:
+    """Draw the tuning figures from the tables and stimuli the stage wrote."""
+    prof = run.read_table("au_profiles")
+    sim = run.read_table("profile_similarity") if run.has_table("profile_similarity") else None
+    stim = run.path / "stimuli" / "stimuli.csv"
+    if stim.exists():
+        draw(run, "stimuli", stimuli_sheet, pd.read_csv(stim))
+    draw(run, "tuning_curves", tuning_curves_figure, prof)
+    draw(run, "profiles", profile_heatmaps, prof, sim)
+    dbs = list(dict.fromkeys(prof["db"]))
+    for i, a in enumerate(dbs):
+        for b in dbs[i + 1:]:
+            draw(run, f"sum_difference_{safe_name(a)}_{safe_name(b)}", sum_difference_figure,
+                 prof, a, b)
+    if run.has_table("similarity_vs_confusion"):
+        draw(run, "similarity_confusion", similarity_confusion_figure,
+             run.read_table("similarity_vs_confusion"))
+    if run.has_table("pca"):
+        draw(run, "pca", pca_figure, run.read_table("pca"), run.read_table("pca_variance"))
+
+
+def _base_face_text(run: RunDir) -> str:
+    """The base face of the tuning stimuli, in words (from the manifest)."""
+    info = run.read_manifest().get("stages", {}).get("tuning", {})
+    base = str(info.get("base_face", "builtin"))
+    image = info.get("base_face_image") or ""
+    words = {"builtin": "the built-in procedural face", "3d": "the ICT 3D model's own face"}
+    if base in words:
+        return words[base]
+    if base.startswith("average"):
+        return f"the average neutral face of the databases as a photo-textured 3D face: {image}"
+    return f"the photo-textured 3D face of {image or base}"
+
+
+def tuning_section(run: RunDir) -> Section | None:
+    """AU stimuli, tuning profiles, similarity vs confusion, PCA (paper Figs. 7-10)."""
+    skipped = run.read_manifest().get("skipped", {}).get("tuning")
+    if not run.has_table("au_profiles"):
+        return Section("tuning", "AU tuning", [Text(skipped)]) if skipped else None
+    prof = run.read_table("au_profiles")
+    sim = run.read_table("profile_similarity") if run.has_table("profile_similarity") else None
+    blocks: list = [Text(
+        f"Each AU rose from 0 to 1 in steps on the base face ({_base_face_text(run)}) "
+        "while every other AU stayed off; level 0 is the same null image for all AUs. The "
+        "stimuli were pre-processed like the training images and passed through every "
+        "network; a unit's response is its FC3 value before softmax minus its value for "
+        "the null image, averaged over runs (SCIENCE §7). Reading a profile: a unit "
+        "that tunes to an AU finds that AU's appearance to be evidence for its expression; "
+        "it does not show that the database's posers use that AU. AUs that look alike "
+        "(AU23 lip tightener and AU24 lip pressor narrow the lips' red alike; AU15 and AU17 "
+        "both turn the mouth down) tune the same units: on synthetic cultures, the angry "
+        "unit of a culture that uses AU23 responds to AU24 nearly as strongly as that of "
+        "a culture that uses AU24; the response falls when AU23 is taken out of its angry "
+        "prototype and vanishes when sad's AU15 is taken out too (docs/validation.md). "
+        "Compare databases by the difference of their profiles "
+        "(below) rather than by single positive tunings.")]
+    stim = run.path / "stimuli" / "stimuli.csv"
+    if stim.exists():
+        blocks.append(figure_file(run, "stimuli", caption="The stimuli: rows AUs, columns "
+                                  "intensity (every second level), from stimuli/.",
+                                  missing="No AU stimuli to show: stimuli/stimuli.csv lists "
+                                  "none."))
+    null = run.path / "stimuli" / "null.png"
+    if null.exists():
+        blocks.append(Figure(null.read_bytes(), "The base face used for the stimuli (the "
+                             "null image: every AU at 0), stimuli/null.png.", "base_face"))
+    blocks.append(figure_file(
+        run, "tuning_curves", caption="Example tuning curves (paper Figs. 5-6): for "
+        "each unit, the three AUs it responds to most; solid and dashed lines are the "
+        "databases, bands ± SD across runs; from tables/au_profiles.csv.",
+        missing="No AU tuning profiles to draw: "
+        "tables/au_profiles.csv has no rows."))
+    blocks.append(figure_file(
+        run, "profiles", caption="Tuning profiles (AU x level), each normalised "
+        "by its largest absolute value; r_s: Spearman correlation of the same unit's profiles "
+        "across databases (null level excluded), from tables/au_profiles.csv (paper Fig. 7)."))
+    dbs = list(dict.fromkeys(prof["db"]))
+    for i, a in enumerate(dbs):
+        for b in dbs[i + 1:]:
+            blocks.append(figure_file(
+                run, f"sum_difference_{safe_name(a)}_{safe_name(b)}",
+                caption=f"Sum ({a} + {b}: what both databases' networks share) and "
+                f"difference ({a} − {b}) of each unit's "
+                "normalised profiles (paper Fig. 8), from tables/au_profiles.csv.",
+                missing=f"{a} and {b} have no expression "
+                "unit in common: no sum and difference of their profiles."))
+    if sim is not None:
+        same = sim[sim["unit_a"] == sim["unit_b"]]
+        blocks.append(Table(same, "Same-expression profile correlations with p and "
+                            "Bonferroni-corrected p (over the units both databases have: the "
+                            "paper's 7).", "profile_similarity"))
+    if run.has_table("similarity_vs_confusion"):
+        links = run.read_table("similarity_vs_confusion")
+        blocks.append(figure_file(
+            run, "similarity_confusion", caption="Profile similarity (7 x 7 r_s, or "
+            "units x units with other label sets) beside the swapped confusion matrix and "
+            "their scatter over the cells (paper Fig. 9: 49), from "
+            "tables/similarity_vs_confusion.csv.",
+            missing="No profile similarity to set against confusion: "
+            "tables/similarity_vs_confusion.csv has no rows."))
+        blocks.append(Table(links[["trained", "tested", "spearman_r", "p"]]
+                            .drop_duplicates(), "Similarity vs confusion.",
+                            "similarity_vs_confusion_summary"))
+    if run.has_table("pca"):
+        blocks.append(figure_file(
+            run, "pca", caption="PCA of the profiles reduced to their peak or trough per AU "
+            "(paper Fig. 10), from tables/pca.csv.",
+            missing="No PCA to draw: tables/pca.csv has no rows."))
+    return Section("tuning", "AU tuning", blocks)
+
+
+STAGE = Stage(
+    name="tuning", title="AU tuning profiles of every network",
+    reads=("heads/*.pt",), optional=("tables/confusion.csv",),
+    writes=("stimuli/stimuli.csv", "tables/au_responses.csv", "tables/au_profiles.csv",
+            "tables/pca.csv", "tables/pca_variance.csv"),
+    run=run, section=tuning_section, config=("databases", "preprocess", "model", "tuning"))
