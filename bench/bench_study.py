@@ -17,15 +17,17 @@ Two synthetic databases of real size, drawn once into ``OUT/data`` (reused when 
 Each configuration ``NAME:RUNTIME:TEST_VARIANTS`` (``--config``, repeatable; default
 ``before:torch:50`` = the defaults before this bench, ``torch-10:torch:10`` and
 ``after:auto:default`` = the defaults now) runs
-``facedialect run`` (:func:`facedialect.study.run_study`) on a study of both databases:
+``facedialect run`` (:func:`facedialect.pipeline.run_stages`) on a study of both databases:
 MobileNetV2 with its ImageNet weights (shipped offline), the quick protocol, ``[model]
 runtime = RUNTIME``, ``[training] test_variants = TEST_VARIANTS`` (``default``: the
 protocol's own), AU tuning on the average face and the robustness check (each database
 uses all but ``--spare`` of its complete subjects, so the check trains on more). Every
 configuration starts from an empty cache (``OUT/NAME/cache``): the first run of a new
-study. Seconds per stage are read from the run's ``manifest.json`` (``stages``) and the
-robustness sub-run's; "other" is the wall time not in a timed stage (the average face,
-the report, loading).
+study. Seconds per stage are read from the run's ``manifest.json`` (``stages``; the
+robustness stage's features and training are not in its entry); "other" is the wall time
+not in a timed stage (the average face, the robustness check's features and training,
+loading). The wall seconds of each pipeline stage, from its start to its summary, are
+recorded beside them (``stage_wall_s``).
 
 Levers, measured after the studies in the same process (so under the same load):
 
@@ -37,8 +39,8 @@ Levers, measured after the studies in the same process (so under the same load):
 * ``test_variants``: the first configuration's trained networks evaluated again on 10
   test variants (the training variants), from the cached features: matched and swapped
   correct rates on 10 and on 50 variants, the same networks;
-* ``robustness``: what the robustness sub-run computed again (faces pre-processed, feature
-  rows computed, databases trained) against what it could take from the main run.
+* ``robustness``: what the robustness stage did (its wall seconds with features and
+  training on all complete subjects, the profiles' seconds, subjects per database).
 
 Results go to bench/results/study.json (``--json``) and a table is printed. The data, the
 runs and the caches stay in ``--out`` (never in the repository).
@@ -65,10 +67,9 @@ from _common import cpu_model  # noqa: E402  (bench/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = ["before:torch:50", "torch-10:torch:10", "after:auto:default"]
-#: Stages in the order a study runs them (robustness/...: the all-subjects sub-run).
-STAGES = ["ingest", "preprocess", "features", "train", "evaluate", "tuning",
-          "robustness/ingest", "robustness/preprocess", "robustness/features",
-          "robustness/train", "robustness"]
+#: Stages in the order a study runs them (the timed entries of manifest.json).
+STAGES = ["ingest", "preprocess", "features", "train", "evaluate", "tuning", "robustness",
+          "report"]
 
 
 class LoadSampler:
@@ -176,14 +177,12 @@ def write_study(folder: Path, name: str, runtime: str, test_variants: str, data:
 # ---------------------------------------------------------------------------- studies
 
 def stage_seconds(run: Path) -> dict[str, float]:
-    """Seconds per stage of a run and of its robustness sub-run."""
-    out = {}
-    for prefix, folder in (("", run), ("robustness/", run / "robustness")):
-        mf = folder / "manifest.json"
-        if mf.exists():
-            for name, info in json.loads(mf.read_text())["stages"].items():
-                out[prefix + name] = float(info["seconds"])
-    return out
+    """Seconds per stage of a run (manifest.json)."""
+    mf = run / "manifest.json"
+    if not mf.exists():
+        return {}
+    return {name: float(info["seconds"])
+            for name, info in json.loads(mf.read_text())["stages"].items()}
 
 
 def correct_rates(run: Path) -> dict[str, float]:
@@ -200,8 +199,10 @@ def correct_rates(run: Path) -> dict[str, float]:
 def run_config(spec: str, data: Path, out: Path, args: argparse.Namespace,
                n_a: int, n_b: int) -> dict:
     """Run one configuration from an empty cache and collect its numbers."""
-    from facedialect.config import load_study
-    from facedialect.study import run_study
+    from facedialect.api import Study
+    from facedialect.pipeline import run_stages
+    from facedialect.progress import progress_factory
+    from facedialect.stages.base import Context
 
     name, runtime, test_variants = spec.split(":")
     folder = out / name
@@ -210,15 +211,20 @@ def run_config(spec: str, data: Path, out: Path, args: argparse.Namespace,
     study_file = write_study(folder, name, runtime, test_variants, data, args, n_a, n_b)
     print(f"\n== {name}: runtime {runtime}, test variants {test_variants} "
           f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    started: dict[str, float] = {}
+    wall: dict[str, float] = {}
     with LoadSampler() as load:
         t = time.perf_counter()
-        run_study(load_study(study_file))
+        summaries = run_stages(
+            Study.from_toml(study_file), ctx=Context(), progress=progress_factory(),
+            on_start=lambda stage: started.__setitem__(stage.name, time.perf_counter()),
+            on_done=lambda s: wall.__setitem__(
+                s.stage, round(time.perf_counter() - started[s.stage], 1)))
         total = time.perf_counter() - t
     run = folder / "run"
     stages = stage_seconds(run)
     mf = json.loads((run / "manifest.json").read_text())
-    sub = (json.loads((run / "robustness" / "manifest.json").read_text())
-           if (run / "robustness" / "manifest.json").exists() else {"stages": {}})
+    robustness = next((s for s in summaries if s.stage == "robustness"), None)
     feats = mf["stages"]["features"]
     print(f"   {total:.0f} s in all; features {stages.get('features', 0):.0f} s "
           f"({feats.get('runtime')}, {feats['variants']} face-variants)", flush=True)
@@ -227,10 +233,11 @@ def run_config(spec: str, data: Path, out: Path, args: argparse.Namespace,
         "runtime": mf.get("training", {}).get("runtime", "torch"),
         "test_variants": mf["training"]["protocol"].get("test_variants", 50),
         "study_file": str(study_file), "total_s": round(total, 1), "stages_s": stages,
-        "other_s": round(total - sum(stages.values()), 1), "load_average_1min": load.summary(),
-        "features": feats, "robustness_features": sub["stages"].get("features"),
-        "robustness_preprocess": sub["stages"].get("preprocess"),
-        "robustness_train": sub["stages"].get("train"),
+        "other_s": round(total - sum(stages.values()), 1), "stage_wall_s": wall,
+        "load_average_1min": load.summary(), "features": feats,
+        "robustness": {"facts": robustness.facts if robustness else None,
+                       "skipped": robustness.skipped if robustness else "not run",
+                       "manifest": mf["stages"].get("robustness")},
         "images": {db: int(n) for db, n in _included(run).items()},
         "correct_rates": correct_rates(run),
     }
@@ -239,8 +246,8 @@ def run_config(spec: str, data: Path, out: Path, args: argparse.Namespace,
 def _included(run: Path) -> dict[str, int]:
     import pandas as pd
 
-    from facedialect.classification import included_faces
     from facedialect.run.store import RunDir
+    from facedialect.run.tables import included_faces
 
     faces = included_faces(RunDir(run))
     return pd.Series(faces["db"]).value_counts().sort_index().to_dict()
@@ -250,13 +257,13 @@ def _included(run: Path) -> dict[str, int]:
 
 def lever_runtime(run: Path, n_faces: int, rounds: int) -> dict:
     """PyTorch against ONNX Runtime (and OpenVINO) on the study's own faces."""
-    from facedialect.classification import included_faces
     from facedialect.config import load_study
     from facedialect.models.runtime import export_onnx, feature_runner, onnx_installed
     from facedialect.models.weights import load_backbone
     from facedialect.preprocess.augment import variant, variant_subset
-    from facedialect.stages import load_face, preprocess_cache
+    from facedialect.run.caches import load_face, preprocess_cache
     from facedialect.run.store import RunDir
+    from facedialect.run.tables import included_faces
 
     study = load_study(run.parent / "study.toml")
     faces = included_faces(RunDir(run)).sample(frac=1.0, random_state=0).head(n_faces)
@@ -329,9 +336,10 @@ def _one_thread(runner, threads: int):
 
 def lever_test_variants(cfg: dict, out: Path, n: int = 10) -> dict:
     """The configuration's networks evaluated again on ``n`` test variants."""
-    from facedialect.classification import evaluate_stage
     from facedialect.config import load_study
     from facedialect.run.store import RunDir
+    from facedialect.stages import evaluate
+    from facedialect.stages.base import Context
 
     src = Path(cfg["study_file"]).parent
     dst = out / f"{cfg['name']}-eval{n}"
@@ -348,8 +356,10 @@ def lever_test_variants(cfg: dict, out: Path, n: int = 10) -> dict:
     text = "\n".join(line for line in text.splitlines() if not line.startswith("test_variants"))
     text = text.replace('protocol = "quick"', f'protocol = "quick"\ntest_variants = {n}')
     (dst / "study.toml").write_text(text, encoding="utf-8")
+    run = RunDir(dst / "run")
     t = time.perf_counter()
-    evaluate_stage(RunDir(dst / "run"), load_study(dst / "study.toml"))
+    with run.lock():
+        evaluate.run(run, load_study(dst / "study.toml"), Context())
     seconds = time.perf_counter() - t
     return {"networks_of": cfg["name"], "test_variants": n, "evaluate_s": round(seconds, 1),
             "correct_rates_50": cfg["correct_rates"],
@@ -357,14 +367,14 @@ def lever_test_variants(cfg: dict, out: Path, n: int = 10) -> dict:
 
 
 def lever_robustness(cfg: dict) -> dict:
-    """What the robustness sub-run recomputed."""
-    f = cfg.get("robustness_features") or {}
-    p = cfg.get("robustness_preprocess") or {}
-    return {"config": cfg["name"],
-            "preprocess": {k: p.get(k) for k in ("processed", "from_cache", "seconds")},
-            "features": {k: f.get(k) for k in ("faces", "computed", "variants", "seconds")},
-            "train_s": (cfg.get("robustness_train") or {}).get("seconds"),
-            "profiles_s": cfg["stages_s"].get("robustness")}
+    """What the robustness stage did: wall seconds (features and training on all complete
+    subjects included), the profiles' seconds, subjects per database (main, all)."""
+    rob = cfg.get("robustness") or {}
+    facts = rob.get("facts") or {}
+    return {"config": cfg["name"], "wall_s": cfg["stage_wall_s"].get("robustness"),
+            "profiles_s": cfg["stages_s"].get("robustness"),
+            "subjects_main_all": facts.get("subjects"), "mean_r": facts.get("mean_r"),
+            "skipped": rob.get("skipped")}
 
 
 # ------------------------------------------------------------------------------ table
@@ -446,8 +456,9 @@ def main() -> None:
                  "b": {"preset": args.preset_b, "culture": args.culture_b, "images": rows_b,
                        "subjects": subj_b, "complete": comp_b, "used": n_b},
                  "renderer": args.renderer, "drawn_s": drawn},
-        "timing": "wall seconds per stage from each run's manifest.json (stages) and its "
-                  "robustness sub-run's; every configuration from an empty cache",
+        "timing": "wall seconds per stage from each run's manifest.json (stages), and "
+                  "from each stage's start to its summary (stage_wall_s); every "
+                  "configuration from an empty cache",
         "configs": results,
         "levers": levers,
     }

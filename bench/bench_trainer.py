@@ -29,7 +29,8 @@ Two commands, each one heavy job on the CPU (run one at a time)::
     timing is taken for AlexNet (random weights: speed only).
 
 ``curve`` trains culture A (``--posers`` posers, MobileNetV2 ImageNet features) with the
-paper protocol through ``classification.train_stage`` once per momentum (``--momenta``),
+paper protocol through the features and train stages (``facedialect.stages.features``,
+``facedialect.stages.train``) once per momentum (``--momenta``),
 ``--runs`` runs each, reads ``tables/training_curves.csv`` and reports when the training
 correct rate (moving average) first exceeds 0.7, its mean over iterations 8,001-12,000,
 the validation correct rate per epoch and the test correct rate, with a figure.
@@ -58,7 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from _common import cpu_model  # noqa: E402  (bench/ is on sys.path when run)
-from facedialect.classification import included_faces, load_heads
+from facedialect.run.heads import read_heads
+from facedialect.run.tables import included_faces
 from facedialect.training.protocol import PAPER, QUICK, Protocol
 from facedialect.training.splits import run_seeds, split_run
 from facedialect.training.trainer import (
@@ -297,8 +299,10 @@ def prepare_database(workdir: Path, posers: int, *, output: str = "run-prep",
     """Draw culture A, ingest and pre-process it; return ``(run, study)``."""
     from facedialect.config import load_study
     from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
-    from facedialect.stages import ingest_stage, preprocess_stage, save_study
+    from facedialect.pipeline import save_study
     from facedialect.run.store import RunDir
+    from facedialect.stages.ingest import ingest_databases
+    from facedialect.stages.preprocess import preprocess_images
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data" / "A"
@@ -315,9 +319,9 @@ def prepare_database(workdir: Path, posers: int, *, output: str = "run-prep",
     if not run.has_table("preprocess"):
         with run.lock():
             save_study(run, study)
-            ingest_stage(run, study.databases)
-            preprocess_stage(run, study.preprocess, n_subjects={DB: posers},
-                             cache_dir=study.study.cache_dir)
+            ingest_databases(run, study.databases)
+            preprocess_images(run, study.preprocess, n_subjects={DB: posers},
+                              cache_dir=study.study.cache_dir)
     return run, study
 
 
@@ -327,7 +331,7 @@ def database_features(run: Any, study: Any, backbone: Any) -> tuple[pd.DataFrame
 
     The rate is measured on 6 faces extracted into a temporary cache, whatever is cached.
     """
-    from facedialect.stages import load_face, preprocess_cache
+    from facedialect.run.caches import load_face, preprocess_cache
     from facedialect.training.features import FeatureCache, backbone_tag, extract_features
 
     faces = included_faces(run)
@@ -353,7 +357,7 @@ def database_features(run: Any, study: Any, backbone: Any) -> tuple[pd.DataFrame
 
 def run_plans(faces: pd.DataFrame, proto: Protocol, runs: int, seed: int = 0
               ) -> tuple[list[RunPlan], list[np.ndarray]]:
-    """The runs' plans exactly as ``train_stage`` makes them, and their test images."""
+    """The runs' plans as the train stage makes them (by subject), and their test images."""
     plans, tests = [], []
     for r in range(runs):
         seeds = run_seeds(seed, DB, r)
@@ -461,7 +465,7 @@ def bench_naive(args: argparse.Namespace, trainer: dict[str, Any]) -> dict[str, 
     """Section (c): naive reference against the batched trainer, accuracy and time."""
     from facedialect.models import build_backbone, load_backbone
     from facedialect.models.runtime import tune_malloc
-    from facedialect.stages import load_face, preprocess_cache
+    from facedialect.run.caches import load_face, preprocess_cache
 
     tune_malloc()  # as feature extraction does; the naive reference gets it too
     run, study = prepare_database(args.workdir, args.posers)
@@ -653,7 +657,8 @@ def first_above(x: np.ndarray, level: float) -> int | None:
 
 def curve(args: argparse.Namespace) -> dict[str, Any]:
     """Train with the paper protocol per momentum; curve facts, JSON and figure."""
-    from facedialect.classification import train_stage
+    from facedialect.stages import features, train
+    from facedialect.stages.base import Context
 
     results: dict[str, Any] = {"command": "python bench/bench_trainer.py curve "
                                + " ".join(args.argv), "machine": machine(),
@@ -667,18 +672,21 @@ def curve(args: argparse.Namespace) -> dict[str, Any]:
                                       protocol="paper", training=training)
         stamps: list[float] = []
         t = time.perf_counter()
-        summary = train_stage(
-            run, study, device="cpu",
-            progress=lambda label, d, n, st=stamps: st.append(time.perf_counter()))
+        ctx = Context(device="cpu",
+                      progress=lambda label, d, n, st=stamps: st.append(time.perf_counter()))
+        with run.lock():
+            extracted = features.run(run, study, ctx)  # features, then training, as before
+            train.run(run, study, ctx)
         seconds = time.perf_counter() - t
         curves = run.read_table("training_curves")
         faces = included_faces(run)
         labels = torch.tensor([EXPRESSIONS.index(e) for e in faces["expression"]])
-        head, _ = load_heads(run.path / "heads" / f"{DB}.pt")
+        head = MultiRunHead.from_state(read_heads(run.path / "heads" / f"{DB}.pt"))
         from facedialect.training.features import FeatureCache
 
-        feats = torch.from_numpy(FeatureCache(summary["backbone"], study.study.cache_dir,
-                                              runtime=summary["runtime"])
+        feats = torch.from_numpy(FeatureCache(extracted.facts["backbone"],
+                                              study.study.cache_dir,
+                                              runtime=extracted.facts["runtime"])
                                  .load(list(faces["cache_key"])))
         splits = run.read_table("splits")
         per_run = []

@@ -44,8 +44,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from facedialect.stats.tuning import tuning_responses  # noqa: E402
-from facedialect.stats.validation import planted_au_check  # noqa: E402
 from facedialect.faces import au_catalogue  # noqa: E402
 from facedialect.faces.cultures import _culture_seed, sample_poser_expressions  # noqa: E402
 from facedialect.faces.stimuli import renderer_for  # noqa: E402
@@ -58,6 +56,8 @@ from facedialect.preprocess.pipeline import (  # noqa: E402
     preprocess_face,
 )
 from facedialect.saliency.synthetic import train_cultures  # noqa: E402
+from facedialect.stats.tuning import tuning_responses  # noqa: E402
+from facedialect.stats.validation import planted_au_check  # noqa: E402
 from facedialect.training.protocol import QUICK  # noqa: E402
 from facedialect.vocab import STUDY_AUS  # noqa: E402
 

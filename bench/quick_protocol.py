@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facedialect.classification import included_faces
 from facedialect.preprocess.augment import variant_subset
 from facedialect.run.store import RunDir
+from facedialect.run.tables import included_faces
 from facedialect.training.features import FeatureCache
 from facedialect.training.protocol import QUICK
 from facedialect.training.splits import run_seeds

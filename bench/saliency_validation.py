@@ -36,9 +36,9 @@ from facedialect.saliency.figures import (
     saliency_grid_figure,
 )
 from facedialect.saliency.modify import modify_faces
-from facedialect.saliency.stage import select_tests
 from facedialect.saliency.stats import region_stats
 from facedialect.saliency.synthetic import CHECK_PROTOCOL, synthetic_cultures
+from facedialect.stages.saliency import select_tests
 from facedialect.vocab import EXPRESSIONS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,4 +21,5 @@ if ! { command -v fc-list >/dev/null && fc-list :lang=zh | grep -q .; } \
     || echo "test.sh: could not install a CJK font; the CJK drawing checks will be skipped" >&2
 fi
 .venv/bin/ruff check src tests bench
+.venv/bin/lint-imports  # the layer rules (docs/architecture.md)
 .venv/bin/python -m pytest -q "$@"

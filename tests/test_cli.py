@@ -41,27 +41,84 @@ def kdef_tree(tmp_path, london) -> Path:
     return root
 
 
+#: The stage commands: each takes the study file.
+STAGE_COMMANDS = ("ingest", "preprocess", "features", "train", "evaluate", "tune",
+                  "robustness", "saliency", "meaning", "run", "modify")
+
+
+def _study_file(tmp_path: Path, root: Path, *, n_subjects: int = 2, preset: str = "kdef",
+                output: str = "run") -> Path:
+    """A one-database study file (database KDEF, the name `inspect` gives by default)."""
+    study = tmp_path / "study.toml"
+    study.write_text(f"""
+[study]
+name = "one db"
+output = "{output}"
+
+[[databases]]
+name = "KDEF"
+preset = "{preset}"
+root = "{root}"
+n_subjects = {n_subjects}
+""")
+    return study
+
+
+def _stage_block(output: str, stage: str) -> list[str]:
+    """The lines a stage printed: its `NAME: title` line, then its indented lines."""
+    lines = output.splitlines()
+    start = [i for i, line in enumerate(lines) if line.startswith(f"{stage}: ")]
+    assert len(start) == 1, (stage, output)
+    block = [lines[start[0]]]
+    for line in lines[start[0] + 1:]:
+        if not line.startswith("  "):
+            break
+        block.append(line)
+    return block
+
+
 def test_help_lists_every_command():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("validate", "ingest", "preprocess", "report", "run", "demo"):
+    for cmd in ("validate", "inspect", "report", "demo", *STAGE_COMMANDS):
         assert cmd in res.output
 
 
-def test_ingest_preprocess_report(tmp_path, kdef_tree):
+@pytest.mark.parametrize("cmd", STAGE_COMMANDS)
+def test_every_stage_command_takes_the_study_file(cmd):
+    res = runner.invoke(app, [cmd, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "study_file" in res.output.lower() and "The TOML study file" in res.output
+    assert ("--force" in res.output) == (cmd != "modify")
+
+
+def test_report_command_takes_the_study_file_or_a_run_directory():
+    res = runner.invoke(app, ["report", "--help"])
+    assert res.exit_code == 0 and "The study file, or a run directory" in res.output
+
+
+def test_inspect_ingest_preprocess_report(tmp_path, kdef_tree):
     before = _snapshot(kdef_tree)
+    res = runner.invoke(app, ["inspect", str(kdef_tree), "--preset", "kdef", "--out",
+                              str(tmp_path / "inspected"), "--subjects", "2"])
+    assert res.exit_code == 0, res.output
+    assert "KDEF" in res.output and "excluded" in res.output
+    inspected = RunDir(tmp_path / "inspected").read_table("images")
+    assert list(inspected.columns[:9]) == ["db", "path", "subject", "expression", "view",
+                                           "session", "sex", "included", "reason"]
+    assert sorted(inspected.loc[inspected["included"], "subject"].unique()) == ["F01", "F02"]
+
     out = tmp_path / "run"
-    res = runner.invoke(app, ["ingest", str(kdef_tree), "--preset", "kdef", "--out", str(out),
-                              "--n-subjects", "2"])
+    study = _study_file(tmp_path, kdef_tree, n_subjects=2)
+    res = runner.invoke(app, ["ingest", str(study)])
     assert res.exit_code == 0, res.output
     assert "KDEF" in res.output and "excluded" in res.output
     run = RunDir(out)
     images = run.read_table("images")
-    assert list(images.columns[:9]) == ["db", "path", "subject", "expression", "view",
-                                        "session", "sex", "included", "reason"]
+    assert list(images.columns) == list(inspected.columns)
     assert sorted(images.loc[images["included"], "subject"].unique()) == ["F01", "F02"]
 
-    res = runner.invoke(app, ["preprocess", str(out)])
+    res = runner.invoke(app, ["preprocess", str(study)])
     assert res.exit_code == 0, res.output
     prep = run.read_table("preprocess")
     assert len(prep) == 28  # every image of the 4 complete subjects is a candidate
@@ -75,7 +132,7 @@ def test_ingest_preprocess_report(tmp_path, kdef_tree):
     assert not f01["included"].any()
     assert (run.figures / "contact_sheet_KDEF.png").stat().st_size > 10_000
 
-    res = runner.invoke(app, ["preprocess", str(out)])  # second run: everything cached
+    res = runner.invoke(app, ["preprocess", str(study)])  # second run: everything cached
     assert res.exit_code == 0, res.output
     stage = run.read_manifest()["stages"]["preprocess"]
     assert stage["from_cache"] == stage["processed"] == 28
@@ -145,15 +202,43 @@ levels = 3
     assert len(run.read_table("au_profiles")) == 7 * (1 + 2 * 2)
     # F01 lost its sad image to face detection: all complete subjects = the 3 used
     assert "robustness" in m.get("skipped", {})
-    # a second run is up to date: features come from the cache, training is skipped
+    # a second run is up to date: features, training, evaluation and tuning are skipped,
+    # the report is written again
+    report = run.path / "report.html"
+    os.utime(report, ns=(0, 0))
     res = runner.invoke(app, ["run", str(study)])
     assert res.exit_code == 0, res.output
-    assert "up to date" in res.output
+    for stage in ("features", "train", "evaluate", "tuning"):
+        assert _stage_block(res.output, stage)[1:] == ["  up to date"], (stage, res.output)
+    assert _stage_block(res.output, "report")[1:] == [f"  report: {report}"], res.output
+    assert report.stat().st_mtime_ns > 0
+    assert f"done: report at {report}" in res.output
+    # forced, the features come from the cache and the heads file is kept
+    res = runner.invoke(app, ["features", str(study), "--force"])
+    assert res.exit_code == 0 and "0 feature vectors computed" in res.output, res.output
     assert run.read_manifest()["stages"]["features"]["computed"] == 0
     res = runner.invoke(app, ["train", str(study)])
-    assert res.exit_code == 0 and "2 runs trained" in res.output, res.output
-    res = runner.invoke(app, ["evaluate", str(run.path)])
+    assert res.exit_code == 0 and _stage_block(res.output, "train")[1:] == [
+        "  up to date"], res.output
+    res = runner.invoke(app, ["train", str(study), "--force"])
+    assert res.exit_code == 0 and "K: 2 runs (up to date)" in res.output, res.output
+    res = runner.invoke(app, ["evaluate", str(study), "--force"])
     assert res.exit_code == 0 and "K -> K (matched)" in res.output, res.output
+
+
+def test_stage_with_missing_input_names_the_stage_that_writes_it(tmp_path):
+    root = tmp_path / "db"
+    root.mkdir()
+    study = _study_file(tmp_path, root, preset="folder", output="fresh")
+    res = runner.invoke(app, ["evaluate", str(study)])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    text = " ".join(res.output.split())
+    assert "stage 'evaluate' needs" in text
+    assert "tables/splits.csv, which the features stage writes" in text
+    assert "heads/*.pt, which the train stage writes" in text
+    assert "facedialect ingest STUDY_FILE" in text  # the first missing input's stage
+    assert not (tmp_path / "fresh" / "tables").exists()
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path):
@@ -163,12 +248,16 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     assert "Traceback" not in res.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    res = runner.invoke(app, ["ingest", str(empty), "--preset", "kdef", "--out",
+    res = runner.invoke(app, ["inspect", str(empty), "--preset", "kdef", "--out",
                               str(tmp_path / "r")])
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
-    res = runner.invoke(app, ["preprocess", str(tmp_path / "nothing")])
+    res = runner.invoke(app, ["preprocess", str(tmp_path / "nothing.toml")])
+    assert res.exit_code == 2 and "study file not found" in res.output
+    study = _study_file(tmp_path, empty, preset="folder", output="nothing")
+    res = runner.invoke(app, ["preprocess", str(study)])  # not ingested yet
     assert res.exit_code == 2 and "images.csv" in res.output
+    assert "Traceback" not in res.output
     bad = tmp_path / "bad.toml"
     bad.write_text("[study]\nname='x'\noutput='o'\nsedd=1\n[[databases]]\nname='A'\n"
                    "preset='kdef'\nroot='nope'\n")
@@ -178,8 +267,8 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     assert not (tmp_path / "o").exists()  # nothing done before validation passed
 
 
-def test_ingest_rejects_bad_option(tmp_path, kdef_tree):
-    res = runner.invoke(app, ["ingest", str(kdef_tree), "--preset", "kdef", "--out",
+def test_inspect_rejects_bad_option(tmp_path, kdef_tree):
+    res = runner.invoke(app, ["inspect", str(kdef_tree), "--preset", "kdef", "--out",
                               str(tmp_path / "r"), "-o", "colour=blue"])
     assert res.exit_code == 2
     assert "colour" in res.output and "Traceback" not in res.output

@@ -43,19 +43,14 @@ from facedialect.errors import (
     OutputWriteError,
 )
 from facedialect.imageio import decode_gray, file_sha256, read_gray, read_image_bytes
+from facedialect.pipeline import save_study
 from facedialect.preprocess.augment import N_VARIANTS
 from facedialect.preprocess.params import PreprocessParams
-from facedialect.stages import (
-    _hash_key,
-    ingest_stage,
-    load_face,
-    preprocess_cache,
-    preprocess_key,
-    preprocess_stage,
-    save_study,
-    screening_cache,
-)
+from facedialect.run.caches import load_face, preprocess_cache, preprocess_key, screening_cache
 from facedialect.run.store import ArrayCache, RunDir, atomic_write_bytes, read_state
+from facedialect.stages.base import Context
+from facedialect.stages.ingest import ingest_databases
+from facedialect.stages.preprocess import _hash_key, preprocess_images
 from facedialect.training.features import FeatureCache
 
 runner = CliRunner()
@@ -109,12 +104,12 @@ def _ingested(study_file: Path):
     study = load_study(study_file)
     run = RunDir(study.study.output)
     save_study(run, study)
-    ingest_stage(run, study.databases, study.study.expressions)
+    ingest_databases(run, study.databases, study.study.expressions)
     return study, run
 
 
 def _preprocess(run: RunDir, study) -> object:
-    return preprocess_stage(run, study.preprocess, cache_dir=study.study.cache_dir, workers=2)
+    return preprocess_images(run, study.preprocess, cache_dir=study.study.cache_dir, workers=2)
 
 
 def _row(run: RunDir, name: str) -> dict:
@@ -165,7 +160,7 @@ def test_image_replaced_after_ingest_is_excluded_not_cached_under_its_old_hash(
                       r"ingest` again"):
         _preprocess(run, study)
     cache = preprocess_cache(study.study.cache_dir)
-    assert cache.get(preprocess_key(old_sha, PARAMS)) is None  # not poisoned
+    assert cache.get(preprocess_key(old_sha, PARAMS.key())) is None  # not poisoned
     row = _row(run, "s0_neutral.jpg")
     assert not row["included"]
     assert row["reason"].startswith(f"changed since ingest: {path} is not the file ingest")
@@ -176,7 +171,7 @@ def test_image_replaced_after_ingest_is_excluded_not_cached_under_its_old_hash(
     # another study with the original image gets the original face
     path.write_bytes(original)
     _preprocess(run, study)
-    face = load_face(preprocess_key(old_sha, PARAMS), cache)
+    face = load_face(preprocess_key(old_sha, PARAMS.key()), cache)
     from facedialect.preprocess.pipeline import preprocess_face
 
     np.testing.assert_array_equal(face, preprocess_face(read_gray(path), PARAMS).image)
@@ -184,7 +179,7 @@ def test_image_replaced_after_ingest_is_excluded_not_cached_under_its_old_hash(
 
     # ingest again takes the new file
     shutil.copy(sorted((london / "neutral").glob("*.jpg"))[10], path)
-    ingest_stage(run, study.databases, study.study.expressions)
+    ingest_databases(run, study.databases, study.study.expressions)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FacedialectWarning)
         _preprocess(run, study)
@@ -332,26 +327,29 @@ def test_truncated_torch_file_reads_as_absent_with_a_warning(tmp_path, at):
 
 @pytest.mark.shared
 def test_damaged_heads_are_retrained_and_evaluate_says_what_to_do(study_file):
-    from facedialect.classification import evaluate_stage, load_heads, train_stage
+    from facedialect.run.heads import read_heads
+    from facedialect.stages import evaluate, features, train
 
+    ctx = Context(device="cpu")
     study, run = _ingested(study_file)
     _preprocess(run, study)
-    train_stage(run, study, device="cpu")
+    features.run(run, study, ctx)
+    train.run(run, study, ctx)
     heads = run.path / "heads" / "D.pt"
-    good = load_heads(heads)[1]
-    assert train_stage(run, study, device="cpu")["dbs"]["D"].get("skipped") == "up to date"
+    good = read_heads(heads)
+    assert train.run(run, study, ctx).facts["dbs"]["D"].get("skipped") == "up to date"
     good_bytes = heads.read_bytes()
     heads.write_bytes(good_bytes[:len(good_bytes) // 3])
     with pytest.raises(InputError, match=rf"{re.escape(str(heads))}.*run `facedialect train` "
                        "again"):
-        evaluate_stage(run, study, device="cpu")
+        evaluate.run(run, study, ctx)
     with pytest.warns(DamagedFileWarning, match=rf"{re.escape(str(heads))}.*training its "
                       "networks again"):
-        summary = train_stage(run, study, device="cpu")
-    assert "skipped" not in summary["dbs"]["D"]
-    again = load_heads(heads)[1]  # the same seeds: the same networks
+        summary = train.run(run, study, ctx)
+    assert "skipped" not in summary.facts["dbs"]["D"]
+    again = read_heads(heads)  # the same seeds: the same networks
     assert all(torch.equal(again[k], good[k]) for k in ("w1", "b1", "w2", "b2", "w3", "b3"))
-    evaluate_stage(run, study, device="cpu")
+    evaluate.run(run, study, ctx)
 
 
 def test_damaged_checkpoint_restarts_training_with_a_message(tmp_path):
@@ -394,7 +392,7 @@ def test_invalid_manifest_is_moved_aside_and_rebuilt(tmp_path, content):
 def test_cli_prints_a_damaged_manifest_as_one_warning_line(study_file):
     study, run = _ingested(study_file)
     run.manifest_path.write_text("{ truncated")
-    res = runner.invoke(app, ["preprocess", str(run.path)])
+    res = runner.invoke(app, ["preprocess", str(study_file)])
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("warning:")]
     assert len(lines) == 1 and str(run.manifest_path) in lines[0]
@@ -483,7 +481,7 @@ def test_unwritable_output_is_one_line_naming_the_path(tmp_path, study_file, whe
         shutil.rmtree(out)
     denied = {"output": out, "parent": out.parent, "tables": out / "tables"}[where]
     deny_writes(monkeypatch, denied)
-    res = runner.invoke(app, ["ingest", str(db), "--preset", "manifest", "--out", str(out),
+    res = runner.invoke(app, ["inspect", str(db), "--preset", "manifest", "--out", str(out),
                               "--expressions", "neutral,happy"])
     lines = _error_lines(res)
     named = {"output": out, "parent": out, "tables": out / "tables" / "images.csv"}[where]
@@ -493,15 +491,16 @@ def test_unwritable_output_is_one_line_naming_the_path(tmp_path, study_file, whe
 
 @pytest.mark.shared
 def test_unwritable_cache_is_one_line_naming_it(tmp_path, study_file, monkeypatch):
-    study = load_study(study_file)
-    db = study.databases[0].root
-    out = tmp_path / "run2"
-    res = runner.invoke(app, ["ingest", str(db), "--preset", "manifest", "--out", str(out),
-                              "--expressions", "neutral,happy"])
+    # the same study without [study] cache_dir: the cache is FACEDIALECT_CACHE
+    other = tmp_path / "study2.toml"
+    other.write_text(study_file.read_text().replace('cache_dir = "cache"\n', "")
+                     .replace('output = "run"', 'output = "run2"'))
+    assert load_study(other).study.cache_dir is None
+    res = runner.invoke(app, ["ingest", str(other)])
     assert res.exit_code == 0, res.output
     cache = Path(os.environ["FACEDIALECT_CACHE"])
     deny_writes(monkeypatch, cache)
-    res = runner.invoke(app, ["preprocess", str(out), "--workers", "1"])
+    res = runner.invoke(app, ["preprocess", str(other), "--workers", "1"])
     (line,) = _error_lines(res)
     assert line.startswith(f"error: cannot write {cache / 'preprocess'}")
     assert line.endswith(": permission denied; set [study] cache_dir or FACEDIALECT_CACHE to "
@@ -512,7 +511,7 @@ def test_unwritable_cache_is_one_line_naming_it(tmp_path, study_file, monkeypatc
 def test_full_disk_is_one_line_and_keeps_what_was_written(tmp_path, study_file, monkeypatch):
     db = load_study(study_file).databases[0].root
     out = tmp_path / "run3"
-    args = ["ingest", str(db), "--preset", "manifest", "--out", str(out),
+    args = ["inspect", str(db), "--preset", "manifest", "--out", str(out),
             "--expressions", "neutral,happy"]
     assert runner.invoke(app, args).exit_code == 0
     before = (out / "tables" / "images.csv").read_bytes()
@@ -543,14 +542,19 @@ def test_cache_writes_raise_the_project_error(tmp_path, monkeypatch, code):
 
 
 def test_cli_turns_any_environment_oserror_into_one_line(tmp_path, monkeypatch):
-    import facedialect.stages
+    import facedialect.stages.preprocess
 
     def boom(*a, **k):
         raise PermissionError(errno.EACCES, "Permission denied", "/data/x.lock")
 
-    monkeypatch.setattr(facedialect.stages, "preprocess_stage", boom)
-    (tmp_path / "o" / "tables").mkdir(parents=True)  # a run directory
-    res = runner.invoke(app, ["preprocess", str(tmp_path / "o")])
+    monkeypatch.setattr(facedialect.stages.preprocess, "preprocess_images", boom)
+    (tmp_path / "db").mkdir()
+    (tmp_path / "o" / "tables").mkdir(parents=True)  # a run directory, ingested
+    (tmp_path / "o" / "tables" / "images.csv").write_text("db,path\n")
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "s"\noutput = "o"\n[[databases]]\nname = "K"\n'
+                     'preset = "kdef"\nroot = "db"\n')
+    res = runner.invoke(app, ["preprocess", str(study)])
     (line,) = _error_lines(res)
     assert line.startswith("error: /data/x.lock: permission denied; ")
 

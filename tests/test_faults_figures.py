@@ -19,7 +19,8 @@ import shutil
 import subprocess
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from html import escape
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,42 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facedialect import pipeline
+from facedialect.errors import ReportWarning
+from facedialect.meaning import figures as meaning_figures
+from facedialect.meaning.preservation import PRESERVATION_COLUMNS
+from facedialect.plots import figures as plot_figures
+from facedialect.run.store import ArrayCache, RunDir
+from facedialect.saliency import figures as saliency_figures
+from facedialect.saliency.analysis import AlignedMaps
+from facedialect.saliency.regions import REGIONS
+from facedialect.saliency.stats import REGION_COLUMNS
+from facedialect.stages import ingest as ingest_stage
+from facedialect.stages import tuning as tuning_stage
+from facedialect.stages.base import draw
+from facedialect.stages.meaning import (
+    ACCURACY_COLUMNS as RATING_ACCURACY_COLUMNS,
+)
+from facedialect.stages.meaning import (
+    IMAGE_COLUMNS as MEANING_IMAGE_COLUMNS,
+)
+from facedialect.stages.meaning import (
+    PPCA_COMPONENT_COLUMNS,
+    PPCA_LOADING_COLUMNS,
+    PPCA_SUMMARY_COLUMNS,
+    draw_meaning_figures,
+)
+from facedialect.stages.preprocess import PREPROCESS_COLUMNS, draw_contact_sheets
+from facedialect.stages.saliency import (
+    IMAGE_COLUMNS as SALIENCY_IMAGE_COLUMNS,
+)
+from facedialect.stages.saliency import (
+    MODIFICATION_COLUMNS,
+    draw_saliency_figures,
+    load_maps,
+    save_maps,
+)
+from facedialect.stages.tuning import draw_tuning_figures
 from facedialect.stats.classification import (
     ACCURACY_COLUMNS,
     CONFUSION_COLUMNS,
@@ -41,32 +78,6 @@ from facedialect.stats.tuning import (
     tuning_profiles,
     tuning_responses,
 )
-from facedialect.meaning import report as meaning_figures
-from facedialect.meaning.preservation import PRESERVATION_COLUMNS
-from facedialect.meaning.stage import (
-    ACCURACY_COLUMNS as RATING_ACCURACY_COLUMNS,
-)
-from facedialect.meaning.stage import (
-    IMAGE_COLUMNS as MEANING_IMAGE_COLUMNS,
-)
-from facedialect.meaning.stage import (
-    PPCA_COMPONENT_COLUMNS,
-    PPCA_LOADING_COLUMNS,
-    PPCA_SUMMARY_COLUMNS,
-)
-from facedialect.report import figures as report_figures
-from facedialect.saliency import figures as saliency_figures
-from facedialect.saliency.analysis import AlignedMaps
-from facedialect.saliency.regions import REGIONS
-from facedialect.saliency.stage import (
-    IMAGE_COLUMNS as SALIENCY_IMAGE_COLUMNS,
-)
-from facedialect.saliency.stage import (
-    MODIFICATION_COLUMNS,
-)
-from facedialect.saliency.stats import REGION_COLUMNS
-from facedialect.stages import PREPROCESS_COLUMNS
-from facedialect.run.store import ArrayCache, RunDir
 from facedialect.vocab import EXPRESSIONS, in_order
 
 FIVE = ("neutral", "happy", "sad", "angry", "surprised")
@@ -229,7 +240,6 @@ def _meaning(shape: Shape, rng: np.random.Generator, root: Path) -> dict[str, pd
 
 def _saliency(shape: Shape, rng: np.random.Generator, run: RunDir) -> dict[str, pd.DataFrame]:
     from facedialect.faces.procedural import FaceIdentity, landmarks
-    from facedialect.saliency.stage import save_maps
 
     dbs = tuple(db for db, _ in shape.dbs)
     exprs = tuple(in_order(e for _, units in shape.dbs for e in units))
@@ -340,6 +350,27 @@ def build_run(shape: Shape, root: Path) -> RunDir:
     return run
 
 
+def draw_figures(run: RunDir) -> None:
+    """Draw every figure of ``run`` from its tables, as each stage does when it runs."""
+    images = run.read_table("images")
+    draw(run, "images_per_expression", plot_figures.exclusions_figure, images)   # ingest
+    draw_contact_sheets(run, ArrayCache(run.path.parent / "cache"))                 # preprocess
+    draw(run, "training_curves", plot_figures.training_curves_figure,             # train
+         run.read_table("training_curves"))
+    conf, acc = run.read_table("confusion"), run.read_table("accuracy")           # evaluate
+    draw(run, "confusion", plot_figures.confusion_figure,
+         mean_confusion(conf[conf["variants"] == "all"]))
+    draw(run, "correct_rate", plot_figures.correct_rate_figure,
+         acc[acc["variants"] == "all"])
+    draw_tuning_figures(run)
+    draw_saliency_figures(run)
+    mod = run.read_table("modification")
+    if len(mod):   # the saliency stage draws its grid after computing it
+        run.write_figure("modification_grid", saliency_figures.modification_grid_figure(
+            mod, run.path / "modify" / "grid"))
+    draw_meaning_figures(run)
+
+
 # ----------------------------------------------------------------- every figure function
 def _read(run: RunDir, name: str) -> pd.DataFrame:
     return run.read_table(name)
@@ -356,8 +387,6 @@ def _db_pairs(run: RunDir) -> list[tuple[str, str]]:
 
 
 def _maps(run: RunDir) -> AlignedMaps | None:
-    from facedialect.saliency.stage import load_maps
-
     return load_maps(run)
 
 
@@ -390,32 +419,32 @@ def _saliency_outputs(run: RunDir, func: Callable, per_pair: bool = False) -> li
     return [func(maps, m) for m in maps.methods]
 
 
-#: name -> what the report or stage calls with the run's tables (a list: one per call)
+#: name -> what the stage calls with the run's tables (a list: one per call)
 FIGURES: dict[str, Callable[[RunDir], list]] = {
-    "contact_sheets": lambda run: report_figures.contact_sheets(
+    "contact_sheet": lambda run: draw_contact_sheets(
         run, ArrayCache(run.path.parent / "cache")),
-    "exclusions_figure": lambda run: [report_figures.exclusions_figure(_read(run, "images"))],
+    "exclusions_figure": lambda run: [plot_figures.exclusions_figure(_read(run, "images"))],
     "training_curves_figure": lambda run: [
-        report_figures.training_curves_figure(_read(run, "training_curves"))],
+        plot_figures.training_curves_figure(_read(run, "training_curves"))],
     "confusion_figure": lambda run: [
-        report_figures.confusion_figure(mean_confusion(_read(run, "confusion")))],
+        plot_figures.confusion_figure(mean_confusion(_read(run, "confusion")))],
     "correct_rate_figure": lambda run: [
-        report_figures.correct_rate_figure(_read(run, "accuracy"))],
-    "stimuli_sheet": lambda run: [report_figures.stimuli_sheet(
+        plot_figures.correct_rate_figure(_read(run, "accuracy"))],
+    "stimuli_sheet": lambda run: [plot_figures.stimuli_sheet(
         pd.read_csv(run.path / "stimuli" / "stimuli.csv"))],
-    "profile_heatmaps": lambda run: [report_figures.profile_heatmaps(
+    "profile_heatmaps": lambda run: [plot_figures.profile_heatmaps(
         _read(run, "au_profiles"),
         _read(run, "profile_similarity") if run.has_table("profile_similarity") else None)],
     "tuning_curves_figure": lambda run: [
-        report_figures.tuning_curves_figure(_read(run, "au_profiles"))],
+        plot_figures.tuning_curves_figure(_read(run, "au_profiles"))],
     "sum_difference_figure": lambda run: [
-        report_figures.sum_difference_figure(_read(run, "au_profiles"), a, b)
+        plot_figures.sum_difference_figure(_read(run, "au_profiles"), a, b)
         for a, b in _db_pairs(run)],
     "similarity_confusion_figure": lambda run: [
-        report_figures.similarity_confusion_figure(_read(run, "similarity_vs_confusion"))
+        plot_figures.similarity_confusion_figure(_read(run, "similarity_vs_confusion"))
     ] if run.has_table("similarity_vs_confusion") else [],
     "pca_figure": lambda run: [
-        report_figures.pca_figure(_read(run, "pca"), _read(run, "pca_variance"))],
+        plot_figures.pca_figure(_read(run, "pca"), _read(run, "pca_variance"))],
     "accuracy_figure": lambda run: [
         meaning_figures.accuracy_figure(_read(run, "rating_accuracy"))],
     "ppca_figure": lambda run: [meaning_figures.ppca_figure(_read(run, "ppca_components"))],
@@ -445,13 +474,13 @@ FIGURES: dict[str, Callable[[RunDir], list]] = {
 def _figure_functions() -> dict[str, Callable]:
     """Every figure function of the three figure modules (they return image bytes)."""
     found = {}
-    for module in (report_figures, saliency_figures, meaning_figures):
+    for module in (plot_figures, saliency_figures, meaning_figures):
         for name, obj in inspect.getmembers(module, inspect.isfunction):
             if (obj.__module__ != module.__name__ or name.startswith("_")
                     or name in ("fig_to_png", "fig_to_svg", "render")):
                 continue
             ret = inspect.signature(obj).return_annotation
-            if "bytes" in str(ret) or name == "contact_sheets":
+            if "bytes" in str(ret):
                 found[name] = obj
     return found
 
@@ -477,7 +506,7 @@ def shaped_run(request, tmp_path_factory) -> tuple[str, RunDir]:
 def test_every_figure_copes_with_degenerate_tables(shaped_run, figure):
     shape_name, run = shaped_run
     outputs = FIGURES[figure](run)
-    if figure == "contact_sheets":  # writes figures/contact_sheet_{db}.png, returns names
+    if figure == "contact_sheet":  # the stage writes figures/contact_sheet_{db}.png
         files = [run.figures / f"{n}.png" for n in outputs]
         assert len(files) == len(set(files)) == len(SHAPES[shape_name].dbs) * (
             not SHAPES[shape_name].empty)
@@ -497,7 +526,7 @@ def test_the_issue_pca_of_one_au_draws_pc1():
     conf = _classification(run_shape, rng)["confusion"]
     tun = _tuning(run_shape, rng, conf)
     assert set(tun["pca"]["pc"]) == {1}
-    assert _is_image(report_figures.pca_figure(tun["pca"], tun["pca_variance"]))
+    assert _is_image(plot_figures.pca_figure(tun["pca"], tun["pca_variance"]))
 
 
 # ------------------------------------------------------------------------------ the report
@@ -512,22 +541,46 @@ REPORT_SHAPES = ("one_au_two_levels", "two_unit_heads", "one_database", "all_min
 
 @pytest.mark.parametrize("shape_name", REPORT_SHAPES)
 def test_report_of_degenerate_run_draws_every_figure(shape_name, tmp_path):
-    from facedialect.report import build_report
-
     run = build_run(SHAPES[shape_name], tmp_path)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # a figure that fails is a ReportWarning: an error here
         warnings.filterwarnings("error", message=r"Glyph \d+ .*missing from font")
-        html = build_report(run).read_text(encoding="utf-8")
+        draw_figures(run)
+    assert run.read_manifest().get("figure_notes", {}) == {}
+    html = pipeline.build_report(run).read_text(encoding="utf-8")
     assert _notes(html) == []
     assert "could not be built" not in html
     for sid in ("summary", "databases", "training", "classification", "tuning", "meaning",
                 "saliency", "provenance"):
         assert f'<section id="{sid}">' in html, sid
+    # every figure a stage drew is in its section
+    drawn = sorted(run.figures.glob("*.svg"))
+    for path in drawn:
+        assert f'data-name="{escape(path.stem)}"' in html, path.stem
     if SHAPES[shape_name].empty:
+        assert [p.stem for p in drawn] == []
         for what in ("No training curves to draw", "No confusion matrices to draw",
                      "No AU tuning profiles to draw", "No rating accuracy to draw",
                      "No AU stimuli to show"):
             assert what in html, what
+    else:
+        assert {"images_per_expression", "training_curves", "confusion", "correct_rate",
+                "tuning_curves", "profiles", "pca", "rating_accuracy"} <= {
+                    p.stem for p in drawn}
+
+
+def test_a_drawing_replaces_a_stale_figure_with_nothing_to_draw(tmp_path):
+    """A figure drawn before, whose table is empty now: the section says so, no old image."""
+    run = build_run(SHAPES["all_minimal"], tmp_path)
+    draw_figures(run)
+    assert (run.figures / "training_curves.svg").exists()
+    run.write_table("training_curves", run.read_table("training_curves").iloc[0:0])
+    draw_figures(run)
+    assert not (run.figures / "training_curves.svg").exists()
+    html = pipeline.build_report(run).read_text(encoding="utf-8")
+    training = html[html.index('<section id="training">'):]
+    training = training[:training.index("</section>")]
+    assert "No training curves to draw" in training
+    assert "data-name" not in training
 
 
 # ------------------------------------------------------------------ labels in any script
@@ -547,15 +600,15 @@ def _cjk_font_for_chromium() -> bool:
 
 def test_report_figures_keep_labels_as_text(tmp_path):
     """The report's figures are inline SVG: every label is a text node, written as given."""
-    from facedialect.report import build_report
-
     run = build_run(SHAPES["cjk_names"], tmp_path)
-    html = build_report(run).read_text(encoding="utf-8")
+    draw_figures(run)
+    html = pipeline.build_report(run).read_text(encoding="utf-8")
     texts = re.findall(r"<text[^>]*>([^<]*)</text>", html)
     for label in NON_LATIN:
         assert any(label in t for t in texts), label
     assert any("costs $5-$10" in t for t in texts)  # literal, not mathtext
-    assert "data:image/png" in html  # the figures' images stay raster inside the SVG
+    svgs = re.findall(r'<div class="svg"[^>]*>(.*?)</div>', html, re.S)
+    assert any("data:image/png" in svg for svg in svgs)  # images stay raster inside the SVG
     ids = re.findall(r'\bid="([^"]+)"', html)
     assert len(ids) == len(set(ids)), "two figures share an id"
     for ref in re.findall(r'(?:href="#|url\(#)([^")]+)', html):
@@ -564,7 +617,7 @@ def test_report_figures_keep_labels_as_text(tmp_path):
 
 def test_png_figures_use_an_installed_cjk_font():
     """PNG figures (``figures/``) fall back to a CJK font where the system has one."""
-    if not report_figures.fallback_families():
+    if not plot_figures.fallback_families():
         pytest.skip("no CJK font installed for matplotlib (Debian: apt-get install "
                     "fonts-wqy-microhei or fonts-noto-cjk): PNG figures draw CJK as boxes")
     acc = pd.DataFrame([{"culture": "中国", "concept": c, "n_images": 8, "r_mean": 0.3,
@@ -584,10 +637,10 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_cjk_labels_render_in_the_browser(tmp_path):
     """Chromium draws the CJK labels of the report's figures, with a font that has them."""
     from browser import inspect_page
-    from facedialect.report import build_report
 
     run = build_run(SHAPES["cjk_names"], tmp_path)
-    report = build_report(run)
+    draw_figures(run)
+    report = pipeline.build_report(run)
     probe = f"""(() => {{
         const texts = Array.from(document.querySelectorAll('figure svg text'));
         return {list(NON_LATIN)!r}.map(label => {{
@@ -599,7 +652,7 @@ def test_cjk_labels_render_in_the_browser(tmp_path):
     }})()"""
     shot = tmp_path / "cjk_figure.png"
     seen = inspect_page(report, BROWSER, probe, fonts_of="[data-probe]", screenshot=shot,
-                        clip_of='[data-name="loadings_中国 vs 日本"]')
+                        clip_of='[data-name="loadings_中国_vs_日本"]')
     assert seen["errors"] == []
     for hit in seen["value"]:
         assert hit["count"] > 0 and hit["width"] > 0, hit
@@ -612,48 +665,85 @@ def test_cjk_labels_render_in_the_browser(tmp_path):
 
 
 # ------------------------------------------------------- one failure does not cost the report
+PCA_ERROR = "ValueError: Number of columns must be a positive integer, not 0"
+
+
+def _broken_figure(*args, **kwargs):
+    raise ValueError("Number of columns must be a positive integer, not 0")
+
+
 def test_a_failing_figure_is_noted_and_the_report_still_written(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from facedialect.cli import app
-    from facedialect.errors import ReportWarning
-    from facedialect.report import build_report
-
     run = build_run(SHAPES["all_minimal"], tmp_path)
-
-    def broken(*args, **kwargs):
-        raise ValueError("Number of columns must be a positive integer, not 0")
-
-    monkeypatch.setattr(report_figures, "pca_figure", broken)
-    with pytest.warns(ReportWarning, match="figure pca could not be drawn: ValueError"):
-        html = build_report(run).read_text(encoding="utf-8")
-    assert _notes(html) == ["figure pca could not be drawn: ValueError: Number of columns "
-                            "must be a positive integer, not 0"]
+    draw_figures(run)
+    assert (run.figures / "pca.svg").exists()
+    monkeypatch.setattr(tuning_stage, "pca_figure", _broken_figure)
+    # at stage time: a warning, the older figure gone, the note in the manifest
+    with pytest.warns(ReportWarning, match="report: figure pca could not be drawn: ValueError"):
+        draw_tuning_figures(run)
+    assert not (run.figures / "pca.svg").exists()
+    assert run.read_manifest()["figure_notes"] == {
+        "pca": f"figure pca could not be drawn: {PCA_ERROR}"}
+    html = pipeline.build_report(run).read_text(encoding="utf-8")   # no warning: a note
+    assert _notes(html) == [f"figure pca could not be drawn: {PCA_ERROR}"]
     tuning = html[html.index('<section id="tuning">'):]
     assert 'data-name="profiles"' in tuning  # the rest of the section is there
     assert '<section id="provenance">' in html
+    monkeypatch.undo()
+    draw_tuning_figures(run)               # drawn again: the note is gone
+    html = pipeline.build_report(run).read_text(encoding="utf-8")
+    assert _notes(html) == [] and 'data-name="pca"' in html
+
+
+def test_the_command_line_shows_a_failing_figure_as_one_warning_line(tmp_path, monkeypatch):
+    """``facedialect ingest`` warns at stage time; ``facedialect report`` shows the note."""
+    from typer.testing import CliRunner
+
+    from facedialect.cli import app
+
+    for i, expr in enumerate(("neutral", "happy")):
+        for n in range(2):
+            _png(tmp_path / "faces" / expr / f"{n}.png", 60 + 40 * i + 10 * n)
+    study = tmp_path / "study.toml"
+    study.write_text(f"""
+[study]
+name = "failing figure"
+output = "{tmp_path / 'run'}"
+expressions = ["neutral", "happy"]
+
+[[databases]]
+name = "F"
+preset = "folder"
+root = "{tmp_path / 'faces'}"
+""")
+    monkeypatch.setattr(ingest_stage, "exclusions_figure", _broken_figure)
+    runner = CliRunner()
     with warnings.catch_warnings():  # as outside the tests (pyproject makes them errors)
         warnings.simplefilter("default", ReportWarning)
-        res = CliRunner().invoke(app, ["report", str(run.path)])
+        res = runner.invoke(app, ["ingest", str(study)])
+        assert res.exit_code == 0, res.output
+        assert ("warning: report: figure images_per_expression could not be drawn: "
+                f"{PCA_ERROR}") in res.output
+        assert "Traceback" not in res.output
+        res = runner.invoke(app, ["report", str(study)])
     assert res.exit_code == 0, res.output
-    assert ("warning: report: figure pca could not be drawn: ValueError: Number of columns "
-            "must be a positive integer, not 0") in res.output
-    assert "Traceback" not in res.output
+    assert "warning" not in res.output and "Traceback" not in res.output
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    databases = html[html.index('<section id="databases">'):]
+    assert _notes(databases[:databases.index("</section>")]) == [
+        f"figure images_per_expression could not be drawn: {PCA_ERROR}"]
 
 
 def test_a_failing_section_is_noted_and_the_report_still_written(tmp_path, monkeypatch):
-    from facedialect.errors import ReportWarning
-    from facedialect.meaning import report as meaning_report
-    from facedialect.report import build_report
-
     run = build_run(SHAPES["all_minimal"], tmp_path)
 
-    def broken(run):
+    def meaning_section(run):
         raise KeyError("culture")
 
-    monkeypatch.setattr(meaning_report, "meaning_section", broken)
+    stages = tuple(replace(s, section=meaning_section) if s.name == "meaning" else s
+                   for s in pipeline.STAGES)
+    monkeypatch.setattr(pipeline, "STAGES", stages)
     with pytest.warns(ReportWarning, match="section meaning could not be built"):
-        html = build_report(run).read_text(encoding="utf-8")
+        html = pipeline.build_report(run).read_text(encoding="utf-8")
     assert "section meaning could not be built: KeyError: &#x27;culture&#x27;" in html
     for sid in ("summary", "tuning", "meaning", "saliency", "provenance"):
         assert f'<section id="{sid}">' in html, sid

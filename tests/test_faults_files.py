@@ -35,8 +35,8 @@ from facedialect.databases import ingest, reason_category
 from facedialect.databases.schema import STRING_COLUMNS, as_text
 from facedialect.errors import ImageReadError
 from facedialect.imageio import read_gray, read_rgb
-from facedialect.stages import ingest_stage
 from facedialect.run.store import ArrayCache, RunDir, atomic_write_bytes, atomic_write_text
+from facedialect.stages.ingest import ingest_databases
 from facedialect.vocab import EXPRESSIONS
 
 runner = CliRunner()
@@ -111,6 +111,15 @@ def same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
             assert as_text(a[col]).tolist() == as_text(b[col]).tolist(), col
         else:
             assert a[col].tolist() == b[col].tolist(), col
+
+
+def folder_study(folder: Path, root: Path, output: Path, name: str = "F") -> Path:
+    """A study file over one folder database, every subject, writing into ``output``."""
+    path = folder / "study.toml"
+    path.write_text(f'[study]\nname = "odd"\noutput = "{output.as_posix()}"\n'
+                    f'[[databases]]\nname = "{name}"\npreset = "folder"\n'
+                    f'root = "{root.as_posix()}"\nn_subjects = "all"\n', encoding="utf-8")
+    return path
 
 
 def no_traceback(res) -> None:
@@ -207,15 +216,20 @@ def test_odd_names_through_ingest_and_preprocess_cli(tmp_path):
     notes = odd_name(root / "sad", os.fsdecode(b"notes\xff.txt"))  # excluded: in the report
     notes.write_bytes(b"notes")
     out = tmp_path / "run"
-    res = runner.invoke(app, ["ingest", str(root), "--preset", "folder", "--out", str(out),
-                              "--n-subjects", "0"])
+    res = runner.invoke(app, ["inspect", str(root), "--preset", "folder", "--out", str(out),
+                              "--name", "F", "--subjects", "0"])
     no_traceback(res)
     assert res.exit_code == 0, res.output
     images = RunDir(out).read_table("images")
     files = [p for p in root.rglob("*") if p.is_file()]
     assert len(images) == len(files)
     assert {p.as_posix() for p in files} == set(images["path"])
-    res = runner.invoke(app, ["preprocess", str(out)])
+    study = folder_study(tmp_path, root, out)
+    res = runner.invoke(app, ["ingest", str(study)])
+    no_traceback(res)
+    assert res.exit_code == 0, res.output
+    same_table(images, RunDir(out).read_table("images"))
+    res = runner.invoke(app, ["preprocess", str(study)])
     no_traceback(res)
     assert res.exit_code == 0, res.output
     images = RunDir(out).read_table("images")
@@ -241,10 +255,10 @@ def test_tiny_images_are_excluded_not_a_crash(tmp_path):
     write_png(root / "happy" / "line.png", (1, 30))
     write_png(root / "happy" / "column.png", (30, 1))
     out = tmp_path / "run"
-    res = runner.invoke(app, ["ingest", str(root), "--preset", "folder", "--out", str(out),
-                              "--n-subjects", "0"])
+    study = folder_study(tmp_path, root, out)
+    res = runner.invoke(app, ["ingest", str(study)])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["preprocess", str(out)])
+    res = runner.invoke(app, ["preprocess", str(study)])
     no_traceback(res)
     assert res.exit_code == 0, res.output
     rows = by_name(RunDir(out).read_table("images"))
@@ -274,14 +288,14 @@ def test_symlink_to_itself_and_loops_in_a_folder_database(tmp_path):
     assert df["included"].sum() == 14
 
 
-def test_non_utf8_file_name_through_ingest_stage(tmp_path):
+def test_non_utf8_file_name_through_ingest_databases(tmp_path):
     root = make_folder_db(tmp_path / "db")
     bad = odd_name(root / "happy", os.fsdecode(b"img_S03_\xff\xfe.png"))
     write_png(bad)
     run = RunDir(tmp_path / "run")
     db = DatabaseConfig.model_validate({"name": "F", "preset": "folder", "root": root,
                                         "n_subjects": None})
-    images = ingest_stage(run, [db])
+    images = ingest_databases(run, [db])
     assert bad.as_posix() in set(images["path"])
     back = run.read_table("images")
     same_table(images, back)
@@ -473,8 +487,8 @@ def test_whole_study_ingest_forgets_databases_no_longer_in_the_study(tmp_path):
     a = make_folder_db(tmp_path / "a")
     b = make_folder_db(tmp_path / "b", subjects=("S07", "S08"))
     run = RunDir(tmp_path / "run")
-    ingest_stage(run, [_db("A", a), _db("OLD", b)], prune=True)
-    images = ingest_stage(run, [_db("A", a), _db("NEW", b)], prune=True)  # OLD renamed
+    ingest_databases(run, [_db("A", a), _db("OLD", b)], prune=True)
+    images = ingest_databases(run, [_db("A", a), _db("NEW", b)], prune=True)  # OLD renamed
     assert set(images["db"]) == {"A", "NEW"}
     assert set(run.read_table("images")["db"]) == {"A", "NEW"}
     m = run.read_manifest()
@@ -482,13 +496,14 @@ def test_whole_study_ingest_forgets_databases_no_longer_in_the_study(tmp_path):
     assert {k for k in m["inputs"] if k.startswith("database:")} == {"database:A",
                                                                    "database:NEW"}
     # one database at a time (facedialect ingest) keeps the others
-    ingest_stage(run, [_db("C", b)])
+    ingest_databases(run, [_db("C", b)])
     assert set(run.read_table("images")["db"]) == {"A", "NEW", "C"}
 
 
 def test_run_prunes_renamed_database(tmp_path, monkeypatch):
-    import facedialect.study as study_mod
+    import facedialect.stages.preprocess as preprocess_mod
     from facedialect.config import load_study
+    from facedialect.pipeline import run_stages
 
     make_folder_db(tmp_path / "a")
     study_file = tmp_path / "study.toml"
@@ -503,10 +518,10 @@ def test_run_prunes_renamed_database(tmp_path, monkeypatch):
     def stop(*args, **kwargs):
         raise Stop
 
-    monkeypatch.setattr(study_mod, "preprocess_stage", stop)
+    monkeypatch.setattr(preprocess_mod, "preprocess_images", stop)
     for name in ("OLD", "NEW"):
         write(name)
         with pytest.raises(Stop):
-            study_mod.run_study(load_study(study_file))
+            run_stages(load_study(study_file))
     assert set(RunDir(tmp_path / "run").read_table("images")["db"]) == {"NEW"}
 

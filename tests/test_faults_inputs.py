@@ -130,7 +130,7 @@ def test_output_and_root_nest_iff_refused(tmp_path, out, root):
 def test_ingest_out_inside_the_database_is_refused(tmp_path, out):
     db = _kdef(tmp_path / "db")
     before = _snapshot(db)
-    res = runner.invoke(app, ["ingest", str(db), "--preset", "kdef", "--out",
+    res = runner.invoke(app, ["inspect", str(db), "--preset", "kdef", "--out",
                               str(tmp_path / out)])
     _one_clear_error(res, "--out", "is inside the root of database 'KDEF'")
     assert _snapshot(db) == before
@@ -138,18 +138,20 @@ def test_ingest_out_inside_the_database_is_refused(tmp_path, out):
 
 def test_ingest_database_inside_out_is_refused(tmp_path):
     db = _kdef(tmp_path / "run" / "db")
-    res = runner.invoke(app, ["ingest", str(db), "--preset", "kdef", "--out",
+    res = runner.invoke(app, ["inspect", str(db), "--preset", "kdef", "--out",
                               str(tmp_path / "run")])
     _one_clear_error(res, "database 'KDEF'", "inside the run directory")
     assert not (tmp_path / "run" / ".lock").exists()
 
 
-@pytest.mark.parametrize("cmd", ["report", "preprocess"])
-def test_commands_on_a_run_only_write_into_a_run_directory(tmp_path, cmd):
+@pytest.mark.parametrize(("cmd", "refusal"), [("report", "is not a run directory"),
+                                              ("preprocess", "study file not found")])
+def test_commands_on_a_run_only_write_into_a_run_directory(tmp_path, cmd, refusal):
+    # report takes a study file or a run directory; every stage command a study file
     db = _kdef(tmp_path / "db")
     before = _snapshot(db)
     res = runner.invoke(app, [cmd, str(db)])
-    _one_clear_error(res, str(db), "is not a run directory")
+    _one_clear_error(res, str(db), refusal)
     assert _snapshot(db) == before
     res = runner.invoke(app, [cmd, str(tmp_path / "nothing")])
     _one_clear_error(res, "nothing")
@@ -158,7 +160,7 @@ def test_commands_on_a_run_only_write_into_a_run_directory(tmp_path, cmd):
 
 def test_report_still_works_on_an_ingested_run(tmp_path):
     db = _kdef(tmp_path / "db")
-    res = runner.invoke(app, ["ingest", str(db), "--preset", "kdef", "--out",
+    res = runner.invoke(app, ["inspect", str(db), "--preset", "kdef", "--out",
                               str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["report", str(tmp_path / "run")])
@@ -169,7 +171,7 @@ def test_report_still_works_on_an_ingested_run(tmp_path):
 # ------------------------------------------------------------------- item 7: CLI values
 def test_preset_in_any_case_is_accepted(tmp_path):
     db = _kdef(tmp_path / "db")
-    res = runner.invoke(app, ["ingest", str(db), "--preset", "KDEF", "--out",
+    res = runner.invoke(app, ["inspect", str(db), "--preset", "KDEF", "--out",
                               str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     assert RunDir(tmp_path / "run").has_table("images")
@@ -177,7 +179,7 @@ def test_preset_in_any_case_is_accepted(tmp_path):
 
 @pytest.mark.parametrize(("args", "fragments"), [
     (["--preset", "kdf"], ["--preset 'kdf':", "'kdef', 'krc', 'jaffe', 'ckplus', 'folder'"]),
-    (["--preset", "kdef", "--n-subjects", "-5"], ["--n-subjects"]),
+    (["--preset", "kdef", "--subjects", "-5"], ["--subjects"]),
     (["--preset", "kdef", "--name", "<b>x"], ["--name:", "is not a usable database name"]),
     (["--preset", "kdef", "--expressions", "joy,happy"], ["--expressions:", "'joy'"]),
     (["--preset", "kdef", "--expressions", "happy"], ["--expressions", "at least 2"]),
@@ -185,27 +187,33 @@ def test_preset_in_any_case_is_accepted(tmp_path):
 ])
 def test_bad_ingest_values_are_one_clear_line(tmp_path, args, fragments):
     db = _kdef(tmp_path / "db")
-    res = runner.invoke(app, ["ingest", str(db), "--out", str(tmp_path / "run"), *args])
+    res = runner.invoke(app, ["inspect", str(db), "--out", str(tmp_path / "run"), *args])
     _one_clear_error(res, *fragments)
     assert not (tmp_path / "run").exists()
 
 
 def test_unknown_user_in_a_path_is_a_clear_error(tmp_path):
     db = _kdef(tmp_path / "db")
-    res = runner.invoke(app, ["ingest", f"{NO_USER}/db", "--preset", "kdef", "--out",
+    res = runner.invoke(app, ["inspect", f"{NO_USER}/db", "--preset", "kdef", "--out",
                               str(tmp_path / "run")])
     _one_clear_error(res, "ROOT:", NO_USER, "names no home folder")
-    res = runner.invoke(app, ["ingest", str(db), "--preset", "kdef", "--out",
+    res = runner.invoke(app, ["inspect", str(db), "--preset", "kdef", "--out",
                               f"{NO_USER}/run"])
     _one_clear_error(res, "--out:", NO_USER)
-    for cmd in ("preprocess", "report", "evaluate"):
-        res = runner.invoke(app, [cmd, f"{NO_USER}/run"])
-        _one_clear_error(res, NO_USER, "names no home folder")
+    res = runner.invoke(app, ["report", f"{NO_USER}/run"])
+    _one_clear_error(res, NO_USER, "names no home folder")
     study = _study(tmp_path, output=f"{NO_USER}/run")
-    res = runner.invoke(app, ["validate", str(study)])
-    _one_clear_error(res, "study.output:", NO_USER, "names no home folder")
+    for cmd in ("validate", "preprocess", "evaluate"):
+        res = runner.invoke(app, [cmd, str(study)])
+        _one_clear_error(res, "study.output:", NO_USER, "names no home folder")
     with pytest.raises(InputError, match="names no home folder"):
         RunDir(f"{NO_USER}/run")
+
+
+@pytest.mark.parametrize("cmd", ["preprocess", "evaluate", "validate"])
+def test_unknown_user_in_a_study_file_path_is_a_clear_error(cmd):
+    res = runner.invoke(app, [cmd, f"{NO_USER}/study.toml"])
+    _one_clear_error(res, NO_USER, "names no home folder")
 
 
 @pytest.mark.parametrize(("args", "fragments"), [
@@ -215,14 +223,13 @@ def test_unknown_user_in_a_path_is_a_clear_error(tmp_path):
      ["size must be an integer in 32..4096"]),
     (["stimuli", "--out", "OUT", "--size", "40", "--base-face", "3d", "--aus", "12",
       "--levels", "2"], ["64..2048"]),
-    (["preprocess", "RUN", "--workers", "-3"], ["--workers"]),
-    (["saliency", "RUN", "--images-per-class", "-3"], ["--images-per-class"]),
+    (["preprocess", "STUDY", "--workers", "-3"], ["--workers"]),
     (["train", "STUDY", "--device", "gpu"], ["--device", "'gpu'", "cpu, cuda"]),
-    (["evaluate", "RUN", "--device", "tpu"], ["--device", "'tpu'"]),
-    (["synth-ratings", "--out", "OUT", "--posers", "-1"], ["--posers"]),
+    (["evaluate", "STUDY", "--device", "tpu"], ["--device", "'tpu'"]),
+    (["synth-ratings", "--out", "OUT", "--subjects", "-1"], ["--subjects"]),
     (["synth-ratings", "--out", "OUT", "--raters", "0"], ["--raters"]),
     (["synth-ratings", "--out", "OUT", "--seed", "-1"], ["--seed"]),
-    (["demo", "--out", "OUT", "--posers", "-1"], ["--posers"]),
+    (["demo", "--out", "OUT", "--subjects", "-1"], ["--subjects"]),
     (["demo", "--out", "OUT", "--seed", "-2"], ["--seed"]),
 ])
 def test_bad_command_values_are_clear_errors(tmp_path, args, fragments):
@@ -232,6 +239,17 @@ def test_bad_command_values_are_clear_errors(tmp_path, args, fragments):
     res = runner.invoke(app, [subs.get(a, a) for a in args])
     _one_clear_error(res, *fragments)
     assert not (tmp_path / "out").exists()
+
+
+def test_saliency_images_per_class_is_checked_before_work(tmp_path):
+    """What was ``saliency --images-per-class`` is the study's [saliency] images_per_class."""
+    _kdef(tmp_path / "db")
+    path = _study(tmp_path)
+    path.write_text("[saliency]\nimages_per_class = -3\n" + path.read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    res = runner.invoke(app, ["saliency", str(path)])
+    _one_clear_error(res, "saliency.images_per_class")
+    assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------- item 8: silent wrong meanings

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from facedialect.classification import needed_variants
 from facedialect.preprocess.augment import N_VARIANTS, variant_subset, variant_table
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.training.features import FeatureCache, extract_features
+from facedialect.training.plan import needed_variants
 from facedialect.training.protocol import PAPER, QUICK
 
 P = PreprocessParams()

@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from facedialect.config import parse_study
+from facedialect.databases import ingest
+from facedialect.errors import InputError, StudyFileError
 from facedialect.stats.classification import (
     accuracy_from_confusion,
     classification_stats,
     confusion_rows,
 )
 from facedialect.stats.tuning import profile_similarity, tuning_profiles, tuning_responses
-from facedialect.classification import class_table, database_units
-from facedialect.config import parse_study
-from facedialect.databases import ingest
-from facedialect.errors import InputError, StudyFileError
+from facedialect.training.plan import class_table, database_units
 from facedialect.vocab import EXPRESSIONS, VOCABULARY, in_order
 
 FIVE = ["happy", "fearful", "sad", "angry", "surprised"]

@@ -8,8 +8,7 @@ import pytest
 
 import test_cli
 from facedialect.cli import app
-from facedialect.progress import LogProgress, format_duration
-from facedialect.study import labelled_ticker
+from facedialect.progress import LogProgress, format_duration, labelled_ticker
 
 runner = test_cli.runner
 kdef_tree = test_cli.kdef_tree   # the fixture: 4 KDEF-named subjects of London faces
@@ -155,14 +154,24 @@ def test_cli_stimuli_prints_progress_lines_when_not_a_terminal(tmp_path, monkeyp
 def test_cli_ingest_and_preprocess_print_progress_lines(tmp_path, kdef_tree, monkeypatch):
     for var in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(var, raising=False)
-    out = tmp_path / "run"
-    res = runner.invoke(app, ["ingest", str(kdef_tree), "--preset", "kdef", "--out", str(out),
-                              "--n-subjects", "2"])
+    study = tmp_path / "study.toml"
+    study.write_text(f"""
+[study]
+name = "progress"
+output = "{tmp_path / 'run'}"
+
+[[databases]]
+name = "KDEF"
+preset = "kdef"
+root = "{kdef_tree}"
+n_subjects = 2
+""")
+    res = runner.invoke(app, ["ingest", str(study)])
     assert res.exit_code == 0, res.output
     assert "ingest KDEF: started, 0/28 (0%)" in res.output   # README.txt is not opened
     assert re.search(r"^ingest KDEF: done, 28/28 in \d+s$", res.output, re.M), res.output
     _plain(res.output)
-    res = runner.invoke(app, ["preprocess", str(out)])
+    res = runner.invoke(app, ["preprocess", str(study)])
     assert res.exit_code == 0, res.output
     assert re.search(r"^pre-processing: started, \d+/28 \(\d+%\)$", res.output, re.M)
     assert re.search(r"^pre-processing: done, 28/28 in \d+s$", res.output, re.M), res.output

@@ -19,8 +19,11 @@ import pytest
 from browser import check_page, find_chromium
 from facedialect.config import load_study
 from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
+from facedialect.pipeline import STAGE_NAMES, run_stages
+from facedialect.preprocess.augment import variant_subset
 from facedialect.run.store import RunDir
-from facedialect.study import run_study
+from facedialect.stages.base import Context
+from facedialect.training.features import ALL_VARIANTS, FeatureCache
 
 BROWSER = find_chromium()
 needs_browser = pytest.mark.skipif(
@@ -67,6 +70,7 @@ n_subjects = 4
 [study]
 name = "browser check"
 output = "{root / 'run'}"
+cache_dir = "{root / 'cache'}"
 {dbs}
 [model]
 backbone = "mobilenet_v2"
@@ -82,7 +86,12 @@ base_face = "builtin"
 aus = [1, 12, 26]
 levels = 3
 """)
-    return run_study(load_study(study_file))
+    summaries = run_stages(load_study(study_file), ctx=Context(device="cpu"))
+    # every stage the study enables (not saliency, not meaning), in the pipeline's order
+    names = [s.stage for s in summaries]
+    assert names == [n for n in STAGE_NAMES if n not in ("saliency", "meaning")]
+    assert all(s.skipped is None for s in summaries), [str(s) for s in summaries]
+    return Path(summaries[-1].facts["path"])
 
 
 @needs_browser
@@ -130,24 +139,39 @@ def test_robustness_retrains_on_all_subjects(study_report):
     assert len(rob) == 2 * 7
     assert set(rob["db"]) == {"west", "east"}
     assert (rob["subjects_main"] == 4).all() and (rob["subjects_all"] == 5).all()
-    sub = RunDir(run.path / "robustness")
+    # the all-subjects networks are the run's own, beside the main ones
+    assert sorted(p.name for p in (run.path / "heads" / "robustness").glob("*.pt")) == [
+        "east.pt", "west.pt"]
+    assert not (run.path / "robustness").exists()    # no sub-run directory
+    every = run.read_table("robustness_profiles")
     # r_s is defined (in -1..1) exactly when neither profile is flat: these networks had
     # 3 iterations on random-weight features (about 0), so they answer every stimulus alike
     flat = set()
-    for r in (run, sub):
-        spread = r.read_table("au_profiles").groupby(["db", "unit"])["mean"].agg(np.ptp)
+    for prof in (run.read_table("au_profiles"), every):
+        spread = prof.groupby(["db", "unit"])["mean"].agg(np.ptp)
         flat |= set(spread[spread < 1e-6].index)
     defined = rob["spearman_r"].notna()
     assert rob.loc[defined, "spearman_r"].between(-1, 1).all()
     assert set(zip(rob.loc[~defined, "db"], rob.loc[~defined, "unit"], strict=True)) == flat
-    # the sub-run only trains: its features are the training variants of every face
-    feat = sub.read_manifest()["stages"]["features"]
-    assert feat["variants"] == 10 * feat["faces"] > 0
     main_feat = run.read_manifest()["stages"]["features"]
     # the quick protocol tests in its 10 training variants too: 10 per face
     assert main_feat["variants"] == 10 * main_feat["faces"]
     main_splits = run.read_table("splits")
     assert main_splits.groupby("db")["subject"].nunique().to_dict() == {"west": 4, "east": 4}
+    # the robustness networks only train: the faces of the subject only they use have the
+    # features of the training variants, no more
+    images, prep = run.read_table("images"), run.read_table("preprocess")
+    main = set(zip(main_splits["db"], main_splits["subject"], strict=True))
+    extra = images[[(db, s) not in main
+                    for db, s in zip(images["db"], images["subject"], strict=True)]]
+    keys = extra.merge(prep[prep["detected"].astype(bool)], on=["db", "path"])["cache_key"]
+    assert len(keys) == 2 * 7
+    feats = run.read_manifest()["features"]
+    cache = FeatureCache(feats["backbone"], study_report.parent.parent / "cache",
+                         runtime=feats["runtime"])
+    train = variant_subset(10)
+    for key in keys:
+        assert cache.missing(key, train) == []
+        assert cache.missing(key, ALL_VARIANTS) == [v for v in ALL_VARIANTS if v not in train]
     # the all-subjects profiles were measured on the main run's stimuli
-    prof = sub.read_table("au_profiles")
-    assert len(prof) == len(run.read_table("au_profiles"))
+    assert len(every) == len(run.read_table("au_profiles"))

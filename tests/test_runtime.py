@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import torch
 
-from facedialect.classification import needed_variants
 from facedialect.models import WeightsError, build_backbone, load_backbone
 from facedialect.models import runtime as rt
 from facedialect.preprocess.augment import variant_subset
@@ -21,6 +20,7 @@ from facedialect.training.features import (
     extract_features,
     feature_cache_and_runner,
 )
+from facedialect.training.plan import needed_variants
 from facedialect.training.protocol import PAPER, QUICK, resolve_protocol
 
 needs_onnx = pytest.mark.skipif(not rt.onnx_installed(),

@@ -27,9 +27,9 @@ import torch
 from facedialect.models.weights import WeightsError, load_backbone
 from facedialect.saliency.analysis import saliency_analysis
 from facedialect.saliency.modify import modify_faces
-from facedialect.saliency.stage import select_tests
 from facedialect.saliency.stats import region_stats
 from facedialect.saliency.synthetic import synthetic_cultures
+from facedialect.stages.saliency import select_tests
 from facedialect.vocab import EXPRESSIONS
 
 POSERS = int(os.environ.get("FACEDIALECT_SALIENCY_POSERS", "20"))

@@ -12,10 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from facedialect.cli import app
-from facedialect.saliency.regions import REGIONS
-from facedialect.saliency.stage import load_maps
-from facedialect.saliency.stats import REGION_COLUMNS, STATS_COLUMNS
 from facedialect.run.store import RunDir
+from facedialect.saliency.regions import REGIONS
+from facedialect.saliency.stats import REGION_COLUMNS, STATS_COLUMNS
+from facedialect.stages.saliency import load_maps
 
 runner = CliRunner()
 LONDON = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "london-frl"
@@ -23,8 +23,9 @@ CODES = ["NE", "HA", "AF", "SA", "AN", "SU", "DI"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    """A trained two-database run (random MobileNetV2) with saliency enabled."""
+def trained(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A trained two-database run (random MobileNetV2) with saliency enabled: the run
+    directory, a face photo and the study file."""
     if not (LONDON / "neutral").is_dir():
         pytest.skip(f"{LONDON} not found (the shared London face set)")
     tmp = tmp_path_factory.mktemp("saliency")
@@ -72,11 +73,11 @@ modify_steps = 3
 """)
     res = runner.invoke(app, ["run", str(study)])
     assert res.exit_code == 0, res.output
-    return tmp / "out", photos[30]
+    return tmp / "out", photos[30], study
 
 
 def test_run_writes_saliency_tables_figures_and_report(trained):
-    out, _ = trained
+    out, _, _ = trained
     run = RunDir(out)
     regions = run.read_table("saliency_regions")
     assert list(regions.columns) == REGION_COLUMNS
@@ -112,19 +113,22 @@ def test_run_writes_saliency_tables_figures_and_report(trained):
 
 
 def test_saliency_command_is_deterministic(trained):
-    out, _ = trained
+    out, _, study = trained
     run = RunDir(out)
     before = run.read_table("saliency_regions")
     stats = run.read_table("saliency_stats")
-    res = runner.invoke(app, ["saliency", str(out), "--no-modify"])
-    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["saliency", str(study), "--no-modify"])
+    assert res.exit_code == 0 and "up to date" in res.output, res.output
+    res = runner.invoke(app, ["saliency", str(study), "--no-modify", "--force"])
+    assert res.exit_code == 0 and "up to date" not in res.output, res.output
+    assert "modification grid" not in res.output
     pd.testing.assert_frame_equal(run.read_table("saliency_regions"), before)
     pd.testing.assert_frame_equal(run.read_table("saliency_stats"), stats)
 
 
 def test_modify_command_writes_the_sequence(trained, tmp_path):
-    out, photo = trained
-    res = runner.invoke(app, ["modify", str(out), "--image", str(photo), "--target", "happy",
+    out, photo, study = trained
+    res = runner.invoke(app, ["modify", str(study), "--image", str(photo), "--target", "happy",
                               "--db", "B", "--steps", "3"])
     assert res.exit_code == 0, res.output
     folder = out / "modify" / f"{photo.stem}_happy_B"
@@ -136,11 +140,18 @@ def test_modify_command_writes_the_sequence(trained, tmp_path):
     assert len(probs) == 4 * 7 and set(probs["db"]) == {"B"}
     np.testing.assert_allclose(probs.groupby("step")["probability"].sum(), 1.0, rtol=1e-5)
     assert (folder / "strip.png").stat().st_size > 1000
-    bad = runner.invoke(app, ["modify", str(out), "--image", str(photo), "--target", "joy"])
+    bad = runner.invoke(app, ["modify", str(study), "--image", str(photo), "--target",
+                              "joy"])
     assert bad.exit_code == 2 and "unknown target expression 'joy'" in bad.output
     assert "Traceback" not in bad.output
-    bad = runner.invoke(app, ["modify", str(out), "--image", str(tmp_path / "no.jpg"),
+    bad = runner.invoke(app, ["modify", str(study), "--image", str(tmp_path / "no.jpg"),
                               "--target", "sad"])
     assert bad.exit_code == 2 and "no such image file" in bad.output
-    bad = runner.invoke(app, ["saliency", str(tmp_path)])
+    bad = runner.invoke(app, ["saliency", str(tmp_path)])  # a folder, not a study file
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+    fresh = tmp_path / "fresh.toml"  # the same study, not run yet: no heads
+    fresh.write_text(study.read_text().replace('output = "out"', 'output = "fresh"')
+                     .replace('cache_dir = "cache"', f'cache_dir = "{study.parent / "cache"}"'))
+    bad = runner.invoke(app, ["saliency", str(fresh)])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "stage 'saliency' needs" in bad.output

@@ -27,8 +27,9 @@ from facedialect.preprocess.screening import (
     sharpness,
     study_order,
 )
-from facedialect.stages import ingest_stage, preprocess_stage
 from facedialect.run.store import RunDir
+from facedialect.stages.ingest import ingest_databases
+from facedialect.stages.preprocess import preprocess_images
 
 kdef_tree = test_cli.kdef_tree  # the fixture: 4 KDEF-named subjects of London faces
 
@@ -260,14 +261,14 @@ def two_webs(tmp_path, london) -> tuple[RunDir, list[DatabaseConfig]]:
                                            ("b2", "happy"): photo(london, "smiling", 1)})
     run = RunDir(tmp_path / "run")
     dbs = [db("BASE", base), db("WEB", web)]
-    ingest_stage(run, dbs)
+    ingest_databases(run, dbs)
     return run, dbs
 
 
 @pytest.mark.shared
 def test_stage_excludes_copies_writes_duplicates_and_caches(two_webs):
     run, _ = two_webs
-    s = preprocess_stage(run, PreprocessParams(), workers=2)
+    s = preprocess_images(run, PreprocessParams(), workers=2)
     assert (s.near_duplicates, s.duplicate_groups) == (2, 2)
     dups = run.read_table("duplicates")
     assert list(dups.columns) == DUPLICATE_COLUMNS
@@ -290,12 +291,12 @@ def test_stage_excludes_copies_writes_duplicates_and_caches(two_webs):
     assert (screen["face_width"] > 40).all()
 
     # second run: hashes and sharpness come from the cache, nothing is decoded
-    s2 = preprocess_stage(run, PreprocessParams(), workers=2)
+    s2 = preprocess_images(run, PreprocessParams(), workers=2)
     stage = run.read_manifest()["stages"]["preprocess"]
     assert stage["from_cache"] == 10 and stage["screening_from_cache"] == 10
     assert s2.near_duplicates == 2
     # switched off: the copies are candidates again and included
-    s3 = preprocess_stage(run, PreprocessParams(), screen=ScreeningConfig(near_duplicates=False))
+    s3 = preprocess_images(run, PreprocessParams(), screen=ScreeningConfig(near_duplicates=False))
     assert s3.near_duplicates == 0 and run.read_table("duplicates").empty
     assert run.read_table("images")["included"].astype(bool).sum() == 10
 
@@ -308,8 +309,8 @@ def test_stage_face_size_and_blur_before_duplicates(tmp_path, london):
         ("q1", "happy"): cv2.GaussianBlur(s0, (0, 0), 6),
         ("q2", "neutral"): n0, ("q2", "happy"): s0})
     run = RunDir(tmp_path / "run")
-    ingest_stage(run, [db("Q", root)])
-    s = preprocess_stage(run, PreprocessParams(), workers=1,
+    ingest_databases(run, [db("Q", root)])
+    s = preprocess_images(run, PreprocessParams(), workers=1,
                          screen=ScreeningConfig(min_face=100, min_sharpness=150))
     assert (s.too_small, s.blurred, s.near_duplicates) == (1, 1, 0)
     assert run.read_table("duplicates").empty  # excluded for quality first
@@ -319,7 +320,7 @@ def test_stage_face_size_and_blur_before_duplicates(tmp_path, london):
     assert reason["q1_happy.jpg"].startswith("blurred: sharpness ")
     assert reason["q1_happy.jpg"].endswith(" < 150")
     # thresholds are re-decided on every run
-    preprocess_stage(run, PreprocessParams(), workers=1, screen=ScreeningConfig(
+    preprocess_images(run, PreprocessParams(), workers=1, screen=ScreeningConfig(
         near_duplicates=False))
     assert run.read_table("images")["included"].astype(bool).all()
 
@@ -327,11 +328,11 @@ def test_stage_face_size_and_blur_before_duplicates(tmp_path, london):
 @pytest.mark.shared
 def test_database_of_copies_is_a_clear_error(tmp_path, kdef_tree):
     run = RunDir(tmp_path / "run")
-    ingest_stage(run, [db("KDEF", kdef_tree, "kdef"), db("AGAIN", kdef_tree, "kdef")])
+    ingest_databases(run, [db("KDEF", kdef_tree, "kdef"), db("AGAIN", kdef_tree, "kdef")])
     with pytest.raises(InputError, match=r"database 'AGAIN': screening left no image .*"
                        r"27 near duplicate.*near duplicates of images in KDEF .*"
                        r"near_duplicates = false"):
-        preprocess_stage(run, PreprocessParams(), workers=2)
+        preprocess_images(run, PreprocessParams(), workers=2)
     dups = run.read_table("duplicates")
     assert len(dups) == 54 and dups.groupby("group").size().eq(2).all()
     assert set(dups.loc[dups["kept"], "db"]) == {"KDEF"}

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
+from facedialect.faces.assets import ICT_FACEKIT_FILE
 from facedialect.stats.validation import (
     planted_au_check,
     same_unit_similarity,
     swapped_accuracy_by_expression,
 )
-from facedialect.faces.assets import ICT_FACEKIT_FILE
 
 NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "ict-facekit" / \
     ICT_FACEKIT_FILE
@@ -91,12 +91,11 @@ n_subjects = {{posers}}
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the whole study once; return its tables and timings."""
-    from facedialect.classification import evaluate_stage, train_stage
-    from facedialect.config import load_study
+    from facedialect.api import Study
     from facedialect.faces.synth import synthesize
-    from facedialect.stages import ingest_stage, preprocess_stage, save_study
+    from facedialect.pipeline import run_stages
     from facedialect.run.store import RunDir
-    from facedialect.tuning import tuning_stage
+    from facedialect.stages.base import Context
 
     root = tmp_path_factory.mktemp("validation")
     times: dict[str, float] = {}
@@ -105,22 +104,15 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                seed=SEED, workers=2)
     times["synthesize"] = time.perf_counter() - t
     (root / "study.toml").write_text(STUDY.format(seed=SEED, posers=POSERS))
-    study = load_study(root / "study.toml")
+    study = Study.from_toml(root / "study.toml")
     run = RunDir(study.study.output)
-    with run.lock():
-        save_study(run, study)
+    ctx = Context(device="cpu")
+    for key, stages in (("ingest_preprocess", ["ingest", "preprocess"]),
+                        ("train_evaluate", ["features", "train", "evaluate"]),
+                        ("tuning", ["tuning"])):
         t = time.perf_counter()
-        ingest_stage(run, study.databases)
-        preprocess_stage(run, study.preprocess, cache_dir=study.study.cache_dir,
-                         n_subjects={d.name: d.n_subjects for d in study.databases})
-        times["ingest_preprocess"] = time.perf_counter() - t
-        t = time.perf_counter()
-        train_stage(run, study, device="cpu")
-        evaluate_stage(run, study, device="cpu")
-        times["train_evaluate"] = time.perf_counter() - t
-        t = time.perf_counter()
-        tuning_stage(run, study)
-        times["tuning"] = time.perf_counter() - t
+        run_stages(study, stages, ctx=ctx)
+        times[key] = time.perf_counter() - t
     tables = {k: run.read_table(k) for k in ("images", "accuracy", "au_responses",
                                              "profile_similarity", "similarity_vs_confusion")}
     return {"tables": tables, "times": times, "results": {}}

@@ -20,15 +20,10 @@ Names are imported when first used, so ``import facedialect`` stays fast.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from facedialect._meta import __version__
 from facedialect.vocab import EXPRESSIONS, STUDY_AUS, VOCABULARY
-
-try:
-    __version__ = version("facedialect")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 #: Public name -> the module that defines it.
 _LAZY: dict[str, str] = {

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from facedialect import __version__
+from facedialect._meta import __version__
 from facedialect.errors import FacedialectError, FacedialectWarning
 from facedialect.progress import labelled_ticker, progress_factory
 from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS
@@ -451,7 +451,7 @@ def synth(
     show_preset: Annotated[str | None, typer.Option(help="Print a preset's TOML (a name or "
                                                     "file) and exit.")] = None,
 ) -> None:
-    """Make synthetic cultures with known AU differences (SCIENCE §10)."""
+    """Make synthetic cultures with known AU differences (docs/method.md §10)."""
     import csv
 
     from facedialect.errors import InputError

@@ -223,10 +223,11 @@ class ModelConfig(_Section):
 
 
 class TrainingConfig(_Section):
-    """``[training]``: the protocol of SCIENCE §5."""
+    """``[training]``: the protocol of docs/method.md §5."""
 
-    protocol: Literal["paper", "quick"] = Field("paper", description="'paper' (SCIENCE §5) or "
-                                                "'quick' (CPU-sized, docs/training.md).")
+    protocol: Literal["paper", "quick"] = Field(
+        "paper", description="'paper' (docs/method.md §5) or 'quick' (CPU-sized, "
+        "docs/training.md).")
     runs: int | None = Field(None, ge=1, description="Runs per database (paper: 40).")
     iterations: int | None = Field(None, ge=1, description="SGD iterations (paper: 12000).")
     batch_size: int | None = Field(None, ge=1, description="Mini-batch size (paper: 32).")
@@ -237,8 +238,8 @@ class TrainingConfig(_Section):
                                       "the 10 it trains on).")
     split_by: Literal["auto", "subject", "image"] = Field(
         "auto", description="Split unit: 'subject' (all images of a subject in one part, "
-        "SCIENCE §5), 'image' (image-wise, stratified by expression; for web-collected sets) "
-        "or 'auto' (subject when the database has subject ids, else image).")
+        "docs/method.md §5), 'image' (image-wise, stratified by expression; for "
+        "web-collected sets) or 'auto' (subject when the database has subject ids, else image).")
     class_balance: Literal["none", "oversample"] = Field(
         "none", description="'oversample': repeat each expression's training images (in a "
         "seeded order) up to the largest expression's count, so every epoch is "
@@ -246,7 +247,7 @@ class TrainingConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    """``[evaluation]``: matched and swapped testing (SCIENCE §6)."""
+    """``[evaluation]``: matched and swapped testing (docs/method.md §6)."""
 
     swapped_subjects: Literal["test", "all"] = Field(
         "test", description="Swapped testing on the other database's test subjects of the "
@@ -254,7 +255,7 @@ class EvaluationConfig(_Section):
 
 
 class TuningConfig(_Section):
-    """``[tuning]``: AU stimuli and tuning analysis (SCIENCE §7)."""
+    """``[tuning]``: AU stimuli and tuning analysis (docs/method.md §7)."""
 
     base_face: str = Field("average", description="'average' (average neutral face of the "
                            "study's databases), 'average:RUN_DIR' (that of another run), "
@@ -265,7 +266,7 @@ class TuningConfig(_Section):
     levels: int = Field(11, ge=2, description="Intensity steps from 0 to 1.")
     robustness: bool = Field(True, description="Also train every database on all its "
                              "complete subjects (not only the first n_subjects) and "
-                             "correlate the profiles with the main ones (SCIENCE §7); runs "
+                             "correlate the profiles with the main ones (docs/method.md §7); runs "
                              "only when some database has more subjects than it uses. "
                              "Doubles the training time at most.")
 
@@ -299,7 +300,7 @@ class TuningConfig(_Section):
 
 
 class MeaningConfig(_Section):
-    """``[meaning]``: shared dimensions of meaning from ratings (SCIENCE §9, docs/meaning.md)."""
+    """``[meaning]``: shared dimensions of meaning from ratings (docs/method.md §9, meaning.md)."""
 
     ratings: list[LaxPath] = Field(default_factory=list, description="Ratings CSV file(s) "
                                 "(image, culture, concept, mean_rating, n_raters[, db, group]); "
@@ -368,7 +369,7 @@ class MeaningConfig(_Section):
 
 
 class SaliencyConfig(_Section):
-    """``[saliency]``: saliency per face region and emotion modification (SCIENCE §8)."""
+    """``[saliency]``: saliency per face region and emotion modification (docs/method.md §8)."""
 
     enable: bool = Field(False, description="Run the saliency stage (and the modification "
                          "grid) in `facedialect run`.")
@@ -377,7 +378,7 @@ class SaliencyConfig(_Section):
         description="Plain input gradients and/or guided back-propagation.")
     score: Literal["probability", "logit"] = Field(
         "probability", description="Differentiated score of the image's own class: its "
-        "softmax probability (SCIENCE §8) or its FC3 response.")
+        "softmax probability (docs/method.md §8) or its FC3 response.")
     expressions: list[str] = Field(default_factory=lambda: list(VOCABULARY), min_length=1,
                                    description="Expressions whose test images get maps "
                                    "(default: every study expression).")
@@ -415,7 +416,7 @@ class SaliencyConfig(_Section):
 
 
 class ScreeningConfig(_Section):
-    """``[screening]``: near duplicates, face size and blur (SCIENCE §1, docs/preprocessing.md)."""
+    """``[screening]``: near duplicates, face size and blur (docs/method.md §1, preprocessing)."""
 
     near_duplicates: bool = Field(True, description="Find near-duplicate images (resized, "
                                   "re-encoded or mirrored copies) within and between the "
@@ -696,7 +697,7 @@ def load_study(path: str | Path, cls: type[_S] | None = None) -> _S:
     StudyFileError
         When the file is missing, not valid TOML, or not a valid study.
     """
-    path = Path(path)
+    path = expand_user(path, StudyFileError)
     if not path.is_file():
         raise StudyFileError(f"{path}: study file not found; give the path to a .toml file "
                              f"(see docs/study-file.md for an example)")

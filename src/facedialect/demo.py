@@ -8,7 +8,7 @@ from pathlib import Path
 DEMO_STUDY = """\
 # facedialect demo: two synthetic cultures drawn with the built-in face.
 # "west" uses the classic AU prototypes, "east" changes fearful, angry, sad and disgusted
-# (SCIENCE §10). Run it again with `facedialect run {study}`.
+# (docs/method.md §10). Run it again with `facedialect run {study}`.
 
 [study]
 name = "facedialect demo: synthetic east-west cultures"

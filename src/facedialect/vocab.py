@@ -30,7 +30,7 @@ EXPRESSIONS: Final[tuple[str, ...]] = (
     "disgusted",
 )
 
-#: Every expression a study may use, in canonical order (the 7 of SCIENCE, then contempt).
+#: Every expression a study may use, in canonical order (the reference study's 7, then contempt).
 VOCABULARY: Final[tuple[str, ...]] = (*EXPRESSIONS, "contempt")
 
 #: Words accepted for each expression in folder names and manifests (lower case).

@@ -1,4 +1,4 @@
-"""Presets that read everything from the file name: KDEF, KRC and JAFFE (SCIENCE §1)."""
+"""Presets that read everything from the file name: KDEF, KRC and JAFFE (docs/method.md §1)."""
 
 from __future__ import annotations
 

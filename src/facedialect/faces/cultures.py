@@ -1,4 +1,4 @@
-"""Synthetic cultures with known answers (SCIENCE.md section 10).
+"""Synthetic cultures with known answers (docs/method.md §10).
 
 Two (or more) cultures pose the 7 expressions with different AU prototypes. Culture A
 uses the classic prototypes; the default culture B changes fearful, angry, sad and
@@ -311,7 +311,7 @@ class EastWestPreset(BaseModel):
     ``prototypes`` maps a culture name to its prototype table (expression ->
     {AU: intensity}). A culture's table may list only the expressions it changes: the
     others are taken from culture A's classic prototypes (:data:`PROTOTYPES_A`), as
-    SCIENCE.md section 10 describes culture B ("keeps the rest").
+    docs/method.md §10 describes culture B ("keeps the rest").
 
     ``takes``, ``expression_takes``, ``missing_expression_share`` and ``designs`` (one
     :class:`CultureDesign` per culture) shape a culture's database like real data; their

@@ -1,4 +1,4 @@
-"""AU stimulus series (SCIENCE §7): each AU rises from 0 to 1 in N steps on one base face.
+"""AU stimulus series (docs/method.md §7): each AU rises from 0 to 1 in N steps on one base face.
 
 Level 0 is the same "null image" for every AU (rendered once). Base faces: the built-in
 procedural face, the 3D model's own face, a photo-textured 3D face (a photo, or the

@@ -8,7 +8,7 @@ folder per culture (images, ``manifest.csv`` for the ``manifest`` preset, ``trut
 with each image's AU intensities), drawn with the 3-D face model (:func:`render_synth_3d`:
 random identity coefficients, skin tone and albedo, head pose, light), as photo-textured
 3-D faces (:func:`render_synth_photo`, a folder of face photos) or with the built-in
-procedural face. SCIENCE.md section 10; docs/synthetic-cultures.md.
+procedural face. docs/method.md §10; docs/synthetic-cultures.md.
 """
 
 from __future__ import annotations

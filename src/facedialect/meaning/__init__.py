@@ -1,4 +1,4 @@
-"""Shared dimensions of meaning (SCIENCE §9): per-culture rating heads, PPCA, preservation.
+"""Shared dimensions of meaning (docs/method.md §9): per-culture rating heads, PPCA, preservation.
 
 - :mod:`~facedialect.meaning.ratings`: ratings / raters files, validation, image matching;
 - :mod:`~facedialect.meaning.heads`: batched per-culture rating heads of several runs;

@@ -1,6 +1,6 @@
 """Principal preserved components analysis (PPCA) with a cross-validated permutation test.
 
-SCIENCE §9. Two matrices ``X`` (n x p) and ``Y`` (n x q) describe the same n items (two
+docs/method.md §9. Two matrices ``X`` (n x p) and ``Y`` (n x q) describe the same n items (two
 cultures' predicted ratings of the same images, or one culture's predictions and its
 ratings). Their columns are centred (optionally standardized); the components are the
 eigenvectors ``w`` of the symmetric cross-covariance ``(X'Y + Y'X) / 2 / (n - 1)``, in
@@ -177,7 +177,7 @@ def ppca_fit(x: np.ndarray, y: np.ndarray, *, x_names: Sequence[str] | None = No
         Treat columns of the same name as the same variable (classic PPCA when both
         sides have the same columns). False: every column is its own variable.
     scale : {"centre", "standardize"}
-        Centre the columns (SCIENCE §9), or also divide them by their SD.
+        Centre the columns (docs/method.md §9), or also divide them by their SD.
     n_components : int, optional
         Components to keep (default: ``min(p, q)``, at most ``n - 1``).
 

@@ -1,6 +1,6 @@
 """Preservation of meaning between cultures, rating reliability and prediction accuracy.
 
-SCIENCE §9. The *preservation* from culture A to culture B is the share of B's
+docs/method.md §9. The *preservation* from culture A to culture B is the share of B's
 predicted-meaning variance (summed over B's concepts) that a cross-validated linear
 (ridge) map from A's predicted meanings explains. The *split-half reliability* of mean
 ratings (raters of each image split at random into halves, Spearman-Brown corrected) is
@@ -137,7 +137,7 @@ def meaning_preservation(predictions: Mapping[str, pd.DataFrame],
     pandas.DataFrame
         :data:`PRESERVATION_COLUMNS`, one row per ordered pair (source, target), the
         diagonal included: ``preserved`` is the cross-validated share of the target's
-        predicted-meaning variance explained by the source's predictions (SCIENCE §9; on
+        predicted-meaning variance explained by the source's predictions (docs/method.md §9; on
         the diagonal about 1, a check); ``preserved_ratings`` the share of the target's
         mean-rating variance explained (on images the target rated); ``ceiling`` the
         target's reliable share of rating variance, the most ``preserved_ratings`` can

@@ -1,6 +1,6 @@
 """Simulated raters with a known answer: cultures that share some dimensions of meaning.
 
-SCIENCE §10 (and §9). Every image has AU intensities (the synthetic faces' ``truth.csv``
+docs/method.md §10 (and §9). Every image has AU intensities (the synthetic faces' ``truth.csv``
 or sampled AU vectors). The AU patterns are turned into uncorrelated latent *meaning
 dimensions* (the whitened principal components of the AU matrix, in order of AU
 variance: dimension 0 is the most visible one). Each culture uses a set of these

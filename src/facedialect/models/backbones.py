@@ -491,7 +491,7 @@ def build_backbone(name: str) -> Backbone:
 
 
 def to_input(gray: np.ndarray | torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
-    """Turn a batch of grayscale uint8 faces into a backbone input (SCIENCE §2.5).
+    """Turn a batch of grayscale uint8 faces into a backbone input (docs/method.md §2.5).
 
     The gray level is copied to the three RGB channels, scaled to ``[0, 1]`` and
     normalized with the backbone's own per-channel mean and standard deviation.

@@ -1,4 +1,4 @@
-"""Screening of web-collected sets: near-duplicate images, face size and blur (SCIENCE §1).
+"""Screening of web-collected sets: near-duplicate images, face size and blur (docs/method.md §1).
 
 Pure functions on arrays and tables: no file I/O and no caching (the pre-processing stage,
 :func:`facedialect.stages.preprocess_stage`, does both).

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from facedialect import __version__
+from facedialect._meta import __version__
 from facedialect.errors import ReportWarning
 from facedialect.run.store import RunDir, atomic_write_text, table_csv
 
@@ -32,8 +32,8 @@ from facedialect.run.store import RunDir, atomic_write_text, table_csv
 class Figure:
     """A figure with its caption: PNG bytes, or an ``<svg>`` element (UTF-8 bytes) to inline.
 
-    The figure functions give SVG inside ``figure_format("svg")`` (as :func:`build_report`
-    draws them), PNG otherwise (the files in ``figures/``).
+    The stages draw their figures into ``figures/`` (SVG for charts, PNG for photographs);
+    :func:`figure_file` reads them back for a section.
     """
 
     image: bytes

@@ -1,4 +1,4 @@
-"""Where the networks look: saliency per face region, and emotion modification (SCIENCE §8).
+"""Where the networks look: saliency per face region, and emotion modification (docs/method.md §8).
 
 - :mod:`~facedialect.saliency.gradients`: plain and guided-backprop input gradients
   through backbone + head, batched over images and runs.

@@ -1,6 +1,6 @@
 """Saliency maps through the whole network: frozen backbone + one trained head per run.
 
-Two methods (SCIENCE §8): the plain gradient of a class score with respect to the input
+Two methods (docs/method.md §8): the plain gradient of a class score with respect to the input
 pixels, and guided back-propagation (Springenberg et al. 2014), which stops negative
 gradients at every ReLU / ReLU6 on the backward pass. The forward pass is never changed:
 guided back-propagation is a forward hook on each activation module that returns the same
@@ -45,7 +45,7 @@ Score = Literal["probability", "logit", "log_probability"]
 
 #: Saliency methods, in report order.
 METHODS: tuple[str, ...] = ("gradient", "guided")
-#: What is differentiated: the class probability (SCIENCE §8, the default), the FC3
+#: What is differentiated: the class probability (docs/method.md §8, the default), the FC3
 #: response before softmax, or the log-probability.
 SCORES: tuple[str, ...] = ("probability", "logit", "log_probability")
 
@@ -240,7 +240,7 @@ def saliency_maps(
     method : {"gradient", "guided"}
         Plain input gradient or guided back-propagation.
     score : {"probability", "logit", "log_probability"}
-        What is differentiated (SCIENCE §8: the class probability). The share of a map
+        What is differentiated (docs/method.md §8: the class probability). The share of a map
         in a region is the same for probability and log-probability (the two gradients
         differ by the factor ``p``).
     batch_size : int

@@ -3,7 +3,7 @@
 The pre-processed face (gray levels 0..255) is moved step by step along the gradient of
 the mean over runs of the target class's log-probability (or FC3 response) of one
 database's networks, minus a total-variation penalty that keeps the image smooth
-(SCIENCE §8; the seed's "intensify" when the target is the face's own class, "convert"
+(docs/method.md §8; the seed's "intensify" when the target is the face's own class, "convert"
 otherwise). A step moves the image along the gradient, scaled so that its
 root-mean-square over the changed pixels is the image's current step size (initially
 ``step_size`` gray levels), and clamps pixels to 0..255 (projected ascent). A step that

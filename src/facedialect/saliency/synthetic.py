@@ -1,7 +1,7 @@
 """A known-answer check of the saliency method: two synthetic cultures drawn in memory.
 
 :func:`synthetic_cultures` draws culture A (classic prototypes) and culture B (changed
-fearful, angry, sad, disgusted; SCIENCE §10) with the built-in procedural face,
+fearful, angry, sad, disgusted; docs/method.md §10) with the built-in procedural face,
 pre-processes every image, maps the face's exact 68 landmarks into the pre-processed
 crop, extracts plain-variant features with the given backbone and trains each culture's
 heads with the given protocol. It backs tests/test_saliency_cultures.py and

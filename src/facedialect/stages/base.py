@@ -16,6 +16,7 @@ import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,6 +98,10 @@ def _always(study: Study) -> bool:
     return True
 
 
+def _no_files(study: Study) -> list[Path]:
+    return []
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of a study.
@@ -122,6 +127,9 @@ class Stage:
         it is up to date).
     enabled : callable
         ``enabled(study)``: whether the study wants this stage.
+    external : callable
+        ``external(study)``: files outside the run directory it reads (a ratings file, a
+        photo); their contents are part of its fingerprint.
     always : bool
         Never skipped as up to date: the stage checks its inputs itself (ingest hashes the
         database files; pre-processing reads its cache).
@@ -138,6 +146,7 @@ class Stage:
     optional: tuple[str, ...] = ()
     config: tuple[str, ...] = ()
     enabled: Callable[[Study], bool] = _always
+    external: Callable[[Study], list[Path]] = _no_files
     always: bool = False
     version: str = "1"
 
@@ -151,9 +160,10 @@ class Stage:
         data = study.model_dump(mode="json")
         for key in ("study", *self.config):
             h.update(json.dumps({key: data.get(key)}, sort_keys=True, default=str).encode())
-        for pattern in (*self.reads, *self.optional):
-            for path in _matches(run, pattern):
-                h.update(str(path.relative_to(run.path)).encode("utf-8", "surrogateescape"))
+        paths = [p for pattern in (*self.reads, *self.optional) for p in _matches(run, pattern)]
+        for path in [*paths, *self.external(study)]:
+            h.update(str(path).encode("utf-8", "surrogateescape"))
+            if path.is_file():
                 with open(path, "rb") as f:
                     h.update(hashlib.file_digest(f, "sha256").digest())
         return h.hexdigest()
@@ -247,22 +257,36 @@ def trained_heads(run: RunDir, dbs: Sequence[str], *, folder: str = "heads",
 
 
 def draw(run: RunDir, name: str, func: Callable[..., bytes | None], *args: Any,
-         **kwargs: Any) -> bool:
-    """Draw one figure into ``figures/{name}.svg`` (the report inlines it).
+         fmt: str = "svg", **kwargs: Any) -> bool:
+    """Draw one figure into ``figures/{name}.svg`` (or ``.png``); the report inlines it.
 
     A figure with nothing to draw (``func`` returns None) removes an older file of that
     name. A figure that fails is noted in the manifest (``figure_notes``; the report shows
     the note) with a :class:`~facedialect.errors.ReportWarning`, and the stage goes on.
+
+    Parameters
+    ----------
+    run : RunDir
+        The run directory.
+    name : str
+        The figure's file name without suffix.
+    func : callable
+        The figure function, called with ``args`` and ``kwargs``.
+    fmt : {"svg", "png"}
+        SVG (text stays text) for charts, PNG for photographs and maps.
 
     Returns
     -------
     bool
         Whether the file was written.
     """
-    target = run.figures / f"{name}.svg"
+    target = run.figures / f"{name}.{fmt}"
+    for suffix in (".svg", ".png"):  # one file per figure
+        if suffix != target.suffix:
+            (run.figures / f"{name}{suffix}").unlink(missing_ok=True)
     notes = run.read_manifest().get("figure_notes", {})
     try:
-        with figure_format("svg"):
+        with figure_format(fmt):
             image = func(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - one figure must not cost the whole stage
         note = f"figure {name} could not be drawn: {type(exc).__name__}: {exc}"

@@ -154,7 +154,7 @@ def classification_section(run: RunDir) -> Section | None:
         Text("Each network was tested on the test subjects of its own run: of its own "
              "database (matched) and of every other database (swapped), on "
              f"{_tested_in(run)} of each test image (variants = all) and on the plain "
-             "image alone (variants = plain). SCIENCE §6."),
+             "image alone (variants = plain). docs/method.md §6."),
         Table(summary, "Mean correct rate (over expressions) per network, mean and SD "
               "across runs.", "correct_rate_summary"),
         figure_file(run, "confusion", caption="Confusion matrices averaged over runs (rows: "

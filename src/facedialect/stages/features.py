@@ -94,8 +94,8 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     n_train = len(variant_subset(proto.variants))
     return Summary("features", [
         f"{len(faces)} faces of {len(units)} database(s), {proto.runs} splits each; "
-        f"{n} feature vectors computed, the rest from the cache ({tag.split('|')[0]}, "
-        f"{runtime}; {n_train} training variants)"],
+        f"features of {n} face(s) computed, the others read from the cache "
+        f"({tag.split('|')[0]}, {runtime}; {n_train} training variants)"],
         {"computed": n, "faces": len(faces), "backbone": tag, "runtime": runtime})
 
 

@@ -251,7 +251,7 @@ def database_section(run: RunDir) -> Section | None:
              "cannot be read, repeat another file's bytes, have an expression outside the "
              "study's label set, or belong to subjects without an image of every expression "
              "the database has (in the frontal view) are excluded and listed here "
-             "(SCIENCE §1)."),
+             "(docs/method.md §1)."),
         Table(counts, "Included images per expression (rows: databases).", "images_per_expression"),
         Table(pd.DataFrame(takes), "Images per subject, and per subject and expression "
               "(several takes of one expression are all used unless the database's option "

@@ -3,13 +3,14 @@
 Reads the ``[meaning]`` ratings (and raters) files, matches them to the study's
 pre-processed faces, extracts (cached) backbone features, trains every run's per-culture
 rating heads together, predicts the held-out images and writes the tables of
-docs/outputs.md ("Shared dimensions of meaning"). SCIENCE §9.
+docs/outputs.md ("Shared dimensions of meaning"). docs/method.md §9.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -473,7 +474,7 @@ def meaning_section(run: RunDir) -> Section | None:
         f"the runs that held it out. PPCA finds the dimensions along which two cultures' "
         f"held-out predictions covary (and predictions vs ratings: how many dimensions of "
         f"a culture's ratings the model captures); a dimension counts as shared when its "
-        f"cross-validated covariance beats the permutation test, in order (SCIENCE §9).")]
+        f"cross-validated covariance beats the permutation test, in order (docs/method.md §9).")]
     if facts.get("backbone", "").endswith("|random"):
         blocks.append(Text("WARNING: the backbone has RANDOM weights: these numbers test the "
                            "software, not the science."))
@@ -526,4 +527,5 @@ STAGE = Stage(
     reads=("tables/images.csv", "tables/preprocess.csv"),
     writes=("tables/ppca_summary.csv", "tables/rating_accuracy.csv"),
     run=run, section=meaning_section, enabled=lambda study: study.meaning.enabled,
+    external=lambda study: [Path(f) for f in (*study.meaning.ratings, *study.meaning.raters)],
     config=("databases", "preprocess", "model", "training", "meaning"))

@@ -41,7 +41,7 @@ from facedialect.run.caches import (
     screening_cache,
 )
 from facedialect.run.store import ArrayCache, RunDir, sha256_bytes
-from facedialect.stages.base import Context, Stage, Summary
+from facedialect.stages.base import Context, Stage, Summary, draw
 from facedialect.vocab import DEFAULT_SUBJECTS
 
 
@@ -74,12 +74,14 @@ def draw_contact_sheets(run: RunDir, cache: ArrayCache, per_expression: int = 4)
         return hit["image"] if hit is not None and "image" in hit else None
 
     names = []
-    for db, part in merged.groupby("db", sort=False):
-        png = contact_sheet(part, str(db), face_of, per_expression)
-        if png is not None:
-            name = f"contact_sheet_{safe_name(str(db))}"
-            run.write_figure(name, png)
+    for db in dict.fromkeys(images["db"].astype(str)):
+        name = f"contact_sheet_{safe_name(db)}"
+        if draw(run, name, contact_sheet, merged[merged["db"] == db], db, face_of,
+                per_expression, fmt="png"):
             names.append(name)
+    for stale in run.figures.glob("contact_sheet_*.png"):  # databases no longer in the run
+        if stale.stem not in names:
+            stale.unlink()
     return names
 
 
@@ -463,8 +465,8 @@ def preprocess_section(run: RunDir) -> Section | None:
         Text("Every candidate image was converted to grayscale, the largest face found by "
              "OpenCV's Haar frontal-face cascade was cropped, its histogram set to mean 128 "
              "and SD 32, everything outside a feathered oval set to 128, and the result "
-             "resized to 224x224 (SCIENCE §2). Training uses 50 deterministic variants of "
-             "each face (5 sizes x 5 positions x 2 reflections, SCIENCE §3)."),
+             "resized to 224x224 (docs/method.md §2). Training uses 50 deterministic variants of "
+             "each face (5 sizes x 5 positions x 2 reflections, docs/method.md §3)."),
         Table(rate, "Face detection per database.", "detection"),
     ]
     for fig in sorted(run.figures.glob("contact_sheet_*.png")):

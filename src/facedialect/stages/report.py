@@ -32,7 +32,9 @@ from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS, VOCABULARY, in_orde
 
 def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     """Write ``report.html`` from the summary, the stages' sections and provenance."""
-    path = build_report(run, ctx.stages)
+    with run.stage("report") as info:
+        path = build_report(run, ctx.stages)
+        info["path"] = str(path)
     return Summary("report", [f"report: {path}"], {"path": str(path)})
 
 
@@ -54,7 +56,7 @@ def build_report(run: RunDir, stages: Sequence[Stage], out: str | Path | None = 
     return write_report(run, builders, out)
 
 
-#: The reference study's numbers (KDEF vs KRC, AlexNet; SCIENCE.md §6-7), shown beside
+#: The reference study's numbers (KDEF vs KRC, AlexNet; docs/method.md §6-7), shown beside
 #: the study's own for orientation.
 PAPER_MATCHED_SWAPPED: dict[str, tuple[float, float]] = {"KDEF": (0.76, 0.41),
                                                           "KRC": (0.75, 0.50)}

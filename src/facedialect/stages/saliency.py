@@ -43,7 +43,14 @@ from facedialect.saliency.figures import (
 )
 from facedialect.saliency.modify import ModifyResult, modify_faces
 from facedialect.saliency.stats import region_stats
-from facedialect.stages.base import Context, Stage, Summary, TrainedHeads, trained_heads
+from facedialect.stages.base import (
+    Context,
+    Stage,
+    Summary,
+    TrainedHeads,
+    draw,
+    trained_heads,
+)
 
 #: Columns of ``tables/saliency_images.csv``.
 IMAGE_COLUMNS = ["db", "image", "subject", "expression", "runs", "landmarks", "reason"]
@@ -237,19 +244,20 @@ def draw_saliency_figures(run: RunDir) -> list[str]:
     maps = load_maps(run)
     if maps is not None:
         for method in maps.methods:
-            run.write_figure(f"saliency_grid_{method}", saliency_grid_figure(maps, method))
-            names.append(f"saliency_grid_{method}")
+            if draw(run, f"saliency_grid_{method}", saliency_grid_figure, maps, method,
+                    fmt="png"):
+                names.append(f"saliency_grid_{method}")
             for i, a in enumerate(maps.dbs):
                 for b in maps.dbs[i + 1:]:
                     name = safe_name(f"saliency_difference_{method}_{a}_vs_{b}")
-                    run.write_figure(name, difference_figure(maps, method, a, b))
-                    names.append(name)
+                    if draw(run, name, difference_figure, maps, method, a, b, fmt="png"):
+                        names.append(name)
     if run.has_table("saliency_regions"):
         regions = run.read_table("saliency_regions")
         for method in dict.fromkeys(regions["method"]):
-            run.write_figure(f"saliency_regions_{method}",
-                             region_shares_figure(regions, str(method)))
-            names.append(f"saliency_regions_{method}")
+            if draw(run, f"saliency_regions_{method}", region_shares_figure, regions,
+                    str(method), fmt="png"):
+                names.append(f"saliency_regions_{method}")
     return names
 
 
@@ -354,7 +362,7 @@ def modification_grid(run: RunDir, study: Study, *, device: str = "cpu") -> dict
         table = pd.concat(rows, ignore_index=True)[MODIFICATION_COLUMNS]
         run.write_table("modification", table)
         info.update(databases=len(heads))
-    run.write_figure("modification_grid", modification_grid_figure(table, grid))
+    draw(run, "modification_grid", modification_grid_figure, table, grid, fmt="png")
     return out
 
 
@@ -435,7 +443,7 @@ def saliency_section(run: RunDir) -> Section | None:
             "tested it (matched testing), as plain gradients and with guided "
             "back-propagation (negative gradients stopped at every ReLU). Each |map| is "
             "normalized to sum 1, averaged over runs, warped to the mean face shape by the "
-            "image's 68 landmarks and averaged over images (SCIENCE §8, docs/saliency.md). "
+            "image's 68 landmarks and averaged over images (docs/method.md §8, docs/saliency.md). "
             f"{len(images)} test images, {int(images['landmarks'].astype(bool).sum())} with "
             f"landmarks" + (f"; {len(missing)} without landmarks were left out "
                             "(tables/saliency_images.csv)." if len(missing) else ".")))
@@ -498,4 +506,6 @@ STAGE = Stage(
     writes=("tables/saliency_images.csv", "tables/saliency_regions.csv",
             "tables/saliency_stats.csv"),
     run=run, section=saliency_section, enabled=lambda study: study.saliency.enable,
+    external=lambda study: ([Path(study.saliency.modify_image)]
+                            if study.saliency.modify_image else []),
     config=("databases", "preprocess", "model", "training", "saliency"))

@@ -167,6 +167,14 @@ def network_responses(run: RunDir, dbs: list[str], feats: torch.Tensor,
     return pd.concat(responses, ignore_index=True)
 
 
+def _base_face_files(study: Study) -> list[Path]:
+    """A photo base face is an input of the stage (its content is fingerprinted)."""
+    base = study.tuning.base_face
+    if base in ("builtin", "3d") or base.startswith("average"):
+        return []
+    return [Path(base)]
+
+
 def draw_tuning_figures(run: RunDir) -> None:
     """Draw the tuning figures from the tables and stimuli the stage wrote."""
     prof = run.read_table("au_profiles")
@@ -213,7 +221,7 @@ def tuning_section(run: RunDir) -> Section | None:
         "while every other AU stayed off; level 0 is the same null image for all AUs. The "
         "stimuli were pre-processed like the training images and passed through every "
         "network; a unit's response is its FC3 value before softmax minus its value for "
-        "the null image, averaged over runs (SCIENCE §7). Reading a profile: a unit "
+        "the null image, averaged over runs (docs/method.md §7). Reading a profile: a unit "
         "that tunes to an AU finds that AU's appearance to be evidence for its expression; "
         "it does not show that the database's posers use that AU. AUs that look alike "
         "(AU23 lip tightener and AU24 lip pressor narrow the lips' red alike; AU15 and AU17 "
@@ -283,4 +291,5 @@ STAGE = Stage(
     reads=("heads/*.pt",), optional=("tables/confusion.csv",),
     writes=("stimuli/stimuli.csv", "tables/au_responses.csv", "tables/au_profiles.csv",
             "tables/pca.csv", "tables/pca_variance.csv"),
-    run=run, section=tuning_section, config=("databases", "preprocess", "model", "tuning"))
+    run=run, section=tuning_section, config=("databases", "preprocess", "model", "tuning"),
+    external=_base_face_files)

@@ -1,4 +1,4 @@
-"""Confusion matrices, correct rates and the paper's statistics (SCIENCE §6)."""
+"""Confusion matrices, correct rates and the paper's statistics (docs/method.md §6)."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def _anova(df: pd.DataFrame, factor: str, label: str) -> list[dict[str, object]]
 
 
 def classification_stats(accuracy: pd.DataFrame, variants: str = "all") -> pd.DataFrame:
-    """The paper's tests on per-run correct rates (SCIENCE §6).
+    """The paper's tests on per-run correct rates (docs/method.md §6).
 
     - Welch t-test of the mean correct rate between every two databases (matched),
       and between matched and swapped testing of each database's networks;

@@ -1,6 +1,6 @@
 """AU tuning: responses of the networks' output units to AU stimuli, and their comparison.
 
-SCIENCE §7. Every function takes DataFrames (or arrays) and returns DataFrames.
+docs/method.md §7. Every function takes DataFrames (or arrays) and returns DataFrames.
 
 - :func:`tuning_responses`: FC3 responses minus the null image's, per run, unit, AU, level;
 - :func:`tuning_profiles`: mean and SD over runs (a unit's profile: AUs x levels);
@@ -128,7 +128,7 @@ def similarity_vs_confusion(similarity: pd.DataFrame, confusion_mean: pd.DataFra
 
     For networks trained on ``trained`` and tested on ``tested``, cell (i, j) pairs
     r_s(``tested``'s unit i, ``trained``'s unit j) with the rate at which ``tested``'s
-    expression i was called j (SCIENCE §7, Fig. 9).
+    expression i was called j (docs/method.md §7, Fig. 9).
 
     Returns
     -------
@@ -215,7 +215,7 @@ def profile_robustness(main: pd.DataFrame, alternative: pd.DataFrame,
                        ) -> pd.DataFrame:
     """Spearman r_s between each unit's main profile and its all-subjects profile.
 
-    SCIENCE §7 robustness: the networks are trained again on all complete subjects of each
+    docs/method.md §7 robustness: the networks are trained again on all complete subjects of each
     database instead of the first N, the same stimuli are passed through them, and each
     unit's profile (null level excluded) is correlated with the main one.
 

@@ -1,4 +1,6 @@
-"""Checks of a study's findings against the known answers of synthetic cultures (SCIENCE §10).
+"""Checks of a study's findings against the known answers of synthetic cultures.
+
+The method: docs/method.md §10.
 
 Every function takes the study's tables (DataFrames) and returns numbers or DataFrames;
 no I/O. docs/validation.md defines the criteria and records measured values.

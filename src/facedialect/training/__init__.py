@@ -1,1 +1,1 @@
-"""Feature cache, splits, protocols and the batched multi-run trainer (SCIENCE §4-5)."""
+"""Feature cache, splits, protocols and the batched multi-run trainer (docs/method.md §4-5)."""

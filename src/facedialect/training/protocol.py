@@ -1,4 +1,4 @@
-"""Training protocols: the paper's (SCIENCE §5) and a CPU-sized quick one."""
+"""Training protocols: the paper's (docs/method.md §5) and a CPU-sized quick one."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class Protocol:
         return d
 
 
-#: SCIENCE §5. The paper names no momentum; MATLAB's 'sgdm' default of 0.9 is used
+#: docs/method.md §5. The paper names no momentum; MATLAB's 'sgdm' default of 0.9 is used
 #: (docs/training.md: on synthetic data momentum 0 follows the paper's time course more
 #: closely; the choice should be settled on real data).
 PAPER = Protocol(

@@ -1,4 +1,4 @@
-"""Seeds and train / validation / test splits per run (SCIENCE §5)."""
+"""Seeds and train / validation / test splits per run (docs/method.md §5)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def split_run(images: pd.DataFrame, seed: int, shares: tuple[float, float, float
               by: str = "auto") -> pd.Series:
     """Assign every image to ``train``, ``validation`` or ``test`` for one run.
 
-    By subject, whole subjects go to one part (SCIENCE §5); by image (web-collected sets
+    By subject, whole subjects go to one part (docs/method.md §5); by image (web-collected sets
     without subject ids) the split is stratified by expression: each expression's images
     are split in the given shares.
 

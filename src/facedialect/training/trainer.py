@@ -56,7 +56,7 @@ class RunPlan:
 
 
 class MultiRunHead(nn.Module):
-    """FC 4096-4096-n heads of R runs (SCIENCE §4), weights stacked along a run axis.
+    """FC 4096-4096-n heads of R runs (docs/method.md §4), weights stacked along a run axis.
 
     Parameters
     ----------
