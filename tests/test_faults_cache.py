@@ -47,7 +47,8 @@ from facedialect.pipeline import save_study
 from facedialect.preprocess.augment import N_VARIANTS
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.run.caches import load_face, preprocess_cache, preprocess_key, screening_cache
-from facedialect.run.store import ArrayCache, RunDir, atomic_write_bytes, read_state
+from facedialect.run.files import ArrayCache, atomic_write_bytes, read_state
+from facedialect.run.store import RunDir
 from facedialect.stages.base import Context
 from facedialect.stages.ingest import ingest_databases
 from facedialect.stages.preprocess import _hash_key, preprocess_images

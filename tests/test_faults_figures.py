@@ -33,7 +33,8 @@ from facedialect.errors import ReportWarning
 from facedialect.meaning import figures as meaning_figures
 from facedialect.meaning.preservation import PRESERVATION_COLUMNS
 from facedialect.plots import figures as plot_figures
-from facedialect.run.store import ArrayCache, RunDir
+from facedialect.run.files import ArrayCache
+from facedialect.run.store import RunDir
 from facedialect.saliency import figures as saliency_figures
 from facedialect.saliency.analysis import AlignedMaps
 from facedialect.saliency.regions import REGIONS

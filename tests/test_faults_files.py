@@ -35,7 +35,8 @@ from facedialect.databases import ingest, reason_category
 from facedialect.databases.schema import STRING_COLUMNS, as_text
 from facedialect.errors import ImageReadError
 from facedialect.imageio import read_gray, read_rgb
-from facedialect.run.store import ArrayCache, RunDir, atomic_write_bytes, atomic_write_text
+from facedialect.run.files import ArrayCache, atomic_write_bytes, atomic_write_text
+from facedialect.run.store import RunDir
 from facedialect.stages.ingest import ingest_databases
 from facedialect.vocab import EXPRESSIONS
 

@@ -214,7 +214,7 @@ def test_a_changed_setting_reruns_only_the_stages_that_depend_on_it(study_run):
     study.saliency.images_per_class = 2
     again = {s.stage: s for s in run_stages(study, ctx=Context(device="cpu"))}
     assert again["saliency"].skipped is None
-    for name in ("features", "train", "evaluate", "tuning", "robustness", "meaning"):
+    for name in ("train", "evaluate", "tuning", "robustness", "meaning"):
         assert again[name].skipped == "up to date", name
 
 

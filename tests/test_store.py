@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from facedialect.errors import DamagedFileWarning, RunLockedError
-from facedialect.run.store import ArrayCache, RunDir, atomic_write_bytes, cache_root
+from facedialect.run.files import ArrayCache, atomic_write_bytes, cache_root
+from facedialect.run.store import RunDir
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):

@@ -59,7 +59,7 @@ def friendly(func: F) -> F:
                               markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
-            from facedialect.run.store import ENVIRONMENT_ERRNOS, environment_message
+            from facedialect.run.files import ENVIRONMENT_ERRNOS, environment_message
 
             if exc.errno not in ENVIRONMENT_ERRNOS:
                 raise
@@ -365,7 +365,7 @@ def stimuli(
         write_stimuli,
     )
     from facedialect.plots.figures import stimuli_sheet
-    from facedialect.run.store import atomic_write_bytes
+    from facedialect.run.files import atomic_write_bytes
     from facedialect.vocab import STUDY_AUS
 
     with _progress() as bar:

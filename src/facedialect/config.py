@@ -282,7 +282,7 @@ class TuningConfig(_Section):
             run = _resolve(Path(v.partition(":")[2].strip() or "."), info)
             if not (run / "tables" / "images.csv").is_file():
                 raise ValueError(f"{v!r}: {run} is not a run directory with "
-                                 "tables/images.csv (run `facedialect ingest` there first)")
+                                 "tables/images.csv (run that study with `facedialect run` first)")
             return f"average:{run}"
         photo = _resolve(Path(v), info)
         if photo.is_file() and photo.suffix.lower() in IMAGE_SUFFIXES:

@@ -19,7 +19,8 @@ from typing import Any
 from facedialect.config import Study
 from facedialect.errors import InputError
 from facedialect.progress import labelled_ticker
-from facedialect.run.store import RUN_HINT, RunDir, atomic_write_text
+from facedialect.run.files import RUN_HINT, atomic_write_text
+from facedialect.run.store import RunDir
 from facedialect.stages import (
     evaluate,
     features,
@@ -58,9 +59,9 @@ def get_stage(name: str) -> Stage:
     raise InputError(f"unknown stage {name!r}; the stages are {', '.join(STAGE_NAMES)}")
 
 
-def producers(stages: Sequence[Stage] = STAGES) -> dict[str, str]:
+def producers(stages: Sequence[Stage] = STAGES) -> dict[str, Stage]:
     """File pattern -> the stage that writes it."""
-    return {p: s.name for s in stages for p in s.writes}
+    return {p: s for s in stages for p in s.writes}
 
 
 def save_study(run: RunDir, study: Study) -> None:
@@ -84,10 +85,11 @@ def check_inputs(run: RunDir, stage: Stage) -> None:
     if not missing:
         return
     made_by = producers()
-    what = "; ".join(f"{p}, which the {made_by.get(p, '?')} stage writes" for p in missing)
+    what = "; ".join(f"{p}, which the {made_by[p].name if p in made_by else '?'} stage writes"
+                     for p in missing)
     first = made_by.get(missing[0])
-    hint = (f"run `facedialect {first} STUDY_FILE` (or `facedialect run STUDY_FILE`) first"
-            if first else "run `facedialect run STUDY_FILE` first")
+    hint = (f"run `facedialect {first.cli} STUDY_FILE` (or `facedialect run STUDY_FILE`) "
+            "first" if first else "run `facedialect run STUDY_FILE` first")
     raise InputError(f"stage {stage.name!r} needs {what}, in {run.path}: {hint}")
 
 

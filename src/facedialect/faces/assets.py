@@ -27,7 +27,7 @@ import numpy as np
 
 from facedialect.errors import FacedialectError
 from facedialect.imageio import file_sha256
-from facedialect.run.store import atomic_write_bytes, atomic_write_text, cache_root
+from facedialect.run.files import atomic_write_bytes, atomic_write_text, cache_root
 
 __all__ = [
     "ICT_FACEKIT_COMMIT",
@@ -648,7 +648,7 @@ def install_ict_facekit(from_path: str | Path | None = None, allow_download: boo
         (:func:`download_ict_facekit`, cached under ``<cache>/assets/ict-facekit/source``)
         and convert them.
     cache_dir : str or Path, optional
-        Cache root (default :func:`facedialect.run.store.cache_root`).
+        Cache root (default :func:`facedialect.run.files.cache_root`).
     base_url : str
         Where to download from (default :data:`ICT_FACEKIT_RAW_URL`).
     fetch : callable, optional

@@ -207,7 +207,7 @@ def write_average_face(face: AverageFace, out: str | Path) -> dict[str, Path]:
     dict
         ``image``, ``landmarks`` and ``sources`` paths.
     """
-    from facedialect.run.store import atomic_write_bytes, atomic_write_text
+    from facedialect.run.files import atomic_write_bytes, atomic_write_text
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -275,7 +275,8 @@ def cached_run_average(run_dir: str | Path, size: int = 512,
     """
     run = Path(run_dir).expanduser().resolve()
     paths = run_neutral_images(run, dbs)
-    from facedialect.run.store import RunDir, atomic_write_text
+    from facedialect.run.files import atomic_write_text
+    from facedialect.run.store import RunDir
 
     images = RunDir(run).read_table("images")
     known = dict(zip(images["path"], images.get("sha256", pd.Series(dtype=str)),

@@ -179,7 +179,7 @@ def write_stimuli(out_dir: str | Path, table: pd.DataFrame, images: Sequence[np.
     """Write the images as PNGs and ``stimuli.csv``; returns the table with paths."""
     import cv2
 
-    from facedialect.run.store import atomic_write_bytes, atomic_write_text
+    from facedialect.run.files import atomic_write_bytes, atomic_write_text
 
     out = Path(out_dir)
     paths = []

@@ -612,7 +612,7 @@ def synthesize(out_dir: str | Path, preset: str | Path | EastWestPreset = "east-
     n_workers = workers if workers > 0 else (os.cpu_count() or 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from facedialect.run.store import atomic_write_bytes, atomic_write_text
+    from facedialect.run.files import atomic_write_bytes, atomic_write_text
 
     done: dict[str, Path] = {}
     for culture in p.cultures:

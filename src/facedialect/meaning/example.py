@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from facedialect.meaning.simulate import MeaningSimulator, SimCulture, au_matrix, simulate_ratings
-from facedialect.run.store import atomic_write_text
+from facedialect.run.files import atomic_write_text
 
 #: The example's cultures: A and B share 3 dimensions, A and C share 1.
 EXAMPLE_CULTURES = (SimCulture(name="A", dims=[0, 1, 2, 3], concepts=10),

@@ -25,7 +25,8 @@ import pandas as pd
 
 from facedialect._meta import __version__
 from facedialect.errors import ReportWarning
-from facedialect.run.store import RunDir, atomic_write_text, table_csv
+from facedialect.run.files import atomic_write_text, table_csv
+from facedialect.run.store import RunDir
 
 
 @dataclass

@@ -6,12 +6,7 @@ The only code that reads and writes a study's run directory (``tables/``, ``figu
 arrays and DataFrames.
 """
 
-from facedialect.run.store import (
-    ArrayCache,
-    RunDir,
-    atomic_write_bytes,
-    atomic_write_text,
-    cache_root,
-)
+from facedialect.run.files import ArrayCache, atomic_write_bytes, atomic_write_text, cache_root
+from facedialect.run.store import RunDir
 
 __all__ = ["ArrayCache", "RunDir", "atomic_write_bytes", "atomic_write_text", "cache_root"]

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from facedialect.errors import DamagedFileError, InputError
-from facedialect.run.store import RUN_HINT, RunDir, atomic_write_bytes, load_state, read_state
+from facedialect.run.files import RUN_HINT, atomic_write_bytes, load_state, read_state
+from facedialect.run.store import RunDir
 from facedialect.vocab import EXPRESSIONS
 
 #: Entries every ``heads/{db}.pt`` has (a file without one of them is damaged).

@@ -26,8 +26,9 @@ from facedialect.errors import InputError, ReportWarning, StudyFileError
 from facedialect.plots.figures import figure_format
 from facedialect.progress import ProgressFn
 from facedialect.report.html import Section
+from facedialect.run.files import RUN_HINT, atomic_write_bytes
 from facedialect.run.heads import NOT_TRAINED, heads_path, read_heads
-from facedialect.run.store import RUN_HINT, RunDir, atomic_write_bytes
+from facedialect.run.store import RunDir
 from facedialect.training.protocol import Protocol, resolve_protocol
 from facedialect.training.trainer import MultiRunHead
 
@@ -135,6 +136,8 @@ class Stage:
         database files; pre-processing reads its cache).
     version : str
         Bumped when the stage's outputs change for the same inputs.
+    command : str
+        Its ``facedialect`` command (default: the name).
     """
 
     name: str
@@ -149,6 +152,12 @@ class Stage:
     external: Callable[[Study], list[Path]] = _no_files
     always: bool = False
     version: str = "1"
+    command: str = ""
+
+    @property
+    def cli(self) -> str:
+        """The ``facedialect`` command that runs this stage."""
+        return self.command or self.name
 
     def missing_inputs(self, run: RunDir) -> list[str]:
         """The patterns of :attr:`reads` that match no file of the run directory."""

@@ -109,4 +109,5 @@ STAGE = Stage(
     reads=("tables/images.csv", "tables/preprocess.csv"),
     writes=("tables/splits.csv", "tables/classes.csv"),
     run=run, section=section,
-    config=("databases", "preprocess", "model", "training", "evaluation"))
+    config=("databases", "preprocess", "model", "training", "evaluation"),
+    always=True)  # reads the shared feature cache: computes what is missing or damaged

@@ -40,7 +40,8 @@ from facedialect.run.caches import (
     preprocess_key,
     screening_cache,
 )
-from facedialect.run.store import ArrayCache, RunDir, sha256_bytes
+from facedialect.run.files import ArrayCache, sha256_bytes
+from facedialect.run.store import RunDir
 from facedialect.stages.base import Context, Stage, Summary, draw
 from facedialect.vocab import DEFAULT_SUBJECTS
 

@@ -30,8 +30,9 @@ from facedialect.plots.figures import safe_name
 from facedialect.progress import ProgressFn
 from facedialect.report.html import Figure, Section, Table, Text
 from facedialect.run.caches import load_face, preprocess_cache
+from facedialect.run.files import atomic_write_bytes
 from facedialect.run.heads import trained_backbone
-from facedialect.run.store import RunDir, atomic_write_bytes
+from facedialect.run.store import RunDir
 from facedialect.run.tables import included_faces
 from facedialect.saliency.analysis import AlignedMaps, saliency_analysis
 from facedialect.saliency.figures import (

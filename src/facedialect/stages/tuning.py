@@ -292,4 +292,4 @@ STAGE = Stage(
     writes=("stimuli/stimuli.csv", "tables/au_responses.csv", "tables/au_profiles.csv",
             "tables/pca.csv", "tables/pca_variance.csv"),
     run=run, section=tuning_section, config=("databases", "preprocess", "model", "tuning"),
-    external=_base_face_files)
+    external=_base_face_files, command="tune")

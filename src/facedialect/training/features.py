@@ -31,7 +31,7 @@ from facedialect.models.backbones import Backbone
 from facedialect.models.runtime import FeatureRunner, feature_runner
 from facedialect.preprocess.augment import N_VARIANTS, variant
 from facedialect.preprocess.params import PreprocessParams
-from facedialect.run.store import (
+from facedialect.run.files import (
     CACHE_HINT,
     NPY_MAGIC,
     atomic_write_bytes,
@@ -53,7 +53,7 @@ class FeatureCache:
     backbone_tag : str
         ``"{backbone name}|{weights tag}"``.
     root : path, optional
-        The shared cache folder (default :func:`~facedialect.run.store.cache_root`).
+        The shared cache folder (default :func:`~facedialect.run.files.cache_root`).
     runtime : {"torch", "onnx"}
         The inference runtime that computes the features
         (:func:`~facedialect.models.runtime.resolve_runtime`); ``"torch"`` keeps the key
@@ -151,8 +151,8 @@ class FeatureCache:
         Raises
         ------
         InputError
-            When a face's feature file is missing or damaged (``facedialect train``
-            computes it again).
+            When a face's feature file is missing or damaged (the features stage,
+            ``facedialect features``, computes it again).
         RuntimeError
             When a requested variant of a face has not been computed.
         """
@@ -163,8 +163,8 @@ class FeatureCache:
             rows = self.rows(k)
             if rows is None:
                 raise InputError(f"the features of face {k} ({self.path(k)}) are missing or "
-                                 f"damaged: run `facedialect train` again (it computes them "
-                                 f"again)")
+                                 f"damaged: run `facedialect features STUDY_FILE` (it computes "
+                                 f"them again), then this command again")
             if i == 0:
                 out = np.empty((len(face_keys), len(idx), rows.shape[1]), dtype=np.float16)
             out[i] = rows[idx]
