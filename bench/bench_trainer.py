@@ -296,9 +296,9 @@ def prepare_database(workdir: Path, posers: int, *, output: str = "run-prep",
                      backbone: str = "mobilenet_v2") -> tuple[Any, Any]:
     """Draw culture A, ingest and pre-process it; return ``(run, study)``."""
     from facedialect.config import load_study
-    from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
-    from facedialect.stages import ingest_stage, preprocess_stage, save_study
     from facedialect.run.store import RunDir
+    from facedialect.stages import ingest_stage, preprocess_stage, save_study
+    from facedialect.synthetic.cultures import EastWestPreset, write_synthetic_database
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data" / "A"

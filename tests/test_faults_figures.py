@@ -228,7 +228,8 @@ def _meaning(shape: Shape, rng: np.random.Generator, root: Path) -> dict[str, pd
 
 
 def _saliency(shape: Shape, rng: np.random.Generator, run: RunDir) -> dict[str, pd.DataFrame]:
-    from facedialect.faces.procedural import FaceIdentity, landmarks
+    from facedialect.faces.procedural.geometry import landmarks
+    from facedialect.faces.procedural.identity import FaceIdentity
     from facedialect.saliency.stage import save_maps
 
     dbs = tuple(db for db, _ in shape.dbs)

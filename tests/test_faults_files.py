@@ -56,7 +56,8 @@ def write_png(path: Path, shape: tuple[int, int] = (24, 24)) -> Path:
 
 def write_face(path: Path, k: int) -> Path:
     """A detectable synthetic face (procedural renderer), different for every ``k``."""
-    from facedialect.faces.procedural import FaceIdentity, render_face
+    from facedialect.faces.procedural.identity import FaceIdentity
+    from facedialect.faces.procedural.render import render_face
 
     ident = FaceIdentity.random(np.random.default_rng(k), pose=False)
     img = render_face(ident, {12: 0.3 * (k % 3), 4: 0.2 * (k % 2)}, size=192, color=False)

@@ -18,9 +18,9 @@ import pytest
 
 from browser import check_page, find_chromium
 from facedialect.config import load_study
-from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
 from facedialect.run.store import RunDir
 from facedialect.study import run_study
+from facedialect.synthetic.cultures import EastWestPreset, write_synthetic_database
 
 BROWSER = find_chromium()
 needs_browser = pytest.mark.skipif(

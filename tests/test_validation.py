@@ -26,7 +26,7 @@ from facedialect.analysis.validation import (
     same_unit_similarity,
     swapped_accuracy_by_expression,
 )
-from facedialect.faces.assets import ICT_FACEKIT_FILE
+from facedialect.faces.model3d.assets import ICT_FACEKIT_FILE
 
 NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "ict-facekit" / \
     ICT_FACEKIT_FILE
@@ -93,9 +93,9 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the whole study once; return its tables and timings."""
     from facedialect.classification import evaluate_stage, train_stage
     from facedialect.config import load_study
-    from facedialect.faces.synth import synthesize
-    from facedialect.stages import ingest_stage, preprocess_stage, save_study
     from facedialect.run.store import RunDir
+    from facedialect.stages import ingest_stage, preprocess_stage, save_study
+    from facedialect.synthetic.databases3d import synthesize
     from facedialect.tuning import tuning_stage
 
     root = tmp_path_factory.mktemp("validation")

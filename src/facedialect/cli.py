@@ -537,7 +537,7 @@ def synth(
     import csv
 
     from facedialect.errors import InputError
-    from facedialect.faces.synth import preset_text, synthesize
+    from facedialect.synthetic.databases3d import preset_text, synthesize
     from facedialect.study import labelled_ticker
 
     if show_preset is not None:
@@ -581,7 +581,7 @@ def assets_install(
 ) -> None:
     """Install an asset into the cache (downloaded or local; checked against the reference)."""
     from facedialect.errors import InputError
-    from facedialect.faces.assets import install_ict_facekit
+    from facedialect.faces.model3d.assets import install_ict_facekit
 
     if name != "ict-facekit":
         raise InputError(f"unknown asset {name!r}; known: ict-facekit")
@@ -633,7 +633,7 @@ def synth_ratings(
     seed: Annotated[int, typer.Option(min=0, help="Seed of faces, raters and study.")] = 0,
 ) -> None:
     """Write a meaning example: synthetic faces rated by 3 simulated cultures."""
-    from facedialect.meaning.example import write_meaning_example
+    from facedialect.synthetic.meaning_example import write_meaning_example
 
     study = write_meaning_example(out, posers=posers, raters=raters, seed=seed)
     console.print(f"wrote {study} (cultures A, B, C; planted shared dimensions in "

@@ -221,7 +221,7 @@ def run_demo(out: str | Path, *, posers: int = 14, seed: int = 0,
     Path
         The report file.
     """
-    from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
+    from facedialect.synthetic.cultures import EastWestPreset, write_synthetic_database
 
     out = Path(out).resolve()
     say = console.print if console else (lambda *a, **k: None)

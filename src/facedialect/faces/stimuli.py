@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facedialect.faces.procedural import FaceIdentity, render_face
+from facedialect.faces.procedural.identity import FaceIdentity
+from facedialect.faces.procedural.render import render_face
 from facedialect.vocab import STUDY_AUS
 
 #: Columns of ``stimuli.csv``.
@@ -33,7 +34,7 @@ BASE_FACE_FORMS = ("builtin", "3d", "average", "average:RUN_DIR", "PHOTO")
 
 
 def photo_renderer(photo: str | Path, size: int = 256) -> Renderer:
-    """A renderer of a photo-textured 3D face (:class:`facedialect.faces.photo.PhotoFace`).
+    """A renderer of a photo-textured 3D face (:class:`~facedialect.faces.model3d.photo.PhotoFace`).
 
     The fit and texture are made once (and cached per file); the output is ``size`` px
     wide, grayscale.
@@ -45,7 +46,7 @@ def photo_renderer(photo: str | Path, size: int = 256) -> Renderer:
     NoFaceDetectedError
         When no face is found in it.
     """
-    from facedialect.faces.photo import photo_face
+    from facedialect.faces.model3d.photo import photo_face
 
     face = photo_face(photo)
     return lambda aus: face.render(aus, size=size, color=False)
@@ -89,7 +90,7 @@ def renderer_for(base_face: str, size: int = 256, *, run_dir: str | Path | None 
     if base_face == "builtin":
         return builtin_renderer(size)
     if base_face == "3d":
-        from facedialect.faces.render3d import render_face_3d
+        from facedialect.faces.model3d.render import render_face_3d
 
         ident = FaceIdentity.default()
         return lambda aus: render_face_3d(ident, aus, size=size, color=False)

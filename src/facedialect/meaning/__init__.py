@@ -6,10 +6,12 @@
   permutation test, the number of shared dimensions (pure analysis);
 - :mod:`~facedialect.meaning.preservation`: preservation between cultures, split-half
   reliability, prediction accuracy (pure analysis);
-- :mod:`~facedialect.meaning.simulate`: raters of cultures sharing known dimensions;
 - :mod:`~facedialect.meaning.stage`: the stage that reads the run directory and writes
   the tables;
 - :mod:`~facedialect.meaning.report`: the report section and its figures.
+
+Simulated raters of cultures sharing known dimensions are in
+:mod:`facedialect.synthetic.raters`.
 """
 
 from facedialect.meaning.ppca import PPCAFit, PPCAResult, ppca, ppca_fit, ppca_test
@@ -21,18 +23,9 @@ from facedialect.meaning.preservation import (
     split_half_reliability,
     weighted_reliability,
 )
-from facedialect.meaning.simulate import (
-    MeaningSimulator,
-    SimCulture,
-    SimulatedRatings,
-    sample_au_vectors,
-    shared_dims_simulator,
-    simulate_ratings,
-)
 
 __all__ = [
-    "MeaningSimulator", "PPCAFit", "PPCAResult", "SimCulture", "SimulatedRatings",
-    "mean_preservation", "meaning_preservation", "ppca", "ppca_fit", "ppca_test",
-    "prediction_correlations", "ridge_cv_r2", "sample_au_vectors", "shared_dims_simulator",
-    "simulate_ratings", "split_half_reliability", "weighted_reliability",
+    "PPCAFit", "PPCAResult", "mean_preservation", "meaning_preservation", "ppca", "ppca_fit",
+    "ppca_test", "prediction_correlations", "ridge_cv_r2", "split_half_reliability",
+    "weighted_reliability",
 ]

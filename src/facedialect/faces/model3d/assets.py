@@ -393,7 +393,7 @@ def _model_dir(src: Path) -> Path:
 def convert_ict_facekit(src: str | Path, out_file: str | Path, *,
                         n_identity: int = ICT_FACEKIT_N_IDENTITY,
                         progress: Progress | None = None) -> Path:
-    """Convert the model's OBJ files to one npz (the layout :mod:`~.model3d` reads).
+    """Convert the model's OBJ files to one npz (what :mod:`.model3d.model` reads).
 
     Parameters
     ----------
@@ -487,7 +487,7 @@ def ict_facekit_source_files(expressions: Sequence[str] | None = None,
     ----------
     expressions : sequence of str, optional
         Expression shape names (default: the 53 of
-        :data:`facedialect.faces.au_catalogue.BLENDSHAPE_NAMES`, the order of the model's
+        :data:`facedialect.faces.model3d.recipes.BLENDSHAPE_NAMES`, the order of the model's
         ``vertex_indices.json``).
     n_identity : int
         Identity components.
@@ -499,7 +499,7 @@ def ict_facekit_source_files(expressions: Sequence[str] | None = None,
         ``FaceXModel/generic_neutral_mesh.obj``, the identity and the expression OBJs.
     """
     if expressions is None:
-        from facedialect.faces.au_catalogue import BLENDSHAPE_NAMES
+        from facedialect.faces.model3d.recipes import BLENDSHAPE_NAMES
 
         expressions = BLENDSHAPE_NAMES
     d = ICT_FACEKIT_MODEL_DIR
