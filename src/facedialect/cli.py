@@ -439,15 +439,11 @@ def stimuli(
 ) -> None:
     """Render an AU stimulus series (AUs x levels + null)."""
     from facedialect.errors import InputError
-    from facedialect.faces.stimuli import (
-        render_stimuli,
-        renderer_for,
-        stimulus_table,
-        write_stimuli,
-    )
+    from facedialect.faces.stimuli import render_stimuli, stimulus_table, write_stimuli
     from facedialect.report.figures import stimuli_sheet
     from facedialect.run.store import atomic_write_bytes
     from facedialect.study import labelled_ticker
+    from facedialect.tuning import base_face_renderer
     from facedialect.vocab import STUDY_AUS
 
     with _progress() as bar:
@@ -455,8 +451,8 @@ def stimuli(
         try:
             au_list = [int(a) for a in aus.split(",") if a.strip()] or list(STUDY_AUS)
             table = stimulus_table(au_list, levels)
-            renderer = renderer_for(base_face, size,
-                                    progress=lambda d, t: tick("average face", d, t))
+            renderer, _ = base_face_renderer(base_face, size,
+                                             progress=lambda d, t: tick("average face", d, t))
         except ValueError as exc:
             raise InputError(str(exc)) from None
         images = render_stimuli(table, renderer, progress=lambda d, t: tick("stimuli", d, t))
@@ -484,12 +480,8 @@ def average_face_cmd(
 ) -> None:
     """Build the landmark-aligned average face of a set of images (warp to the mean shape)."""
     from facedialect.errors import InputError
-    from facedialect.faces.average import (
-        average_face,
-        collect_images,
-        run_neutral_images,
-        write_average_face,
-    )
+    from facedialect.faces.average import average_face, collect_images, write_average_face
+    from facedialect.tuning import run_neutral_images
 
     if bool(images) == (from_run is not None):
         raise InputError("give either IMAGES or --from-run RUN_DIR (one of the two)")

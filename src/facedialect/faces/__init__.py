@@ -5,12 +5,15 @@
 - :mod:`~facedialect.faces.model3d`: the ICT 3-D face model (assets, model, AU recipes,
   rasteriser, renderer, photo-textured faces);
 - :mod:`~facedialect.faces.average`: the landmark-aligned average face of photos;
+- :mod:`~facedialect.faces.base`: the base face of the stimuli (:class:`BaseFace`);
 - :mod:`~facedialect.faces.stimuli`: AU stimulus series on a base face.
 
-The synthetic cultures drawn with these faces are in :mod:`facedialect.synthetic`.
+Nothing here reads or writes a run directory. The synthetic cultures drawn with these
+faces are in :mod:`facedialect.synthetic`.
 """
 
 from facedialect.faces.average import AverageFace, average_face, write_average_face
+from facedialect.faces.base import BaseFace
 from facedialect.faces.model3d.model import FaceModel3D, load_model
 from facedialect.faces.model3d.photo import PhotoFace, photo_face
 from facedialect.faces.model3d.recipes import au_weights
@@ -30,6 +33,7 @@ from facedialect.faces.stimuli import (
 __all__ = [
     "AU_CATALOGUE_PROCEDURAL",
     "AverageFace",
+    "BaseFace",
     "FaceIdentity",
     "FaceModel3D",
     "PhotoFace",

@@ -406,15 +406,16 @@ def classification_section(run: RunDir) -> Section | None:
 
 def _base_face_text(run: RunDir) -> str:
     """The base face of the tuning stimuli, in words (from the manifest)."""
+    from facedialect.faces.base import BaseFace
+
     info = run.read_manifest().get("stages", {}).get("tuning", {})
     base = str(info.get("base_face", "builtin"))
     image = info.get("base_face_image") or ""
-    words = {"builtin": "the built-in procedural face", "3d": "the ICT 3D model's own face"}
-    if base in words:
-        return words[base]
-    if base.startswith("average"):
-        return f"the average neutral face of the databases as a photo-textured 3D face: {image}"
-    return f"the photo-textured 3D face of {image or base}"
+    try:
+        face = BaseFace.parse(base, must_exist=False)
+    except ValueError:  # text no parser reads (e.g. a ~user of another computer)
+        return f"the photo-textured 3D face of {image or base}"
+    return face.describe(image)
 
 
 @register_section
