@@ -73,9 +73,10 @@ def main() -> None:
         sys.exit(f"{a.photo} not found: pass --photo (a frontal face photo)")
     import cv2
 
-    from facedialect.faces.photo import PhotoFace, load_photo
-    from facedialect.faces.procedural import FaceIdentity
-    from facedialect.faces.render3d import render_face_3d
+    from facedialect.faces.model3d.fit import load_photo
+    from facedialect.faces.model3d.photo import PhotoFace
+    from facedialect.faces.model3d.render import render_face_3d
+    from facedialect.faces.procedural.identity import FaceIdentity
     from facedialect.faces.stimuli import render_stimuli, stimulus_table
     from facedialect.landmarks import detect_landmarks
 

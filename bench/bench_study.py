@@ -103,7 +103,7 @@ class LoadSampler:
 
 def make_data(out: Path, args: argparse.Namespace) -> dict:
     """Draw the two databases into ``out/a`` and ``out/b`` unless they are there."""
-    from facedialect.faces.synth import synthesize
+    from facedialect.synthetic.databases3d import synthesize
 
     made = {}
     for key, preset, n, culture in (("a", "east-west", args.subjects_a, "A"),

@@ -4,7 +4,7 @@ Usage::
 
     python bench/bench_synth.py [--posers 60] [--workers 2] [--out bench/results/synth.json]
 
-Times :func:`facedialect.faces.synth.synthesize` on the shipped ``east-west`` preset
+Times :func:`facedialect.synthetic.databases3d.synthesize` on the shipped ``east-west`` preset
 (2 cultures x ``--posers`` posers x 7 expressions, 256 px, grayscale, 3-D renderer) with
 ``--workers`` processes, from a cold start (worker processes spawned, the model loaded in
 each) to the last file written. References measured in the same run:
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "synth.json")
     args = ap.parse_args(argv)
 
-    from facedialect.faces.procedural import FaceIdentity
-    from facedialect.faces.synth import render_synth_3d, synthesize
+    from facedialect.faces.procedural.identity import FaceIdentity
+    from facedialect.synthetic.databases3d import render_synth_3d, synthesize
 
     load_before = os.getloadavg()[0]
     ident = FaceIdentity.default()

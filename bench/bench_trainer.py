@@ -298,11 +298,11 @@ def prepare_database(workdir: Path, posers: int, *, output: str = "run-prep",
                      backbone: str = "mobilenet_v2") -> tuple[Any, Any]:
     """Draw culture A, ingest and pre-process it; return ``(run, study)``."""
     from facedialect.config import load_study
-    from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
     from facedialect.pipeline import save_study
     from facedialect.run.store import RunDir
     from facedialect.stages.ingest import ingest_databases
     from facedialect.stages.preprocess import preprocess_images
+    from facedialect.synthetic.cultures import EastWestPreset, write_synthetic_database
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data" / "A"

@@ -28,7 +28,7 @@ from facedialect.meaning.preservation import (
     split_half_reliability,
     weighted_reliability,
 )
-from facedialect.meaning.simulate import (
+from facedialect.synthetic.raters import (
     MeaningSimulator,
     SimCulture,
     sample_au_vectors,

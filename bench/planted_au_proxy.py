@@ -5,7 +5,7 @@ Run:  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/planted_au
       ... --posers 30 --runs 8 --seed 1
 
 Draws both cultures of the ``east-west`` preset in memory with the 3-D face model
-(:func:`facedialect.faces.synth.render_synth_3d`: random identities, skin, light and head
+(:func:`facedialect.synthetic.databases3d.render_synth_3d`: random identities, skin, light and head
 pose as ``facedialect synth``), pre-processes them like training images, extracts
 plain-variant MobileNetV2 (ImageNet) features, trains each culture's heads with the quick
 protocol of session 2 on the plain variant only (``PROXY_PROTOCOL``: 240 iterations, 4096
@@ -44,10 +44,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from facedialect.faces import au_catalogue  # noqa: E402
-from facedialect.faces.cultures import _culture_seed, sample_poser_expressions  # noqa: E402
+from facedialect.faces.model3d import recipes  # noqa: E402
 from facedialect.faces.stimuli import renderer_for  # noqa: E402
-from facedialect.faces.synth import add_3d_scenes, load_preset, render_synth_3d  # noqa: E402
 from facedialect.models.weights import load_backbone  # noqa: E402
 from facedialect.preprocess.params import PreprocessParams  # noqa: E402
 from facedialect.preprocess.pipeline import (  # noqa: E402
@@ -55,9 +53,15 @@ from facedialect.preprocess.pipeline import (  # noqa: E402
     normalize_face,
     preprocess_face,
 )
-from facedialect.saliency.synthetic import train_cultures  # noqa: E402
 from facedialect.stats.tuning import tuning_responses  # noqa: E402
 from facedialect.stats.validation import planted_au_check  # noqa: E402
+from facedialect.synthetic.cultures import culture_seed, sample_poser_expressions  # noqa: E402
+from facedialect.synthetic.databases3d import (  # noqa: E402
+    add_3d_scenes,
+    load_preset,
+    render_synth_3d,
+)
+from facedialect.synthetic.saliency import train_cultures  # noqa: E402
 from facedialect.training.protocol import QUICK  # noqa: E402
 from facedialect.vocab import STUDY_AUS  # noqa: E402
 
@@ -83,8 +87,8 @@ def use_recipes(which: str) -> None:
     if which == "current":
         return
     for n, recipe in OLD_RECIPES.items():
-        e = au_catalogue.AU_CATALOGUE[n]
-        au_catalogue.AU_CATALOGUE[n] = au_catalogue.AUEntry(n, e.name, recipe, "old recipe")
+        e = recipes.AU_CATALOGUE[n]
+        recipes.AU_CATALOGUE[n] = recipes.AUEntry(n, e.name, recipe, "old recipe")
 
 
 def draw_cultures(posers: int, seed: int, params: PreprocessParams
@@ -96,7 +100,7 @@ def draw_cultures(posers: int, seed: int, params: PreprocessParams
     preset = load_preset("east-west", n_posers=posers, seed=seed)
     rows, faces, lost = [], [], 0
     for culture in preset.cultures:
-        rng = np.random.default_rng(_culture_seed(preset.seed, culture))
+        rng = np.random.default_rng(culture_seed(preset.seed, culture))
         for poser in add_3d_scenes(sample_poser_expressions(culture, preset, rng), preset,
                                    culture):
             found = [preprocess_face(render_synth_3d(im.identity, im.aus, size=preset.size,
@@ -193,7 +197,7 @@ def main() -> None:
     torch.manual_seed(0)
     use_recipes(args.recipes)
     result = proxy(args.posers, args.runs, args.seed)
-    result["recipes"] = {str(n): au_catalogue.AU_CATALOGUE[n].recipe for n in OLD_RECIPES}
+    result["recipes"] = {str(n): recipes.AU_CATALOGUE[n].recipe for n in OLD_RECIPES}
     print(f"recipes: {args.recipes}; {args.posers} posers per culture, {args.runs} runs, "
           f"seed {args.seed}; {result['images_lost']} images lost to face detection (their "
           f"posers left out); "

@@ -3,7 +3,7 @@
 Run:  .venv/bin/python bench/saliency_validation.py                  (20 posers per culture)
       .venv/bin/python bench/saliency_validation.py --posers 40 --all-runs
 
-Draws the two cultures with the built-in face (:mod:`facedialect.saliency.synthetic`),
+Draws the two cultures with the built-in face (:mod:`facedialect.synthetic.saliency`),
 trains 8 runs per culture on MobileNetV2 (ImageNet) features, computes plain and guided
 saliency maps of every test image (the first run that tested it, or every run with
 ``--all-runs``), the region statistics, and a modification grid (a neutral face of
@@ -37,8 +37,8 @@ from facedialect.saliency.figures import (
 )
 from facedialect.saliency.modify import modify_faces
 from facedialect.saliency.stats import region_stats
-from facedialect.saliency.synthetic import CHECK_PROTOCOL, synthetic_cultures
 from facedialect.stages.saliency import select_tests
+from facedialect.synthetic.saliency import CHECK_PROTOCOL, synthetic_cultures
 from facedialect.vocab import EXPRESSIONS
 
 ROOT = Path(__file__).resolve().parents[1]

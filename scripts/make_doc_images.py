@@ -16,8 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facedialect.faces.cultures import PROTOTYPES_A  # noqa: E402
-from facedialect.faces.procedural import FaceIdentity, render_face  # noqa: E402
+from facedialect.faces.procedural.identity import FaceIdentity  # noqa: E402
+from facedialect.faces.procedural.render import render_face  # noqa: E402
+from facedialect.synthetic.cultures import PROTOTYPES_A  # noqa: E402
 from facedialect.vocab import (
     EXPRESSIONS,  # noqa: E402
     STUDY_AUS,  # noqa: E402
@@ -74,7 +75,8 @@ def photo_sheets(levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> Non
     import cv2
 
     from facedialect.faces.average import average_face
-    from facedialect.faces.photo import PhotoFace, load_photo
+    from facedialect.faces.model3d.fit import load_photo
+    from facedialect.faces.model3d.photo import PhotoFace
 
     london = OUT.parents[2] / "shared" / "datasets" / "london-frl"
     avg = average_face(sorted((london / "neutral").glob("*.jpg")), size=512, color=True)
@@ -120,7 +122,7 @@ _TILE3D = (slice(16, 175), slice(27, 165))
 def _tile3d(aus: dict, text: str) -> np.ndarray:
     import cv2
 
-    from facedialect.faces.render3d import render_face_3d
+    from facedialect.faces.model3d.render import render_face_3d
 
     img = np.ascontiguousarray(
         render_face_3d(FaceIdentity.default(), aus, 192, color=True)[_TILE3D])
@@ -136,7 +138,7 @@ def model3d_sheets(levels: tuple[float, ...] = (0.0, 0.5, 1.0)) -> None:
     levels); docs/img/model3d_prototypes.png: the east-west preset's 7 expressions of
     cultures A and B, every AU at its prototype intensity.
     """
-    from facedialect.faces.synth import load_preset
+    from facedialect.synthetic.databases3d import load_preset
 
     blocks = []
     for aus in (STUDY_AUS[:10], STUDY_AUS[10:]):

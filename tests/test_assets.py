@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facedialect.cli import app
-from facedialect.faces.assets import (
+from facedialect.faces.model3d.assets import (
     ICT_FACEKIT_COMMIT,
     ICT_FACEKIT_FILE,
     ICT_FACEKIT_FINGERPRINT,
@@ -27,7 +27,7 @@ from facedialect.faces.assets import (
     install_ict_facekit,
     parse_obj,
 )
-from facedialect.faces.au_catalogue import BLENDSHAPE_NAMES
+from facedialect.faces.model3d.recipes import BLENDSHAPE_NAMES
 
 SHARED_NPZ = (Path(__file__).resolve().parents[1].parent / "shared" / "assets"
               / "ict-facekit" / ICT_FACEKIT_FILE)
@@ -146,7 +146,7 @@ def test_convert_gives_the_model_layout(fake_repo: Path, tmp_path: Path) -> None
         assert d["uv"].shape == (14, 2)
         assert check_fingerprint(d, array_fingerprint(want)) == []
     # the npz loads as a face model
-    from facedialect.faces.model3d import load_model
+    from facedialect.faces.model3d.model import load_model
 
     model = load_model(out)
     assert model.n_vertices == 8 and model.n_identity == N_IDENTITY
@@ -302,7 +302,7 @@ def test_install_from_a_local_repository_copy(fake_repo: Path, tmp_path: Path) -
 
 
 def test_cli_install(fake_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import facedialect.faces.assets as assets
+    import facedialect.faces.model3d.assets as assets
 
     runner = CliRunner()
     monkeypatch.setenv("FACEDIALECT_CACHE", str(tmp_path / "cache"))

@@ -15,12 +15,13 @@ from facedialect.cli import app
 from facedialect.errors import InputError
 from facedialect.faces.average import (
     average_face,
-    cached_run_average,
     collect_images,
-    run_neutral_images,
+    neutral_images,
     write_average_face,
 )
+from facedialect.faces.base import BaseFace
 from facedialect.landmarks import detect_landmarks
+from facedialect.stages.tuning import cached_run_average, run_neutral_images
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LONDON = SHARED / "datasets" / "london-frl"
@@ -128,6 +129,8 @@ def test_run_neutral_images_and_the_cached_average(neutral, tmp_path):
     assert run_neutral_images(run, ["A"]) == [neutral[1], neutral[3]]
     with pytest.raises(InputError, match="no included neutral"):
         run_neutral_images(run, ["C"])
+    table = pd.read_csv(run / "tables" / "images.csv")
+    assert neutral_images(table, ["A"]) == [neutral[1], neutral[3]]   # no run directory
     out = cached_run_average(run)
     assert out == run.resolve() / "faces" / "average_neutral.png"
     stamp = out.stat().st_mtime_ns
@@ -172,6 +175,7 @@ def model_present() -> None:
 
 def test_renderer_for_photo_and_average(neutral, tmp_path, model_present):
     from facedialect.faces.stimuli import render_stimuli, renderer_for, stimulus_table
+    from facedialect.stages.tuning import base_face_renderer
 
     photo = LONDON / "composite" / "m_multi.jpg"
     r = renderer_for(str(photo), size=128)
@@ -185,13 +189,21 @@ def test_renderer_for_photo_and_average(neutral, tmp_path, model_present):
     assert not np.array_equal(imgs[0], imgs[-1])
     smiling = sorted((LONDON / "smiling").glob("*.jpg"))[:1]
     run = _fake_run(tmp_path, neutral[:4], smiling)
-    ra = renderer_for(f"average:{run}", size=128)
+    ra, image = base_face_renderer(f"average:{run}", size=128)
     assert (run / "faces" / "average_neutral.png").is_file()
+    assert image == str(run.resolve() / "faces" / "average_neutral.png")
     assert ra({12: 1.0}).shape == (128, 128)
-    rb = renderer_for("average", size=128, run_dir=run, dbs=["A"])
+    rb, _ = base_face_renderer("average", size=128, run_dir=run, dbs=["A"])
     assert not np.array_equal(ra({}), rb({}))         # a different set of faces
+    # the pure renderer takes the average face itself, as a file or an array (the file
+    # now holds rb's average: the same run directory, another set of databases)
+    gray = cv2.imread(image, cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(renderer_for("average", size=128, image=gray)({}), rb({}))
+    assert np.array_equal(renderer_for("average", size=128, image=image)({}), rb({}))
     with pytest.raises(ValueError, match="average:RUN_DIR"):
         renderer_for("average")
+    with pytest.raises(ValueError, match="average:RUN_DIR"):
+        base_face_renderer("average")
     with pytest.raises(ValueError, match="PHOTO"):
         renderer_for(str(tmp_path / "no-such.jpg"))
 
@@ -214,6 +226,39 @@ def test_study_file_base_face_validation(tmp_path):
                      ("average:elsewhere", "not a run directory")):
         with pytest.raises(ValueError, match=msg):
             TuningConfig.model_validate({"base_face": bad}, context=ctx)
+
+
+def test_base_face_parse(tmp_path):
+    photo = tmp_path / "face.jpg"
+    cv2.imwrite(str(photo), np.zeros((20, 20), np.uint8))
+    for text in ("builtin", " 3d ", "average"):
+        face = BaseFace.parse(text)
+        assert face.path is None and str(face) == text.strip() == face.kind
+    assert BaseFace.parse("face.jpg", tmp_path) == BaseFace("photo", photo.resolve())
+    assert str(BaseFace.parse(str(photo))) == str(photo.resolve())
+    (tmp_path / "run" / "tables").mkdir(parents=True)
+    (tmp_path / "run" / "tables" / "images.csv").write_text("db,path\n")
+    face = BaseFace.parse("average: run", tmp_path)
+    assert face == BaseFace("average", (tmp_path / "run").resolve())
+    assert str(face) == f"average:{(tmp_path / 'run').resolve()}"
+    assert BaseFace.parse(str(face)) == face            # str() reads back
+    # without the checks (a manifest's text): a photo that is gone still describes
+    gone = BaseFace.parse("/nowhere/x.png", must_exist=False)
+    assert gone.describe() == "the photo-textured 3D face of /nowhere/x.png"
+    assert gone.describe("/a/b.png") == "the photo-textured 3D face of /a/b.png"
+    assert BaseFace.parse("builtin").describe() == "the built-in procedural face"
+    assert BaseFace.parse("3d").describe() == "the ICT 3D model's own face"
+    assert BaseFace.parse("average").describe("/r/faces/average_neutral.png") == (
+        "the average neutral face of the databases as a photo-textured 3D face: "
+        "/r/faces/average_neutral.png")
+    # RUN_DIR is not looked into by the parser (the study file's validation does)
+    assert BaseFace.parse("average:elsewhere", tmp_path).path == (tmp_path / "elsewhere").resolve()
+    for bad, msg in (("", "empty"), ("averag", "neither a photo"), ("x.png", "not found"),
+                     ("~nosuchuser_h14/x.jpg", "no user")):
+        with pytest.raises(ValueError, match=msg):
+            BaseFace.parse(bad, tmp_path)
+    with pytest.raises(ValueError, match="kind"):
+        BaseFace("photograph")  # type: ignore[arg-type]
 
 
 def test_cli_stimuli_with_a_photo_base_face(tmp_path, model_present):

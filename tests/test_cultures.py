@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from facedialect.faces.cultures import (
+from facedialect.faces.procedural.identity import FaceIdentity
+from facedialect.synthetic.cultures import (
     MANIFEST_COLUMNS,
     PROTOTYPES_A,
     PROTOTYPES_B,
@@ -20,7 +21,6 @@ from facedialect.faces.cultures import (
     sample_poser_expressions,
     write_synthetic_database,
 )
-from facedialect.faces.procedural import FaceIdentity
 from facedialect.vocab import EXPRESSIONS, STUDY_AUS
 
 # SCIENCE.md section 10, written out.

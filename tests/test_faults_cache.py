@@ -42,12 +42,12 @@ from facedialect.errors import (
     InputError,
     OutputWriteError,
 )
+from facedialect.files import ArrayCache, atomic_write_bytes, read_state
 from facedialect.imageio import decode_gray, file_sha256, read_gray, read_image_bytes
 from facedialect.pipeline import save_study
 from facedialect.preprocess.augment import N_VARIANTS
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.run.caches import load_face, preprocess_cache, preprocess_key, screening_cache
-from facedialect.run.files import ArrayCache, atomic_write_bytes, read_state
 from facedialect.run.store import RunDir
 from facedialect.stages.base import Context
 from facedialect.stages.ingest import ingest_databases

@@ -30,10 +30,10 @@ import pytest
 
 from facedialect import pipeline
 from facedialect.errors import ReportWarning
+from facedialect.files import ArrayCache
 from facedialect.meaning import figures as meaning_figures
 from facedialect.meaning.preservation import PRESERVATION_COLUMNS
 from facedialect.plots import figures as plot_figures
-from facedialect.run.files import ArrayCache
 from facedialect.run.store import RunDir
 from facedialect.saliency import figures as saliency_figures
 from facedialect.saliency.analysis import AlignedMaps
@@ -240,7 +240,8 @@ def _meaning(shape: Shape, rng: np.random.Generator, root: Path) -> dict[str, pd
 
 
 def _saliency(shape: Shape, rng: np.random.Generator, run: RunDir) -> dict[str, pd.DataFrame]:
-    from facedialect.faces.procedural import FaceIdentity, landmarks
+    from facedialect.faces.procedural.geometry import landmarks
+    from facedialect.faces.procedural.identity import FaceIdentity
 
     dbs = tuple(db for db, _ in shape.dbs)
     exprs = tuple(in_order(e for _, units in shape.dbs for e in units))

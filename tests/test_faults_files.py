@@ -34,8 +34,8 @@ from facedialect.config import DatabaseConfig
 from facedialect.databases import ingest, reason_category
 from facedialect.databases.schema import STRING_COLUMNS, as_text
 from facedialect.errors import ImageReadError
+from facedialect.files import ArrayCache, atomic_write_bytes, atomic_write_text
 from facedialect.imageio import read_gray, read_rgb
-from facedialect.run.files import ArrayCache, atomic_write_bytes, atomic_write_text
 from facedialect.run.store import RunDir
 from facedialect.stages.ingest import ingest_databases
 from facedialect.vocab import EXPRESSIONS
@@ -57,7 +57,8 @@ def write_png(path: Path, shape: tuple[int, int] = (24, 24)) -> Path:
 
 def write_face(path: Path, k: int) -> Path:
     """A detectable synthetic face (procedural renderer), different for every ``k``."""
-    from facedialect.faces.procedural import FaceIdentity, render_face
+    from facedialect.faces.procedural.identity import FaceIdentity
+    from facedialect.faces.procedural.render import render_face
 
     ident = FaceIdentity.random(np.random.default_rng(k), pose=False)
     img = render_face(ident, {12: 0.3 * (k % 3), 4: 0.2 * (k % 2)}, size=192, color=False)

@@ -23,7 +23,7 @@ from facedialect.meaning.preservation import (
     weighted_reliability,
 )
 from facedialect.meaning.ratings import match_images, read_raters, read_ratings
-from facedialect.meaning.simulate import (
+from facedialect.synthetic.raters import (
     MeaningSimulator,
     SimCulture,
     latent_dimensions,

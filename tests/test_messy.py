@@ -12,8 +12,8 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from facedialect.cli import app
-from facedialect.meaning.simulate import au_matrix, shared_dims_simulator, simulate_ratings
 from facedialect.run.store import RunDir
+from facedialect.synthetic.raters import au_matrix, shared_dims_simulator, simulate_ratings
 
 runner = CliRunner()
 FIVE = ["happy", "fearful", "sad", "angry", "surprised"]

@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 
 from facedialect.errors import FacedialectError
-from facedialect.faces.assets import (
+from facedialect.faces.model3d.assets import (
     ICT_FACEKIT_FILE,
     AssetMissingError,
     find_ict_facekit,
     install_ict_facekit,
 )
-from facedialect.faces.au_catalogue import (
+from facedialect.faces.model3d.recipes import (
     AU_CATALOGUE,
     BLENDSHAPE_NAMES,
     MODEL_AUS,
     au_keys,
     au_weights,
 )
-from facedialect.faces.procedural import FaceIdentity
+from facedialect.faces.procedural.identity import FaceIdentity
 from facedialect.vocab import STUDY_AUS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "ict-facekit"
@@ -34,7 +34,7 @@ needs_model = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def model():
-    from facedialect.faces.model3d import load_model
+    from facedialect.faces.model3d.model import load_model
 
     return load_model(NPZ)
 
@@ -196,7 +196,7 @@ def test_every_model_au_has_a_facs_check():
 @needs_model
 @pytest.mark.parametrize("au", sorted(FACS_MOVES))
 def test_landmarks_move_as_facs_says(model, au):
-    from facedialect.faces.render3d import project_landmarks
+    from facedialect.faces.model3d.render import project_landmarks
 
     levels = [0.0, 0.25, 0.5, 0.75, 1.0]
     lms = [project_landmarks(model, model.shape(None, au_weights({au: x})), 256)
@@ -213,7 +213,7 @@ def test_au24_presses_the_lips_without_raising_the_chin(model):
     """FACS: AU24 presses the lips (thinner, not narrower) and does not raise the chin;
     AU17 does. The model's mouthPress alone raises the chin, which the recipe cancels
     (docs/faces-3d.md)."""
-    from facedialect.faces.render3d import project_landmarks
+    from facedialect.faces.model3d.render import project_landmarks
 
     def marks(aus):
         return project_landmarks(model, model.shape(None, au_weights(aus)), 256)
@@ -235,7 +235,7 @@ def test_au22_pushes_lips_forward(model):
 
 @needs_model
 def test_one_sided_au_moves_one_side(model):
-    from facedialect.faces.render3d import project_landmarks
+    from facedialect.faces.model3d.render import project_landmarks
 
     base = project_landmarks(model, model.shape(), 256)
     left = project_landmarks(model, model.shape(None, au_weights({"12L": 1.0})), 256)
@@ -251,7 +251,7 @@ def test_one_sided_au_moves_one_side(model):
 
 @needs_model
 def test_null_render_deterministic(model):
-    from facedialect.faces.render3d import render_face_3d, render_model
+    from facedialect.faces.model3d.render import render_face_3d, render_model
 
     a = render_model(model, model.shape(), 256)
     b = render_model(model, model.shape(None, au_weights({})), 256)
@@ -266,7 +266,7 @@ def test_null_render_deterministic(model):
 
 
 def _mouth_pixels(model, aus, size=256):
-    from facedialect.faces.render3d import project_landmarks, render_model
+    from facedialect.faces.model3d.render import project_landmarks, render_model
 
     v = model.shape(None, au_weights(aus))
     img = render_model(model, v, size)
@@ -279,7 +279,7 @@ def _mouth_pixels(model, aus, size=256):
 
 @needs_model
 def test_open_mouth_shows_dark_cavity_and_bright_teeth(model):
-    from facedialect.faces.render3d import render_model
+    from facedialect.faces.model3d.render import render_model
 
     skin = float(np.median(render_model(model, model.shape(), 256)[96:160, 96:160]))
     jaw = _mouth_pixels(model, {27: 1.0})
@@ -293,7 +293,7 @@ def test_open_mouth_shows_dark_cavity_and_bright_teeth(model):
 @needs_model
 @pytest.mark.parametrize("aus", [{}, {12: 1.0, 6: 1.0}, {1: 0.8, 2: 0.8, 5: 0.8, 26: 0.8}])
 def test_haar_detects_rendered_face(model, aus):
-    from facedialect.faces.render3d import render_face_3d
+    from facedialect.faces.model3d.render import render_face_3d
 
     img = render_face_3d(FaceIdentity(), aus, 256, model=model)
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades
@@ -304,19 +304,19 @@ def test_haar_detects_rendered_face(model, aus):
 
 @needs_model
 def test_render_face_3d_is_a_culture_renderer(model, tmp_path, monkeypatch):
-    from facedialect.faces import render3d
-    from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
+    from facedialect.faces.model3d import render
+    from facedialect.synthetic.cultures import EastWestPreset, write_synthetic_database
 
-    monkeypatch.setattr(render3d, "_default_model", lambda: model)
+    monkeypatch.setattr(render, "default_model", lambda: model)
     preset = EastWestPreset(n_posers=1, size=96, seed=3)
-    table = write_synthetic_database(tmp_path, "A", preset, renderer=render3d.render_face_3d)
+    table = write_synthetic_database(tmp_path, "A", preset, renderer=render.render_face_3d)
     assert len(table) == 7 * len(STUDY_AUS)
     assert len(list(tmp_path.rglob("*.png"))) == 7
 
 
 @needs_model
 def test_identity_and_pose_change_the_face(model):
-    from facedialect.faces.render3d import render_face_3d
+    from facedialect.faces.model3d.render import render_face_3d
 
     base = render_face_3d(FaceIdentity(), {}, 128, model=model).astype(int)
     shaped = FaceIdentity(shape=(2.0, -1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0))
@@ -329,7 +329,7 @@ def test_identity_and_pose_change_the_face(model):
 
 @needs_model
 def test_pose_directions(model):
-    from facedialect.faces.render3d import pose_vertices, project_landmarks
+    from facedialect.faces.model3d.render import pose_vertices, project_landmarks
 
     v = model.shape()
     base = project_landmarks(model, v, 256)

@@ -31,7 +31,8 @@ def _need_shared() -> None:
 def faces():
     """PhotoFace of every London composite, by file stem."""
     _need_shared()
-    from facedialect.faces.photo import PhotoFace, load_photo
+    from facedialect.faces.model3d.fit import load_photo
+    from facedialect.faces.model3d.photo import PhotoFace
 
     return {f.stem: PhotoFace(load_photo(f)) for f in sorted(COMPOSITES.glob("*.jpg"))}
 
@@ -54,7 +55,7 @@ def test_fit_lands_on_the_detected_landmarks(faces):
 
 
 def test_fit_uses_given_landmarks_and_rejects_bad_ones(faces):
-    from facedialect.faces.photo import fit_photo
+    from facedialect.faces.model3d.fit import fit_photo
 
     face = faces["m_white"]
     moved = face.fit.landmarks + [10.0, -6.0]
@@ -66,7 +67,7 @@ def test_fit_uses_given_landmarks_and_rejects_bad_ones(faces):
 
 def test_photo_without_a_face_is_a_clear_error(tmp_path):
     _need_shared()
-    from facedialect.faces.photo import PhotoFace, photo_face
+    from facedialect.faces.model3d.photo import PhotoFace, photo_face
 
     flat = np.full((300, 300), 120, np.uint8)
     with pytest.raises(NoFaceDetectedError, match="no face detected"):
@@ -89,7 +90,7 @@ def test_au0_render_reproduces_the_photo_in_the_face_region(faces):
     thresholds (40 dB, 0.98) fail if the texture lands even half a pixel off, or if
     the eyes or mouth took their own materials where the photo shows them.
     """
-    from facedialect.faces.photo import face_region_metrics
+    from facedialect.faces.model3d.photo import face_region_metrics
 
     for name, face in faces.items():
         m = face_region_metrics(face)
@@ -108,7 +109,7 @@ def test_au0_render_without_supersampling_is_the_photo(faces):
 
 def test_half_a_pixel_texture_shift_is_caught_by_the_metrics(faces):
     # the metric is sensitive enough: a face whose texture is half a pixel off scores lower
-    from facedialect.faces.photo import PhotoFace, face_region_metrics, psnr
+    from facedialect.faces.model3d.photo import PhotoFace, face_region_metrics, psnr
 
     face = faces["m_easian"]
     shifted = PhotoFace(face.photo, face.model, face.fit)
@@ -238,8 +239,8 @@ def test_facs_directions_on_photo_faces_redetected(faces, au):
 @pytest.mark.parametrize("au", sorted(FACS))
 def test_facs_directions_on_plain_3d_renders_redetected(au):
     _need_shared()
-    from facedialect.faces.procedural import FaceIdentity
-    from facedialect.faces.render3d import render_face_3d
+    from facedialect.faces.model3d.render import render_face_3d
+    from facedialect.faces.procedural.identity import FaceIdentity
 
     ident = FaceIdentity.default()
     _check(_series(lambda a: render_face_3d(ident, a, 256), au), au, "3d")
@@ -247,7 +248,7 @@ def test_facs_directions_on_plain_3d_renders_redetected(au):
 
 # --------------------------------------------------------------------------------- metrics
 def test_psnr_and_ssim_against_known_values():
-    from facedialect.faces.photo import psnr, ssim
+    from facedialect.faces.model3d.photo import psnr, ssim
 
     rng = np.random.default_rng(0)
     a = cv2.GaussianBlur(rng.uniform(0, 255, (64, 64)), (0, 0), 2)

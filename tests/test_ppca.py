@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from facedialect.meaning.ppca import ppca, ppca_fit, ppca_test
-from facedialect.meaning.simulate import (
+from facedialect.synthetic.raters import (
     MeaningSimulator,
     SimCulture,
     sample_au_vectors,

@@ -10,19 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facedialect.faces.procedural import (
+from facedialect.faces.procedural.aus import (
     AU_CATALOGUE_PROCEDURAL,
-    IDENTITY_MODES,
-    MEAN_SHAPE,
     RENDER_PARAMS,
-    STUDY_AUS,
-    FaceIdentity,
-    canonical_landmarks,
-    landmarks,
-    render_face,
     render_params,
     validate_aus,
 )
+from facedialect.faces.procedural.geometry import canonical_landmarks, landmarks
+from facedialect.faces.procedural.identity import FaceIdentity
+from facedialect.faces.procedural.render import render_face
+from facedialect.faces.procedural.shape import IDENTITY_MODES, MEAN_SHAPE
+from facedialect.vocab import STUDY_AUS
 
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 BASE = FaceIdentity.default()

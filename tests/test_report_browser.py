@@ -18,11 +18,11 @@ import pytest
 
 from browser import check_page, find_chromium
 from facedialect.config import load_study
-from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
 from facedialect.pipeline import STAGE_NAMES, run_stages
 from facedialect.preprocess.augment import variant_subset
 from facedialect.run.store import RunDir
 from facedialect.stages.base import Context
+from facedialect.synthetic.cultures import EastWestPreset, write_synthetic_database
 from facedialect.training.features import ALL_VARIANTS, FeatureCache
 
 BROWSER = find_chromium()

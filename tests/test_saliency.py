@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from facedialect.errors import InputError
-from facedialect.faces.procedural import FaceIdentity, landmarks
+from facedialect.faces.procedural.geometry import landmarks
+from facedialect.faces.procedural.identity import FaceIdentity
 from facedialect.models.backbones import Backbone, BackboneSpec
 from facedialect.saliency.gradients import (
     guided_backprop,

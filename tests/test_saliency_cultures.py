@@ -4,7 +4,7 @@ Culture A's fearful face moves the mouth (AU20 lip stretcher + AU26 jaw drop) wh
 fearful (1+2+5+25) is eye-centred; A's angry face has AU5 (upper lids up) besides AU7,
 which B's angry (4+7+24) lacks. So, with guided back-propagation through MobileNetV2
 (ImageNet weights) and heads trained per culture
-(:data:`facedialect.saliency.synthetic.CHECK_PROTOCOL`), the mouth takes a larger share
+(:data:`facedialect.synthetic.saliency.CHECK_PROTOCOL`), the mouth takes a larger share
 of the fearful maps in A and the eyes a larger one in B, and the eyes take a larger share
 of the angry maps in A. Angry's mouth AUs (23 in A, 24 in B) act on the same place, so no
 mouth difference is predicted there (docs/saliency.md). Values are recorded in
@@ -28,8 +28,8 @@ from facedialect.models.weights import WeightsError, load_backbone
 from facedialect.saliency.analysis import saliency_analysis
 from facedialect.saliency.modify import modify_faces
 from facedialect.saliency.stats import region_stats
-from facedialect.saliency.synthetic import synthetic_cultures
 from facedialect.stages.saliency import select_tests
+from facedialect.synthetic.saliency import synthetic_cultures
 from facedialect.vocab import EXPRESSIONS
 
 POSERS = int(os.environ.get("FACEDIALECT_SALIENCY_POSERS", "20"))

@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 from facedialect.api import Run, Study
 from facedialect.cli import app
 from facedialect.errors import InputError
-from facedialect.meaning.simulate import au_matrix, shared_dims_simulator, simulate_ratings
 from facedialect.pipeline import STAGES, check_inputs, run_stages
 from facedialect.run.store import RunDir
 from facedialect.stages.base import Context
+from facedialect.synthetic.raters import au_matrix, shared_dims_simulator, simulate_ratings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "outputs.md"
 NAMES = [s.name for s in STAGES]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from facedialect.errors import DamagedFileWarning, RunLockedError
-from facedialect.run.files import ArrayCache, atomic_write_bytes, cache_root
+from facedialect.files import ArrayCache, atomic_write_bytes, cache_root
 from facedialect.run.store import RunDir
 
 

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from facedialect.cli import app
 from facedialect.errors import InputError
-from facedialect.faces.assets import ICT_FACEKIT_FILE
-from facedialect.faces.cultures import EastWestPreset, sample_poser_expressions
-from facedialect.faces.procedural import FaceIdentity
-from facedialect.faces.synth import (
+from facedialect.faces.model3d.assets import ICT_FACEKIT_FILE
+from facedialect.faces.procedural.identity import FaceIdentity
+from facedialect.synthetic.cultures import EastWestPreset, sample_poser_expressions
+from facedialect.synthetic.databases3d import (
     VARIATION_KEYS,
     add_3d_scenes,
     load_preset,
@@ -268,8 +268,8 @@ def test_3d_scenes_vary_per_poser_and_image_and_leave_the_aus_alone() -> None:
 
 @needs_model
 def test_render_synth_3d_defaults_match_render_face_3d_and_light_matters() -> None:
-    from facedialect.faces.render3d import render_face_3d
-    from facedialect.faces.synth import render_synth_3d
+    from facedialect.faces.model3d.render import render_face_3d
+    from facedialect.synthetic.databases3d import render_synth_3d
 
     ident = FaceIdentity.default()
     aus = {6: 0.8, 12: 0.8}
@@ -362,12 +362,12 @@ def test_messy_preset_is_east_west_with_real_data_shapes() -> None:
 def test_messy_posers_exercise_every_real_data_path() -> None:
     """The shipped preset at its seed: takes 1-6, happy:fearful ~4:1, posers lacking an
     expression (A and B), a 5-class culture without subject ids (C)."""
-    from facedialect.faces.cultures import _culture_seed
+    from facedialect.synthetic.cultures import culture_seed
 
     p = load_preset("messy")
     for culture in p.cultures:
         posers = sample_poser_expressions(culture, p, np.random.default_rng(
-            _culture_seed(p.seed, culture)))
+            culture_seed(p.seed, culture)))
         im = _images_per(posers)
         counts = im.groupby(["subject", "expression"]).size()
         assert counts.min() >= 1 and counts.max() <= 6 and counts.nunique() >= 4, culture
@@ -420,8 +420,8 @@ def test_messy_databases_keep_east_west_first_takes(tmp_path: Path) -> None:
 def test_presets_without_the_new_keys_draw_as_before(tmp_path: Path) -> None:
     """Pinned: manifest.csv and truth.csv (and the 3-D and photo scenes) of the shipped
     presets as written before takes, label sets and subject_ids existed."""
-    from facedialect.faces.cultures import _culture_seed
-    from facedialect.faces.synth import add_photo_textures
+    from facedialect.synthetic.cultures import culture_seed
+    from facedialect.synthetic.databases3d import add_photo_textures
 
     want = {
         ("A", "manifest.csv"): "2e441306df25f93dd151f266f0007ac39d8b2ad2cae6cc0861beaa7179cf7cea",
@@ -444,7 +444,7 @@ def test_presets_without_the_new_keys_draw_as_before(tmp_path: Path) -> None:
                     "7afd89902bd149718c9febac216f8d466e52d6bf2f17aa003bcd0c5ec2206565")}
     p = load_preset("east-west", n_posers=3)
     for c, (three_d, photo) in scenes.items():
-        posers = sample_poser_expressions(c, p, np.random.default_rng(_culture_seed(p.seed, c)))
+        posers = sample_poser_expressions(c, p, np.random.default_rng(culture_seed(p.seed, c)))
         s3 = add_3d_scenes(posers, p, c)
         ph = add_photo_textures(posers, p, c, [Path("/x/a.jpg"), Path("/x/b.jpg")])
         for made, digest in ((s3, three_d), (ph, photo)):

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from facedialect.faces.assets import ICT_FACEKIT_FILE
+from facedialect.faces.model3d.assets import ICT_FACEKIT_FILE
 from facedialect.stats.validation import (
     planted_au_check,
     same_unit_similarity,
@@ -92,10 +92,10 @@ n_subjects = {{posers}}
 def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the whole study once; return its tables and timings."""
     from facedialect.api import Study
-    from facedialect.faces.synth import synthesize
     from facedialect.pipeline import run_stages
     from facedialect.run.store import RunDir
     from facedialect.stages.base import Context
+    from facedialect.synthetic.databases3d import synthesize
 
     root = tmp_path_factory.mktemp("validation")
     times: dict[str, float] = {}

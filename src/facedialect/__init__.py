@@ -33,26 +33,31 @@ _LAZY: dict[str, str] = {
     "ingest": "facedialect.databases",
     "preprocess_face": "facedialect.preprocess.pipeline",
     "PreprocessParams": "facedialect.preprocess.params",
-    "render_face": "facedialect.faces.procedural",
-    "FaceIdentity": "facedialect.faces.procedural",
-    "stimulus_table": "facedialect.faces.stimuli",
-    "render_stimuli": "facedialect.faces.stimuli",
-    "renderer_for": "facedialect.faces.stimuli",
-    "EastWestPreset": "facedialect.faces.cultures",
-    "write_synthetic_database": "facedialect.faces.cultures",
+    "render_face": "facedialect.faces",
+    "FaceIdentity": "facedialect.faces",
+    "stimulus_table": "facedialect.faces",
+    "render_stimuli": "facedialect.faces",
+    "renderer_for": "facedialect.faces",
+    "EastWestPreset": "facedialect.synthetic.cultures",
+    "write_synthetic_database": "facedialect.synthetic.cultures",
     "ppca": "facedialect.meaning.ppca",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from facedialect.api import Run, Study
     from facedialect.databases import ingest
-    from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
-    from facedialect.faces.procedural import FaceIdentity, render_face
-    from facedialect.faces.stimuli import render_stimuli, renderer_for, stimulus_table
+    from facedialect.faces import (
+        FaceIdentity,
+        render_face,
+        render_stimuli,
+        renderer_for,
+        stimulus_table,
+    )
     from facedialect.meaning.ppca import ppca
     from facedialect.pipeline import STAGES
     from facedialect.preprocess.params import PreprocessParams
     from facedialect.preprocess.pipeline import preprocess_face
+    from facedialect.synthetic.cultures import EastWestPreset, write_synthetic_database
 
 
 def __getattr__(name: str) -> Any:

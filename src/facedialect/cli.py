@@ -59,7 +59,7 @@ def friendly(func: F) -> F:
                               markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
-            from facedialect.run.files import ENVIRONMENT_ERRNOS, environment_message
+            from facedialect.files import ENVIRONMENT_ERRNOS, environment_message
 
             if exc.errno not in ENVIRONMENT_ERRNOS:
                 raise
@@ -358,14 +358,10 @@ def stimuli(
 ) -> None:
     """Render an AU stimulus series (AUs x levels + null)."""
     from facedialect.errors import InputError
-    from facedialect.faces.stimuli import (
-        render_stimuli,
-        renderer_for,
-        stimulus_table,
-        write_stimuli,
-    )
+    from facedialect.faces.stimuli import render_stimuli, stimulus_table, write_stimuli
+    from facedialect.files import atomic_write_bytes
     from facedialect.plots.figures import stimuli_sheet
-    from facedialect.run.files import atomic_write_bytes
+    from facedialect.stages.tuning import base_face_renderer
     from facedialect.vocab import STUDY_AUS
 
     with _progress() as bar:
@@ -373,8 +369,8 @@ def stimuli(
         try:
             au_list = [int(a) for a in aus.split(",") if a.strip()] or list(STUDY_AUS)
             table = stimulus_table(au_list, levels)
-            renderer = renderer_for(base_face, size,
-                                    progress=lambda d, t: tick("average face", d, t))
+            renderer, _ = base_face_renderer(base_face, size,
+                                             progress=lambda d, t: tick("average face", d, t))
         except ValueError as exc:
             raise InputError(str(exc)) from None
         images = render_stimuli(table, renderer, progress=lambda d, t: tick("stimuli", d, t))
@@ -402,12 +398,8 @@ def average_face_cmd(
 ) -> None:
     """Build the landmark-aligned average face of a set of images (warp to the mean shape)."""
     from facedialect.errors import InputError
-    from facedialect.faces.average import (
-        average_face,
-        collect_images,
-        run_neutral_images,
-        write_average_face,
-    )
+    from facedialect.faces.average import average_face, collect_images, write_average_face
+    from facedialect.stages.tuning import run_neutral_images
 
     if bool(images) == (from_run is not None):
         raise InputError("give either IMAGES or --from-run RUN_DIR (one of the two)")
@@ -455,7 +447,7 @@ def synth(
     import csv
 
     from facedialect.errors import InputError
-    from facedialect.faces.synth import preset_text, synthesize
+    from facedialect.synthetic.databases3d import preset_text, synthesize
 
     if show_preset is not None:
         sys.stdout.write(preset_text(show_preset))
@@ -498,7 +490,7 @@ def assets_install(
 ) -> None:
     """Install an asset into the cache (downloaded or local; checked against the reference)."""
     from facedialect.errors import InputError
-    from facedialect.faces.assets import install_ict_facekit
+    from facedialect.faces.model3d.assets import install_ict_facekit
 
     if name != "ict-facekit":
         raise InputError(f"unknown asset {name!r}; known: ict-facekit")
@@ -522,7 +514,7 @@ def synth_ratings(
     seed: Annotated[int, typer.Option(min=0, help="Seed of faces, raters and study.")] = 0,
 ) -> None:
     """Write a meaning example: synthetic faces rated by 3 simulated cultures."""
-    from facedialect.meaning.example import write_meaning_example
+    from facedialect.synthetic.meaning_example import write_meaning_example
 
     study = write_meaning_example(out, posers=subjects, raters=raters, seed=seed)
     console.print(f"wrote {study} (cultures A, B, C; planted shared dimensions in "
@@ -541,7 +533,7 @@ def demo(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the synthetic cultures.")] = 0,
 ) -> None:
     """Run the offline example study (synthetic cultures)."""
-    from facedialect.demo import write_demo
+    from facedialect.synthetic.demo import write_demo
 
     study_file = write_demo(out, posers=subjects, seed=seed,
                             say=lambda text: console.print(text, highlight=False))

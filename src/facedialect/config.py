@@ -273,22 +273,15 @@ class TuningConfig(_Section):
     @field_validator("base_face")
     @classmethod
     def _base_face_known(cls, v: str, info: ValidationInfo) -> str:
-        from facedialect.imageio import IMAGE_SUFFIXES
+        from facedialect.faces.base import BaseFace
+        from facedialect.run.store import RunDir
 
-        v = v.strip()
-        if v in ("average", "builtin", "3d"):
-            return v
-        if v.startswith("average:"):
-            run = _resolve(Path(v.partition(":")[2].strip() or "."), info)
-            if not (run / "tables" / "images.csv").is_file():
-                raise ValueError(f"{v!r}: {run} is not a run directory with "
-                                 "tables/images.csv (run that study with `facedialect run` first)")
-            return f"average:{run}"
-        photo = _resolve(Path(v), info)
-        if photo.is_file() and photo.suffix.lower() in IMAGE_SUFFIXES:
-            return str(photo)
-        raise ValueError(f"{v!r} is neither a photo file ({photo} not found or not an "
-                         f"image) nor one of 'average', 'average:RUN_DIR', 'builtin', '3d'")
+        face = BaseFace.parse(v, (info.context or {}).get("base_dir"))
+        if face.kind == "average" and face.path is not None and not RunDir(
+                face.path).table_path("images").is_file():
+            raise ValueError(f"'{face}': {face.path} is not a run directory with "
+                             "tables/images.csv (run that study with `facedialect run` first)")
+        return str(face)
 
     @field_validator("aus")
     @classmethod

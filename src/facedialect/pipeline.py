@@ -18,8 +18,8 @@ from typing import Any
 
 from facedialect.config import Study
 from facedialect.errors import InputError
+from facedialect.files import RUN_HINT, atomic_write_text
 from facedialect.progress import labelled_ticker
-from facedialect.run.files import RUN_HINT, atomic_write_text
 from facedialect.run.store import RunDir
 from facedialect.stages import (
     evaluate,

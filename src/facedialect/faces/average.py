@@ -4,12 +4,12 @@ Every image's 68 landmarks are detected (:func:`facedialect.landmarks.detect_lan
 their Procrustes mean shape is placed in a square output frame; each image is warped to
 it piecewise-affinely (one interpolation per image) and the warped images are averaged.
 Images with no detectable face (or that cannot be read) are reported and left out.
+Nothing here reads a run directory: a run's cached average neutral face is made by
+:func:`facedialect.stages.tuning.cached_run_average`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,6 @@ from facedialect.errors import ImageReadError, InputError
 from facedialect.imageio import (
     IMAGE_SUFFIXES,
     expand_user,
-    file_sha256,
     read_gray,
     read_rgb,
 )
@@ -38,10 +37,9 @@ from facedialect.landmarks import (
 __all__ = [
     "AverageFace",
     "average_face",
-    "average_face_from_run",
-    "cached_run_average",
     "collect_images",
-    "run_neutral_images",
+    "frame_shape",
+    "neutral_images",
     "write_average_face",
 ]
 
@@ -207,7 +205,7 @@ def write_average_face(face: AverageFace, out: str | Path) -> dict[str, Path]:
     dict
         ``image``, ``landmarks`` and ``sources`` paths.
     """
-    from facedialect.run.files import atomic_write_bytes, atomic_write_text
+    from facedialect.files import atomic_write_bytes, atomic_write_text
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -227,76 +225,33 @@ def write_average_face(face: AverageFace, out: str | Path) -> dict[str, Path]:
     return {"image": out, "landmarks": lm_path, "sources": src_path}
 
 
-def run_neutral_images(run_dir: str | Path, dbs: Sequence[str] | None = None) -> list[Path]:
-    """Neutral images of the included faces of a run (every database, or ``dbs``).
+def neutral_images(images: pd.DataFrame, dbs: Sequence[str] | None = None) -> list[Path]:
+    """Neutral images of the included faces of an images table (every database, or ``dbs``).
 
-    Reads ``RUN/tables/images.csv`` (ingest; pre-processing marks images without a face
-    as excluded).
+    Parameters
+    ----------
+    images : pandas.DataFrame
+        One row per image with ``db``, ``path``, ``expression`` and ``included`` (the
+        ingest table; pre-processing marks images without a face as excluded).
+    dbs : sequence of str, optional
+        Databases to take (default: all).
+
+    Returns
+    -------
+    list of Path
+        The paths, in the table's order.
 
     Raises
     ------
     InputError
-        When the run has no images table or no included neutral image.
+        When no included neutral image is left.
     """
-    from facedialect.run.store import RunDir
-
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise InputError(f"{run.path}: no such run directory")
-    images = run.read_table("images")
     sel = images["included"].astype(bool) & (images["expression"] == "neutral")
     if dbs is not None:
         sel &= images["db"].isin(list(dbs))
     paths = [Path(p) for p in images.loc[sel, "path"]]
     if not paths:
         which = f" of {', '.join(dbs)}" if dbs is not None else ""
-        raise InputError(f"{run.table_path('images')}: no included neutral image{which}; "
-                         f"the average face needs the databases' neutral faces")
+        raise InputError(f"no included neutral image{which}; the average face needs the "
+                         f"databases' neutral faces")
     return paths
-
-
-def average_face_from_run(run_dir: str | Path, size: int = 512, color: bool = False,
-                          dbs: Sequence[str] | None = None,
-                          progress: Callable[[int, int], None] | None = None
-                          ) -> AverageFace:
-    """Average neutral face of a run's databases (:func:`run_neutral_images`)."""
-    return average_face(run_neutral_images(run_dir, dbs), size=size, color=color,
-                        progress=progress)
-
-
-def cached_run_average(run_dir: str | Path, size: int = 512,
-                       dbs: Sequence[str] | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> Path:
-    """Build (or reuse) ``RUN/faces/average_neutral.png`` and return its path.
-
-    The image is rebuilt when the set of neutral images (their content hashes), the size
-    or the databases change; ``average_neutral.json`` beside it records them.
-    ``progress(done, total)`` is called while it is built (see :func:`average_face`).
-    """
-    run = Path(run_dir).expanduser().resolve()
-    paths = run_neutral_images(run, dbs)
-    from facedialect.run.files import atomic_write_text
-    from facedialect.run.store import RunDir
-
-    images = RunDir(run).read_table("images")
-    known = dict(zip(images["path"], images.get("sha256", pd.Series(dtype=str)),
-                     strict=False))
-    h = hashlib.sha256()
-    for p in sorted(str(p) for p in paths):
-        digest = known.get(p)
-        if not isinstance(digest, str) or not digest:
-            digest = file_sha256(p) if Path(p).is_file() else "missing"
-        h.update(f"{p}\0{digest}\n".encode())
-    key = {"size": int(size), "images": len(paths), "sha256": h.hexdigest()}
-    out = run / "faces" / "average_neutral.png"
-    meta = out.with_suffix(".json")
-    if out.is_file() and meta.is_file():
-        try:
-            if json.loads(meta.read_text(encoding="utf-8")) == key:
-                return out
-        except (OSError, json.JSONDecodeError):
-            pass
-    face = average_face(paths, size=size, progress=progress)
-    write_average_face(face, out)
-    atomic_write_text(meta, json.dumps(key, indent=2) + "\n")
-    return out

@@ -6,11 +6,11 @@
   permutation test, the number of shared dimensions (pure analysis);
 - :mod:`~facedialect.meaning.preservation`: preservation between cultures, split-half
   reliability, prediction accuracy (pure analysis);
-- :mod:`~facedialect.meaning.simulate`: raters of cultures sharing known dimensions;
 - :mod:`~facedialect.meaning.figures`: the figures of the meaning tables.
 
 The stage that reads the run directory and writes the tables is
-:mod:`facedialect.stages.meaning`.
+:mod:`facedialect.stages.meaning`; simulated raters of cultures sharing known dimensions
+are in :mod:`facedialect.synthetic.raters`.
 """
 
 from facedialect.meaning.ppca import PPCAFit, PPCAResult, ppca, ppca_fit, ppca_test
@@ -22,18 +22,9 @@ from facedialect.meaning.preservation import (
     split_half_reliability,
     weighted_reliability,
 )
-from facedialect.meaning.simulate import (
-    MeaningSimulator,
-    SimCulture,
-    SimulatedRatings,
-    sample_au_vectors,
-    shared_dims_simulator,
-    simulate_ratings,
-)
 
 __all__ = [
-    "MeaningSimulator", "PPCAFit", "PPCAResult", "SimCulture", "SimulatedRatings",
-    "mean_preservation", "meaning_preservation", "ppca", "ppca_fit", "ppca_test",
-    "prediction_correlations", "ridge_cv_r2", "sample_au_vectors", "shared_dims_simulator",
-    "simulate_ratings", "split_half_reliability", "weighted_reliability",
+    "PPCAFit", "PPCAResult", "mean_preservation", "meaning_preservation", "ppca", "ppca_fit",
+    "ppca_test", "prediction_correlations", "ridge_cv_r2", "split_half_reliability",
+    "weighted_reliability",
 ]

@@ -131,7 +131,7 @@ def resolve_runtime(runtime: str, device: str | torch.device = "cpu") -> str:
 
 def onnx_model_path(backbone: nn.Module, cache_dir: str | Path | None = None) -> Path:
     """Where the exported ONNX file of a backbone with its weights lives in the cache."""
-    from facedialect.run.files import cache_root
+    from facedialect.files import cache_root
 
     spec = backbone.spec
     ident = backbone.weights_sha256 or backbone.weights_tag  # "random": seeded, identical
@@ -151,7 +151,7 @@ def export_onnx(backbone: nn.Module, cache_dir: str | Path | None = None) -> Pat
     Path
         The ``.onnx`` file.
     """
-    from facedialect.run.files import atomic_write_bytes
+    from facedialect.files import atomic_write_bytes
 
     path = onnx_model_path(backbone, cache_dir)
     if path.exists():

@@ -25,7 +25,7 @@ import pandas as pd
 
 from facedialect._meta import __version__
 from facedialect.errors import ReportWarning
-from facedialect.run.files import atomic_write_text, table_csv
+from facedialect.files import atomic_write_text, table_csv
 from facedialect.run.store import RunDir
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from facedialect.errors import InputError
-from facedialect.run.files import ArrayCache, cache_root
+from facedialect.files import ArrayCache, cache_root
 
 
 def preprocess_key(sha256: str, params_key: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from facedialect.errors import DamagedFileError, InputError
-from facedialect.run.files import RUN_HINT, atomic_write_bytes, load_state, read_state
+from facedialect.files import RUN_HINT, atomic_write_bytes, load_state, read_state
 from facedialect.run.store import RunDir
 from facedialect.vocab import EXPRESSIONS
 

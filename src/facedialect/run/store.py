@@ -25,8 +25,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from facedialect.errors import DamagedFileWarning, InputError, RunLockedError
-from facedialect.imageio import expand_user
-from facedialect.run.files import (
+from facedialect.files import (
     RUN_HINT,
     TEXT_ERRORS,
     _now,
@@ -37,6 +36,7 @@ from facedialect.run.files import (
     table_csv,
     write_error,
 )
+from facedialect.imageio import expand_user
 
 #: Columns read back as text whatever they hold: names (a database called "2020", a
 #: subject "007"), paths and hashes are never numbers. (Not ``unit``: in

@@ -23,10 +23,10 @@ import torch
 
 from facedialect.config import Study, load_study
 from facedialect.errors import InputError, ReportWarning, StudyFileError
+from facedialect.files import RUN_HINT, atomic_write_bytes
 from facedialect.plots.figures import figure_format
 from facedialect.progress import ProgressFn
 from facedialect.report.html import Section
-from facedialect.run.files import RUN_HINT, atomic_write_bytes
 from facedialect.run.heads import NOT_TRAINED, heads_path, read_heads
 from facedialect.run.store import RunDir
 from facedialect.training.protocol import Protocol, resolve_protocol

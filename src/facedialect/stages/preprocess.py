@@ -29,6 +29,7 @@ from facedialect.databases.schema import (
     SCREENING_CATEGORIES,
 )
 from facedialect.errors import FacedialectWarning, ImageReadError, InputError
+from facedialect.files import ArrayCache, sha256_bytes
 from facedialect.imageio import decode_gray, read_image_bytes
 from facedialect.plots.figures import contact_sheet, safe_name
 from facedialect.preprocess import screening
@@ -40,7 +41,6 @@ from facedialect.run.caches import (
     preprocess_key,
     screening_cache,
 )
-from facedialect.run.files import ArrayCache, sha256_bytes
 from facedialect.run.store import RunDir
 from facedialect.stages.base import Context, Stage, Summary, draw
 from facedialect.vocab import DEFAULT_SUBJECTS

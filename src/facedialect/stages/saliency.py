@@ -24,13 +24,13 @@ import torch
 
 from facedialect.config import Study
 from facedialect.errors import InputError
+from facedialect.files import atomic_write_bytes
 from facedialect.models.backbones import Backbone
 from facedialect.models.weights import load_backbone
 from facedialect.plots.figures import safe_name
 from facedialect.progress import ProgressFn
 from facedialect.report.html import Figure, Section, Table, Text
 from facedialect.run.caches import load_face, preprocess_cache
-from facedialect.run.files import atomic_write_bytes
 from facedialect.run.heads import trained_backbone
 from facedialect.run.store import RunDir
 from facedialect.run.tables import included_faces

@@ -7,6 +7,9 @@ Writes ``stimuli/`` (images and ``stimuli.csv``) and the tables ``au_responses``
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +18,18 @@ import torch
 
 from facedialect.config import Study
 from facedialect.errors import InputError
+from facedialect.faces.average import average_face, neutral_images, write_average_face
+from facedialect.faces.base import BaseFace
 from facedialect.faces.stimuli import (
+    Renderer,
+    check_stimulus_size,
     render_stimuli,
     renderer_for,
     stimulus_table,
     write_stimuli,
 )
+from facedialect.files import atomic_write_text
+from facedialect.imageio import file_sha256
 from facedialect.models.runtime import feature_runner
 from facedialect.models.weights import load_backbone
 from facedialect.plots.figures import (
@@ -64,18 +73,11 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     try:
         # 'average': the average neutral face of this study's databases, built once into
         # RUN/faces/average_neutral.png; a photo path: the photo-textured 3D face
-        renderer = renderer_for(cfg.base_face, run_dir=run.path,
-                                dbs=[d.name for d in study.databases],
-                                progress=(lambda d, t: progress("AU tuning: average face",
-                                                                d, t)) if progress else None)
+        renderer, base_image = base_face_renderer(
+            cfg.base_face, run_dir=run.path, dbs=[d.name for d in study.databases],
+            progress=ctx.tick("AU tuning: average face"))
     except ValueError as exc:
         raise InputError(f"[tuning] {exc}") from None
-    if cfg.base_face == "average":
-        base_image = str(run.path / "faces" / "average_neutral.png")
-    elif cfg.base_face.startswith("average:"):
-        base_image = str(Path(cfg.base_face[len("average:"):]) / "faces" / "average_neutral.png")
-    else:   # a photo path, or "" for the built-in and 3D model faces
-        base_image = "" if cfg.base_face in ("builtin", "3d") else cfg.base_face
     with run.stage("tuning", base_face=cfg.base_face, base_face_image=base_image) as info:
         table = stimulus_table(cfg.aus, cfg.levels)
         images = render_stimuli(
@@ -125,6 +127,112 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
                                                             for k, v in same_r.items())
                 if same_r else "")]
     return Summary("tuning", lines, {"stimuli": len(table), "same_unit_r": same_r})
+
+
+def run_neutral_images(run_dir: str | Path, dbs: Sequence[str] | None = None) -> list[Path]:
+    """Neutral images of the included faces of a run (every database, or ``dbs``).
+
+    Reads ``RUN/tables/images.csv`` (ingest; pre-processing marks images without a face
+    as excluded) and selects with :func:`~facedialect.faces.average.neutral_images`.
+
+    Raises
+    ------
+    InputError
+        When the run has no images table or no included neutral image.
+    """
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise InputError(f"{run.path}: no such run directory")
+    try:
+        return neutral_images(run.read_table("images"), dbs)
+    except InputError as exc:
+        raise InputError(f"{run.table_path('images')}: {exc}") from None
+
+
+def cached_run_average(run_dir: str | Path, size: int = 512,
+                       dbs: Sequence[str] | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> Path:
+    """Build (or reuse) ``RUN/faces/average_neutral.png`` and return its path.
+
+    The image is rebuilt when the set of neutral images (their content hashes), the size
+    or the databases change; ``average_neutral.json`` beside it records them.
+    ``progress(done, total)`` is called while it is built (see
+    :func:`~facedialect.faces.average.average_face`).
+    """
+    run = Path(run_dir).expanduser().resolve()
+    paths = run_neutral_images(run, dbs)
+    images = RunDir(run).read_table("images")
+    known = dict(zip(images["path"], images.get("sha256", pd.Series(dtype=str)),
+                     strict=False))
+    h = hashlib.sha256()
+    for p in sorted(str(p) for p in paths):
+        digest = known.get(p)
+        if not isinstance(digest, str) or not digest:
+            digest = file_sha256(p) if Path(p).is_file() else "missing"
+        h.update(f"{p}\0{digest}\n".encode())
+    key = {"size": int(size), "images": len(paths), "sha256": h.hexdigest()}
+    out = run / "faces" / "average_neutral.png"
+    meta = out.with_suffix(".json")
+    if out.is_file() and meta.is_file():
+        try:
+            if json.loads(meta.read_text(encoding="utf-8")) == key:
+                return out
+        except (OSError, json.JSONDecodeError):
+            pass
+    face = average_face(paths, size=size, progress=progress)
+    write_average_face(face, out)
+    atomic_write_text(meta, json.dumps(key, indent=2) + "\n")
+    return out
+
+
+def base_face_renderer(base_face: BaseFace | str, size: int = 256, *,
+                       run_dir: str | Path | None = None, dbs: Sequence[str] | None = None,
+                       progress: Callable[[int, int], None] | None = None
+                       ) -> tuple[Renderer, str]:
+    """The renderer of a base face; an average face is built once into its run directory.
+
+    Parameters
+    ----------
+    base_face : BaseFace or str
+        The base face (:class:`~facedialect.faces.base.BaseFace`). ``average:RUN_DIR``
+        averages that run's databases; ``average`` averages ``run_dir``'s, over ``dbs``.
+    size : int
+        Output width in pixels (checked before the average face is built).
+    run_dir : str or Path, optional
+        The study's run directory (for ``average``).
+    dbs : sequence of str, optional
+        Databases whose neutral faces make ``average`` (default: all of the run's).
+    progress : callable, optional
+        ``progress(done, total)`` while an average face is built.
+
+    Returns
+    -------
+    renderer : Renderer
+        :func:`~facedialect.faces.stimuli.renderer_for`'s renderer.
+    image : str
+        The image the face is made from (the average face's PNG, the photo); "" for the
+        built-in and 3D model faces.
+
+    Raises
+    ------
+    ValueError
+        For a bad base face or size, or ``average`` without ``run_dir``.
+    FacedialectError
+        When the photo cannot be read or has no detectable face, or the run has no
+        neutral images.
+    """
+    base = BaseFace.parse(base_face)
+    check_stimulus_size(base, size)
+    if base.kind != "average":
+        return renderer_for(base, size), "" if base.path is None else str(base.path)
+    run = base.path if base.path is not None else run_dir
+    if not run:
+        raise ValueError("base face 'average' needs a run directory: use "
+                         "average:RUN_DIR (a run whose databases are ingested)")
+    image = cached_run_average(run, dbs=dbs if base.path is None else None,
+                               progress=progress)
+    return renderer_for(base, size, image=image), str(image)
+
 
 
 def stimulus_features(table: pd.DataFrame, images: list[np.ndarray], study: Study
@@ -201,12 +309,11 @@ def _base_face_text(run: RunDir) -> str:
     info = run.read_manifest().get("stages", {}).get("tuning", {})
     base = str(info.get("base_face", "builtin"))
     image = info.get("base_face_image") or ""
-    words = {"builtin": "the built-in procedural face", "3d": "the ICT 3D model's own face"}
-    if base in words:
-        return words[base]
-    if base.startswith("average"):
-        return f"the average neutral face of the databases as a photo-textured 3D face: {image}"
-    return f"the photo-textured 3D face of {image or base}"
+    try:
+        face = BaseFace.parse(base, must_exist=False)
+    except ValueError:  # text no parser reads (e.g. a ~user of another computer)
+        return f"the photo-textured 3D face of {image or base}"
+    return face.describe(image)
 
 
 def tuning_section(run: RunDir) -> Section | None:

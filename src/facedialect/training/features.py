@@ -27,17 +27,17 @@ import numpy as np
 import torch
 
 from facedialect.errors import DamagedFileWarning, InputError
-from facedialect.models.backbones import Backbone
-from facedialect.models.runtime import FeatureRunner, feature_runner
-from facedialect.preprocess.augment import N_VARIANTS, variant
-from facedialect.preprocess.params import PreprocessParams
-from facedialect.run.files import (
+from facedialect.files import (
     CACHE_HINT,
     NPY_MAGIC,
     atomic_write_bytes,
     cache_root,
     describe_damage,
 )
+from facedialect.models.backbones import Backbone
+from facedialect.models.runtime import FeatureRunner, feature_runner
+from facedialect.preprocess.augment import N_VARIANTS, variant
+from facedialect.preprocess.params import PreprocessParams
 
 #: Bump when the way features are computed changes (invalidates cached features).
 FEATURES_VERSION = "features-1"
@@ -53,7 +53,7 @@ class FeatureCache:
     backbone_tag : str
         ``"{backbone name}|{weights tag}"``.
     root : path, optional
-        The shared cache folder (default :func:`~facedialect.run.files.cache_root`).
+        The shared cache folder (default :func:`~facedialect.files.cache_root`).
     runtime : {"torch", "onnx"}
         The inference runtime that computes the features
         (:func:`~facedialect.models.runtime.resolve_runtime`); ``"torch"`` keeps the key

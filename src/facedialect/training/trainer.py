@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facedialect.run.files import RUN_HINT, atomic_write_bytes, read_state
+from facedialect.files import RUN_HINT, atomic_write_bytes, read_state
 from facedialect.training.protocol import Protocol
 from facedialect.training.splits import RunSeeds
 from facedialect.vocab import EXPRESSIONS

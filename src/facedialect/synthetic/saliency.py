@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from facedialect.faces.cultures import EastWestPreset, sample_poser_expressions
-from facedialect.faces.procedural import landmarks, render_face
+from facedialect.faces.procedural.geometry import landmarks
+from facedialect.faces.procedural.render import render_face
 from facedialect.models.backbones import Backbone
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.pipeline import crop_box, preprocess_face
+from facedialect.synthetic.cultures import EastWestPreset, sample_poser_expressions
 from facedialect.training.protocol import QUICK, Protocol
 from facedialect.training.splits import run_seeds, split_run
 from facedialect.training.trainer import MultiRunHead, RunPlan, train_runs

@@ -7,12 +7,7 @@ eyes are the sclera shell with an iris and pupil painted on it; teeth, gums, ton
 the mouth socket have their own materials and are darkened by their depth behind the
 front teeth, so an open mouth shows teeth and a dark cavity. Eyelash, lacrimal and
 eye-occlusion geometry (which needs alpha textures) and the hidden iris spheres are not
-drawn.
-
-Rasterization is vectorised over triangles: triangles are binned by the size of their
-pixel bounding box, every candidate pixel of a bin is tested with barycentric
-coordinates at once, and the nearest fragment per pixel wins (``np.maximum.at`` depth
-buffer).
+drawn. Triangles are rasterised by :mod:`~facedialect.faces.model3d.raster`.
 """
 
 from __future__ import annotations
@@ -27,23 +22,34 @@ from typing import Final
 import cv2
 import numpy as np
 
-from facedialect.faces.model3d import VERTEX_RANGES, FaceModel3D, load_model
-from facedialect.faces.procedural import IDENTITY_MODES, FaceIdentity
+from facedialect.faces.mathutil import smoothstep
+from facedialect.faces.model3d.model import VERTEX_RANGES, FaceModel3D, load_model
+from facedialect.faces.model3d.raster import rasterize, vertex_normals
+from facedialect.faces.model3d.recipes import au_weights
+from facedialect.faces.procedural.identity import FaceIdentity
+from facedialect.faces.procedural.shape import IDENTITY_MODES
 
 __all__ = [
+    "IDENTITY_MAP",
+    "IRIS_R",
+    "PUPIL_R",
     "Appearance",
     "Camera",
-    "IDENTITY_MAP",
+    "ModelPrep",
+    "appearance_of",
+    "default_model",
     "identity_coefficients",
     "pose_vertices",
+    "prepare_model",
     "project_landmarks",
     "render_face_3d",
     "render_model",
 ]
 
 _SCLERA = 0.78
-_IRIS_R = 0.58
-_PUPIL_R = 0.22
+#: Radii of the painted iris and pupil on the sclera shell (cm, in the frontal plane).
+IRIS_R: Final = 0.58
+PUPIL_R: Final = 0.22
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,14 @@ class Appearance:
 
 
 @dataclass
-class _Prep:
+class ModelPrep:
+    """What rendering one model needs beyond its arrays (made once per model).
+
+    Kept triangles and their kind (skin, left or right sclera), per-vertex material
+    masks (mouth interior, teeth, eye sockets) and painted weights (brows, lips, lash
+    line), the two-sided mouth-interior triangles and each sclera's vertices.
+    """
+
     tris: np.ndarray            # (T, 3) kept triangles
     tri_kind: np.ndarray        # (T,) 0 skin, 1 sclera left (+x), 2 sclera right (-x)
     interior: np.ndarray        # (V,) 1 for mouth socket, gums, tongue, teeth
@@ -113,7 +126,7 @@ class _Prep:
                         ).astype(np.float32)
 
 
-_PREP: weakref.WeakKeyDictionary[FaceModel3D, _Prep] = weakref.WeakKeyDictionary()
+_PREP: weakref.WeakKeyDictionary[FaceModel3D, ModelPrep] = weakref.WeakKeyDictionary()
 
 
 def _paint_weights(model: FaceModel3D) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,7 +177,8 @@ def _paint_weights(model: FaceModel3D) -> tuple[np.ndarray, np.ndarray, np.ndarr
             w_lash.astype(np.float32))
 
 
-def _prepare(model: FaceModel3D) -> _Prep:
+def prepare_model(model: FaceModel3D) -> ModelPrep:
+    """The :class:`ModelPrep` of ``model`` (computed once, cached while the model lives)."""
     if model in _PREP:
         return _PREP[model]
     mats = list(model.materials)
@@ -194,115 +208,10 @@ def _prepare(model: FaceModel3D) -> _Prep:
     for k in (1, 2):
         ids[k] = np.unique(tris[kind == k])
     two_sided = interior[tris].min(axis=1) > 0.5     # mouth interior: drawn two-sided
-    prep = _Prep(tris, kind, interior, teeth, socket_eye, w_brow, w_lips, w_lash,
-                 two_sided, ids[1], ids[2])
+    prep = ModelPrep(tris, kind, interior, teeth, socket_eye, w_brow, w_lips, w_lash,
+                     two_sided, ids[1], ids[2])
     _PREP[model] = prep
     return prep
-
-
-# ---------------------------------------------------------------------------------------
-# Rasterizer
-# ---------------------------------------------------------------------------------------
-
-
-def _rasterize(p: np.ndarray, z: np.ndarray, tris: np.ndarray, w: int, h: int,
-               two_sided: np.ndarray | None = None,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Z-buffer the triangles; return per covered pixel (pixel index, tri, l0, l1).
-
-    ``p`` are pixel coordinates (pixel ``i`` covers ``[i, i+1)``; centres at ``i+0.5``),
-    ``z`` grows toward the viewer. Only triangles facing the camera are drawn, except
-    those flagged in ``two_sided``.
-    """
-    a, b, c = p[tris[:, 0]], p[tris[:, 1]], p[tris[:, 2]]
-    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    # counter-clockwise in model space (y up) is clockwise in pixels (y down): area < 0
-    front = area < -1e-12
-    if two_sided is not None:
-        front |= two_sided & (np.abs(area) > 1e-12)
-    lo = np.floor(np.minimum(np.minimum(a, b), c) - 0.5).astype(np.int64) + 1
-    hi = np.floor(np.maximum(np.maximum(a, b), c) - 0.5).astype(np.int64)
-    lo = np.maximum(lo, 0)
-    hi[:, 0] = np.minimum(hi[:, 0], w - 1)
-    hi[:, 1] = np.minimum(hi[:, 1], h - 1)
-    ext = hi - lo + 1
-    ok = front & (ext[:, 0] > 0) & (ext[:, 1] > 0)
-    big = np.maximum(ext[:, 0], ext[:, 1])
-    pix_l, tri_l, z_l, l0_l, l1_l = [], [], [], [], []
-    k_lo = 0
-    for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024,
-              4096):
-        sel = np.flatnonzero(ok & (big > k_lo) & (big <= k))
-        k_lo = k
-        if sel.size == 0:
-            continue
-        # chunk so that n * k * k stays moderate
-        step = max(1, 2_000_000 // (k * k))
-        for s in range(0, sel.size, step):
-            t = sel[s: s + step]
-            oy, ox = np.divmod(np.arange(k * k), k)
-            # work relative to each triangle's first candidate pixel: small numbers,
-            # so float32 is exact enough and the pixel grid is one shared row
-            cx, cy = (ox + 0.5).astype(np.float32)[None, :], (oy + 0.5).astype(np.float32)[None, :]
-            base = lo[t].astype(np.float64)
-            ta = (a[t] - base).astype(np.float32)
-            tb = (b[t] - base).astype(np.float32)
-            tc = (c[t] - base).astype(np.float32)
-            inv = (1.0 / area[t]).astype(np.float32)[:, None]
-            inb = (ox[None, :] < ext[t, 0:1]) & (oy[None, :] < ext[t, 1:2])
-            l0 = ((tb[:, 0:1] - cx) * (tc[:, 1:2] - cy)
-                  - (tb[:, 1:2] - cy) * (tc[:, 0:1] - cx)) * inv
-            l1 = ((tc[:, 0:1] - cx) * (ta[:, 1:2] - cy)
-                  - (tc[:, 1:2] - cy) * (ta[:, 0:1] - cx)) * inv
-            eps = np.float32(-1e-6)
-            m = inb & (l0 >= eps) & (l1 >= eps) & (l0 + l1 <= 1.0 - eps)
-            rows, cols = np.nonzero(m)
-            tt = t[rows]
-            L0 = l0[rows, cols].astype(np.float64)
-            L1 = l1[rows, cols].astype(np.float64)
-            zz = (L0 * z[tris[tt, 0]] + L1 * z[tris[tt, 1]]
-                  + (1.0 - L0 - L1) * z[tris[tt, 2]])
-            px = lo[tt, 0] + ox[cols]
-            py = lo[tt, 1] + oy[cols]
-            pix_l.append(py * w + px)
-            tri_l.append(tt)
-            z_l.append(zz)
-            l0_l.append(L0)
-            l1_l.append(L1)
-    if not pix_l:
-        e = np.zeros(0, np.int64)
-        return e, e, np.zeros(0), np.zeros(0)
-    pix = np.concatenate(pix_l)
-    tri = np.concatenate(tri_l)
-    zz = np.concatenate(z_l)
-    L0 = np.concatenate(l0_l)
-    L1 = np.concatenate(l1_l)
-    zbuf = np.full(w * h, -np.inf)
-    np.maximum.at(zbuf, pix, zz)
-    win = zz >= zbuf[pix]
-    pix, tri, L0, L1 = pix[win], tri[win], L0[win], L1[win]
-    # ties (shared edges at equal depth): keep the first per pixel, deterministically
-    order = np.lexsort((tri, pix))
-    pix, tri, L0, L1 = pix[order], tri[order], L0[order], L1[order]
-    first = np.ones(pix.size, bool)
-    first[1:] = pix[1:] != pix[:-1]
-    return pix[first], tri[first], L0[first], L1[first]
-
-
-def _vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    a, b, c = v[tris[:, 0]], v[tris[:, 1]], v[tris[:, 2]]
-    fn = np.cross(b - a, c - a)
-    n = np.zeros_like(v)
-    for j in range(3):
-        for k in range(3):
-            n[:, k] += np.bincount(tris[:, j], weights=fn[:, k], minlength=len(v))
-    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    return n
-
-
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
@@ -340,15 +249,15 @@ def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
                          f"got {v.shape}")
     cam = camera or Camera()
     look = appearance or Appearance()
-    prep = _prepare(model)
+    prep = prepare_model(model)
     s = int(size) * int(supersample)
     p = cam.to_pixels(v[:, :2], s)
-    pix, tri, L0, L1 = _rasterize(p, v[:, 2], prep.tris, s, s, prep.two_sided)
+    pix, tri, L0, L1 = rasterize(p, v[:, 2], prep.tris, s, s, prep.two_sided)
     L0, L1 = L0.astype(np.float32), L1.astype(np.float32)
     L2 = 1.0 - L0 - L1
     tv = prep.tris[tri]
 
-    normals = _vertex_normals(v, prep.tris)
+    normals = vertex_normals(v, prep.tris)
     # every per-vertex attribute interpolated at once: normal, position, paint weights
     attrs = np.concatenate([normals, v, prep.paint], axis=1, dtype=np.float32)
     f = (L0[:, None] * attrs[tv[:, 0]] + L1[:, None] * attrs[tv[:, 1]]
@@ -395,9 +304,9 @@ def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
         centre = v[ids].mean(axis=0)
         r = np.hypot(pos[sel, 0] - centre[0], pos[sel, 1] - centre[1])
         front_half = pos[sel, 2] > centre[2]
-        iris_w = (1 - _smoothstep(_IRIS_R - 0.06, _IRIS_R + 0.02, r)) * front_half
-        pupil_w = (1 - _smoothstep(_PUPIL_R - 0.04, _PUPIL_R + 0.03, r)) * front_half
-        ring = np.exp(-(((r - _IRIS_R + 0.04) / 0.06) ** 2)) * front_half
+        iris_w = (1 - smoothstep(IRIS_R - 0.06, IRIS_R + 0.02, r)) * front_half
+        pupil_w = (1 - smoothstep(PUPIL_R - 0.04, PUPIL_R + 0.03, r)) * front_half
+        ring = np.exp(-(((r - IRIS_R + 0.04) / 0.06) ** 2)) * front_half
         col = np.broadcast_to(np.full(3, _SCLERA), (int(sel.sum()), 3))
         iris = np.asarray(look.iris) * (1 - 0.45 * ring)[:, None]
         col = col * (1 - iris_w[:, None]) + iris * iris_w[:, None]
@@ -448,7 +357,7 @@ def pose_vertices(vertices: np.ndarray, roll: float = 0.0, yaw: float = 0.0,
 
 
 # ---------------------------------------------------------------------------------------
-# FaceIdentity adapter (for faces.cultures.write_synthetic_database)
+# FaceIdentity adapter (for synthetic.cultures.write_synthetic_database)
 # ---------------------------------------------------------------------------------------
 
 #: How :class:`FaceIdentity.shape` maps to identity components: mode -> (component, gain).
@@ -476,11 +385,13 @@ def identity_coefficients(identity: FaceIdentity) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _default_model() -> FaceModel3D:
+def default_model() -> FaceModel3D:
+    """The installed ICT model (:func:`load_model`, loaded once)."""
     return load_model()
 
 
-def _appearance(identity: FaceIdentity) -> Appearance:
+def appearance_of(identity: FaceIdentity) -> Appearance:
+    """The colours of a :class:`FaceIdentity` on the 3-D model (skin, brows, lips, iris, wall)."""
     skin = tuple(float(x) for x in identity.skin_rgb())
     hair = 0.08 + 0.55 * identity.hair_gray
     brow = (hair * 1.1, hair * 0.85, hair * 0.65)
@@ -506,6 +417,28 @@ def render_face_3d(identity: FaceIdentity, aus: Mapping[int | str, float], size:
     (identity coefficients, replacing the mapped shape) and ``appearance`` (colours and
     light, replacing those derived from the identity) override the mapping.
 
+    Parameters
+    ----------
+    identity : FaceIdentity
+        The face and its head pose.
+    aus : Mapping
+        ``{AU: intensity}`` (0..1; :func:`~facedialect.faces.model3d.recipes.au_weights`).
+    size : int
+        Image side in pixels (64..2048).
+    color : bool
+        RGB instead of grayscale.
+    model : FaceModel3D, optional
+        The model (default: the installed one, :func:`default_model`).
+    coeffs : numpy.ndarray, optional
+        Identity coefficients replacing those mapped from ``identity.shape``.
+    appearance : Appearance, optional
+        Colours and light replacing those of :func:`appearance_of`.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 image; the same inputs always give the same pixels.
+
     Raises
     ------
     ValueError
@@ -513,10 +446,8 @@ def render_face_3d(identity: FaceIdentity, aus: Mapping[int | str, float], size:
     AssetMissingError
         When the model is not installed.
     """
-    from facedialect.faces.au_catalogue import au_weights
-
     w = au_weights(aus)
-    m = model or _default_model()
+    m = model or default_model()
     v = m.shape(identity_coefficients(identity) if coeffs is None else coeffs, w)
     v = pose_vertices(v, roll=identity.roll, yaw=10.0 * identity.yaw)
     base = Camera()
@@ -524,4 +455,4 @@ def render_face_3d(identity: FaceIdentity, aus: Mapping[int | str, float], size:
     cam = Camera(center=(base.center[0] - identity.shift[0] * field_cm,
                          base.center[1] + identity.shift[1] * field_cm), field=field_cm)
     return render_model(m, v, size=size, color=color, camera=cam,
-                        appearance=appearance or _appearance(identity))
+                        appearance=appearance or appearance_of(identity))

@@ -26,8 +26,8 @@ from typing import Any, Final
 import numpy as np
 
 from facedialect.errors import FacedialectError
+from facedialect.files import atomic_write_bytes, atomic_write_text, cache_root
 from facedialect.imageio import file_sha256
-from facedialect.run.files import atomic_write_bytes, atomic_write_text, cache_root
 
 __all__ = [
     "ICT_FACEKIT_COMMIT",
@@ -393,7 +393,7 @@ def _model_dir(src: Path) -> Path:
 def convert_ict_facekit(src: str | Path, out_file: str | Path, *,
                         n_identity: int = ICT_FACEKIT_N_IDENTITY,
                         progress: Progress | None = None) -> Path:
-    """Convert the model's OBJ files to one npz (the layout :mod:`~.model3d` reads).
+    """Convert the model's OBJ files to one npz (what :mod:`.model3d.model` reads).
 
     Parameters
     ----------
@@ -487,7 +487,7 @@ def ict_facekit_source_files(expressions: Sequence[str] | None = None,
     ----------
     expressions : sequence of str, optional
         Expression shape names (default: the 53 of
-        :data:`facedialect.faces.au_catalogue.BLENDSHAPE_NAMES`, the order of the model's
+        :data:`facedialect.faces.model3d.recipes.BLENDSHAPE_NAMES`, the order of the model's
         ``vertex_indices.json``).
     n_identity : int
         Identity components.
@@ -499,7 +499,7 @@ def ict_facekit_source_files(expressions: Sequence[str] | None = None,
         ``FaceXModel/generic_neutral_mesh.obj``, the identity and the expression OBJs.
     """
     if expressions is None:
-        from facedialect.faces.au_catalogue import BLENDSHAPE_NAMES
+        from facedialect.faces.model3d.recipes import BLENDSHAPE_NAMES
 
         expressions = BLENDSHAPE_NAMES
     d = ICT_FACEKIT_MODEL_DIR
@@ -648,7 +648,7 @@ def install_ict_facekit(from_path: str | Path | None = None, allow_download: boo
         (:func:`download_ict_facekit`, cached under ``<cache>/assets/ict-facekit/source``)
         and convert them.
     cache_dir : str or Path, optional
-        Cache root (default :func:`facedialect.run.files.cache_root`).
+        Cache root (default :func:`facedialect.files.cache_root`).
     base_url : str
         Where to download from (default :data:`ICT_FACEKIT_RAW_URL`).
     fetch : callable, optional

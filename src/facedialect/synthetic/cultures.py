@@ -10,8 +10,8 @@ several takes per poser and expression, unbalanced classes, posers lacking an
 expression, a label set other than the 7, no subject ids.
 
 A culture's folder holds the images, ``manifest.csv`` (for the ``manifest`` database preset)
-and ``truth.csv`` (each image's AU intensities). ``faces.synth`` adds the 3-D face model,
-TOML presets and the ``facedialect synth`` command.
+and ``truth.csv`` (each image's AU intensities). :mod:`facedialect.synthetic.databases3d`
+adds the 3-D face model, TOML presets and the ``facedialect synth`` command.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ import pandas as pd
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from facedialect.faces.procedural import FaceIdentity, render_face
+from facedialect.faces.procedural.identity import FaceIdentity
+from facedialect.faces.procedural.render import render_face
 from facedialect.vocab import EXPRESSIONS, KDEF_CODES, STUDY_AUS
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "check_classes",
     "check_prototypes",
     "check_takes",
+    "culture_seed",
     "culture_summary",
     "sample_poser_expressions",
     "write_posers",
@@ -484,7 +486,7 @@ class SyntheticImage:
         decimals: exactly what is drawn and written to ``truth.csv``.
     scene : dict[str, Any]
         Extra keyword arguments of the renderer for this image (e.g. the 3-D model's
-        identity coefficients and light, :mod:`facedialect.faces.synth`); empty for the
+        identity coefficients and light, :mod:`facedialect.synthetic.databases3d`); empty for the
         built-in face.
     take : int
         Take number 1..n of this poser and expression. Take 1 is drawn exactly as when
@@ -529,7 +531,7 @@ class PoserSample:
     images: tuple[SyntheticImage, ...]
 
 
-def _culture_seed(seed: int, culture: str) -> np.random.SeedSequence:
+def culture_seed(seed: int, culture: str) -> np.random.SeedSequence:
     """Seed of one culture: the preset seed and a stable hash of the culture's name."""
     return np.random.SeedSequence([int(seed), zlib.crc32(culture.encode("utf-8"))])
 
@@ -827,8 +829,8 @@ def write_synthetic_database(
         Prototypes, posers, variation, image size and seed.
     renderer : callable
         ``renderer(identity, aus, size=..., color=...) -> uint8 image``;
-        :func:`~facedialect.faces.procedural.render_face` by default. Another face
-        model plugs in here (:mod:`facedialect.faces.synth` for the 3-D model).
+        :func:`~facedialect.faces.procedural.render.render_face` by default. Another face
+        model plugs in here (:mod:`facedialect.synthetic.databases3d` for the 3-D model).
     workers : int
         Rendering processes (the files do not depend on it).
 
@@ -852,7 +854,7 @@ def write_synthetic_database(
     files. ``truth.csv`` is written last, so its presence means the folder is complete.
     """
     _resolve_layout(preset)
-    rng = np.random.default_rng(_culture_seed(preset.seed, culture))
+    rng = np.random.default_rng(culture_seed(preset.seed, culture))
     posers = sample_poser_expressions(culture, preset, rng)
     return write_posers(out_dir, posers, preset, renderer, workers=workers, culture=culture)
 

@@ -3,20 +3,21 @@
 What FaceGen does, done openly:
 
 1. **Landmarks**: the photo's 68 iBUG landmarks (:func:`facedialect.landmarks.detect_landmarks`).
-2. **Fit** (:func:`fit_photo`): a scaled-orthographic pose (rotation, scale, shift) and
-   the first identity coefficients of the model, by regularised least squares on the
-   model's 68 landmark vertices, alternating pose and shape a few times. The jaw-contour
-   landmarks depend on the silhouette, so they count less.
+2. **Fit** (:func:`~facedialect.faces.model3d.fit.fit_photo`): a scaled-orthographic pose
+   (rotation, scale, shift) and the first identity coefficients of the model, by
+   regularised least squares on the model's 68 landmark vertices, alternating pose and
+   shape a few times. The jaw-contour landmarks depend on the silhouette, so they count
+   less.
 3. **Texture**: each vertex's texture coordinate is where the fitted neutral mesh
    projects in the photo, so at AU 0 the textured mesh lands exactly on the photo.
 4. **Render** (:meth:`PhotoFace.render`): the mesh with AUs is rasterised in the photo's
-   camera (render3d's z-buffer). Skin takes the photo at its texture coordinate (the
-   texture moves with the mesh), multiplied by the ratio of the expressed to the neutral
-   Lambertian shading (creases and bulges). Surface that was hidden in the photo and
-   shows now takes its own material: teeth, gums, tongue and mouth socket (dark,
-   darkened with depth) and the eyeballs' sclera and iris (colours sampled from the
-   photo's eyes). Outside the face (hair, background, neck, ears) the photo's own pixels
-   stay; a soft mask blends the two at the face border.
+   camera (the z-buffer of :mod:`~facedialect.faces.model3d.raster`). Skin takes the photo
+   at its texture coordinate (the texture moves with the mesh), multiplied by the ratio
+   of the expressed to the neutral Lambertian shading (creases and bulges). Surface that
+   was hidden in the photo and shows now takes its own material: teeth, gums, tongue and
+   mouth socket (dark, darkened with depth) and the eyeballs' sclera and iris (colours
+   sampled from the photo's eyes). Outside the face (hair, background, neck, ears) the
+   photo's own pixels stay; a soft mask blends the two at the face border.
 """
 
 from __future__ import annotations
@@ -31,26 +32,22 @@ import cv2
 import numpy as np
 
 from facedialect.errors import ImageReadError
-from facedialect.faces.model3d import VERTEX_RANGES, FaceModel3D, load_model
-from facedialect.landmarks import LANDMARK_GROUPS, NoFaceDetectedError, detect_landmarks
+from facedialect.faces.mathutil import smoothstep
+from facedialect.faces.model3d.fit import PhotoFit, as_rgb, fit_photo, load_photo
+from facedialect.faces.model3d.model import VERTEX_RANGES, FaceModel3D, load_model
+from facedialect.faces.model3d.raster import rasterize, vertex_normals
+from facedialect.faces.model3d.recipes import au_weights
+from facedialect.faces.model3d.render import IRIS_R, PUPIL_R, Appearance, prepare_model
+from facedialect.landmarks import LANDMARK_GROUPS, NoFaceDetectedError
 
 __all__ = [
     "PhotoFace",
-    "PhotoFit",
     "face_region_metrics",
-    "fit_photo",
-    "load_photo",
     "photo_face",
     "psnr",
     "ssim",
 ]
 
-#: Identity components fitted, and the landmark noise (fraction of the eye distance)
-#: that sets the ridge penalty (coefficients have a N(0, 1) prior).
-N_IDENTITY: Final = 40
-_NOISE: Final = 0.04
-#: Weight of the 17 jaw-contour landmarks (silhouette-dependent) in the fit.
-JAW_WEIGHT: Final = 0.3
 #: Soft mask: the face region is eroded by this fraction of the eye distance, then
 #: blurred with a Gaussian of the same size, before it is blended over the photo.
 _MASK_EDGE: Final = 0.08
@@ -59,169 +56,6 @@ _MASK_EDGE: Final = 0.08
 #: skin that turns to the light (raised brows lit the upper lids orange at 1.7x).
 _RATIO_POWER: Final = 0.6
 _RATIO_RANGE: Final = (0.55, 1.35)
-
-
-# ---------------------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------------------
-
-
-def load_photo(path: str | Path) -> np.ndarray:
-    """Read a photo as RGB uint8 ``(H, W, 3)`` (gray photos become three equal channels).
-
-    Raises
-    ------
-    ImageReadError
-        When the file is missing or not a readable image.
-    """
-    from facedialect.imageio import read_rgb
-
-    return read_rgb(path)
-
-
-def _as_rgb(photo: np.ndarray) -> np.ndarray:
-    a = np.asarray(photo)
-    if a.dtype != np.uint8:
-        a = np.clip(np.rint(a.astype(np.float64)), 0, 255).astype(np.uint8)
-    if a.ndim == 2:
-        return np.repeat(a[:, :, None], 3, axis=2)
-    if a.ndim == 3 and a.shape[2] in (3, 4):
-        return np.ascontiguousarray(a[:, :, :3])
-    raise ValueError(f"photo must be (H, W) gray or (H, W, 3) RGB, got shape {a.shape}")
-
-
-# ---------------------------------------------------------------------------------------
-# Fit
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class PhotoFit:
-    """The model fitted to a photo (scaled orthographic camera).
-
-    A model point ``X`` (cm, y up) lands at photo pixel ``(u, v)`` (pixel centres at whole
-    numbers): ``(u, -v) = scale * (R @ X)[:2] + shift``; its depth toward the viewer is
-    ``scale * (R @ X)[2]``.
-
-    Attributes
-    ----------
-    identity : numpy.ndarray
-        ``(K,)`` identity coefficients (the first K components).
-    rotation : numpy.ndarray
-        ``(3, 3)`` rotation.
-    scale : float
-        Pixels per cm.
-    shift : numpy.ndarray
-        ``(2,)`` in pixels (``(u, -v)`` frame).
-    landmarks : numpy.ndarray
-        ``(68, 2)`` detected landmarks the fit used.
-    rms_px : float
-        RMS distance (pixels) between the fitted and detected landmarks, jaw excluded.
-    shape : tuple[int, int]
-        ``(height, width)`` of the photo.
-    """
-
-    identity: np.ndarray
-    rotation: np.ndarray
-    scale: float
-    shift: np.ndarray
-    landmarks: np.ndarray
-    rms_px: float
-    shape: tuple[int, int]
-
-    def project(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Photo pixel ``(u, v)`` and depth (pixels, toward the viewer) of model points."""
-        x = np.asarray(vertices, np.float64) @ self.rotation.T
-        uv = np.empty((len(x), 2))
-        uv[:, 0] = self.scale * x[:, 0] + self.shift[0]
-        uv[:, 1] = -(self.scale * x[:, 1] + self.shift[1])
-        return uv, self.scale * x[:, 2]
-
-
-def _landmark_weights() -> np.ndarray:
-    w = np.ones(68)
-    w[list(LANDMARK_GROUPS["jaw"])] = JAW_WEIGHT
-    return w
-
-
-def _pose(x: np.ndarray, q: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """Scaled-orthographic pose taking 3-D points ``x`` to 2-D ``q`` (weighted LS)."""
-    sw = np.sqrt(w)[:, None]
-    a = np.concatenate([x, np.ones((len(x), 1))], axis=1)
-    coef, *_ = np.linalg.lstsq(a * sw, q * sw, rcond=None)      # (4, 2)
-    m = coef[:3].T                                              # (2, 3) affine camera
-    u, sv, vt = np.linalg.svd(m, full_matrices=False)
-    r2 = u @ vt                                                 # nearest orthonormal rows
-    s = float(sv.mean())
-    r = np.vstack([r2, np.cross(r2[0], r2[1])])
-    if np.linalg.det(r) < 0:   # pragma: no cover - cross product keeps it proper
-        r[2] *= -1
-    t = (w @ (q - s * x @ r2.T)) / w.sum()
-    return r, s, t
-
-
-def fit_photo(photo: np.ndarray, model: FaceModel3D | None = None, *,
-              landmarks: np.ndarray | None = None, n_identity: int = N_IDENTITY,
-              iterations: int = 8) -> PhotoFit:
-    """Fit the face model's pose and identity to a photo's 68 landmarks.
-
-    Parameters
-    ----------
-    photo : numpy.ndarray
-        ``(H, W)`` gray or ``(H, W, 3)`` RGB uint8.
-    model : FaceModel3D, optional
-        The ICT model (default: :func:`load_model`).
-    landmarks : numpy.ndarray, optional
-        ``(68, 2)`` landmarks (default: detected).
-    n_identity : int
-        Identity components to fit (0..100).
-    iterations : int
-        Pose / shape alternations.
-
-    Returns
-    -------
-    PhotoFit
-
-    Raises
-    ------
-    NoFaceDetectedError
-        When no face is found in the photo.
-    """
-    rgb = _as_rgb(photo)
-    m = model or load_model()
-    if landmarks is None:
-        landmarks = detect_landmarks(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        if landmarks is None:
-            raise NoFaceDetectedError("no face detected in the photo (dlib HOG detector): "
-                                      "use a frontal, well-lit face photo")
-    lm = np.asarray(landmarks, np.float64)
-    if lm.shape != (68, 2) or not np.all(np.isfinite(lm)):
-        raise ValueError(f"landmarks must be finite (68, 2), got {lm.shape}")
-    k = int(np.clip(n_identity, 0, m.n_identity))
-    q = np.stack([lm[:, 0], -lm[:, 1]], axis=1)
-    w = _landmark_weights()
-    x0 = m.neutral[m.landmarks68].astype(np.float64)
-    d = m.identity_deltas[:k, m.landmarks68].astype(np.float64)    # (k, 68, 3)
-    eye = np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))
-    lam = (_NOISE * max(eye, 1.0)) ** 2
-    c = np.zeros(k)
-    for _ in range(max(1, int(iterations))):
-        x = x0 + np.tensordot(c, d, axes=1) if k else x0
-        r, s, t = _pose(x, q, w)
-        if k == 0:
-            continue
-        base = s * x0 @ r[:2].T + t                            # (68, 2)
-        j = s * np.einsum("kld,ed->lek", d, r[:2])              # (68, 2, k)
-        jw = (j * np.sqrt(w)[:, None, None]).reshape(-1, k)
-        rw = ((q - base) * np.sqrt(w)[:, None]).ravel()
-        c = np.linalg.solve(jw.T @ jw + lam * np.eye(k), jw.T @ rw)
-    x = x0 + np.tensordot(c, d, axes=1) if k else x0
-    r, s, t = _pose(x, q, w)
-    fit_q = s * x @ r[:2].T + t
-    keep = w == 1.0
-    rms = float(np.sqrt(((fit_q - q)[keep] ** 2).sum(axis=1).mean()))
-    return PhotoFit(identity=c.astype(np.float32), rotation=r, scale=s, shift=t,
-                    landmarks=lm, rms_px=rms, shape=(int(rgb.shape[0]), int(rgb.shape[1])))
 
 
 # ---------------------------------------------------------------------------------------
@@ -262,14 +96,12 @@ class PhotoFace:
 
     def __init__(self, photo: np.ndarray, model: FaceModel3D | None = None,
                  fit: PhotoFit | None = None) -> None:
-        from facedialect.faces.render3d import _prepare
-
-        self.photo = _as_rgb(photo)
+        self.photo = as_rgb(photo)
         self.model = model or load_model()
         self.fit = fit or fit_photo(self.photo, self.model)
         if self.fit.shape != self.photo.shape[:2]:
             raise ValueError("fit was made on a photo of another size")
-        self.prep = _prepare(self.model)
+        self.prep = prepare_model(self.model)
         ident = self.model.shape(self.fit.identity)
         self.identity_vertices = ident.astype(np.float64)
         self.uv, self.depth0 = self.fit.project(self.identity_vertices)
@@ -296,23 +128,17 @@ class PhotoFace:
 
     # -- geometry ---------------------------------------------------------------------------
     def _shade(self, n: np.ndarray) -> np.ndarray:
-        """Lambert + ambient shading of unit normals, with render3d's default light."""
-        from facedialect.faces.render3d import Appearance
-
+        """Lambert + ambient shading of unit normals, with the 3-D renderer's default light."""
         look = Appearance()
         light = np.asarray(look.light, np.float64)
         light /= max(float(np.linalg.norm(light)), 1e-12)
         return look.ambient + look.diffuse * np.clip(n @ light, 0.0, 1.0)
 
     def _normals(self, v: np.ndarray) -> np.ndarray:
-        from facedialect.faces.render3d import _vertex_normals
-
-        return _vertex_normals(v @ self.fit.rotation.T, self.prep.tris)
+        return vertex_normals(v @ self.fit.rotation.T, self.prep.tris)
 
     def vertices(self, aus: Mapping[int | str, float]) -> np.ndarray:
         """Model vertices (cm, unposed) of the fitted identity with AUs."""
-        from facedialect.faces.au_catalogue import au_weights
-
         w = au_weights(aus)
         nz = np.flatnonzero(w)
         if nz.size == 0:
@@ -345,8 +171,6 @@ class PhotoFace:
     # -- raster cache -----------------------------------------------------------------------
     def _raster(self, out_hw: tuple[int, int], supersample: int) -> _Raster:
         """The per-size cache (texture, neutral depth, the null composite)."""
-        from facedialect.faces.render3d import _rasterize
-
         key = (out_hw[0] * supersample, out_hw[1] * supersample)
         if key in self._rasters:
             return self._rasters[key]
@@ -358,7 +182,7 @@ class PhotoFace:
         # depth of the neutral (photo) surface per raster pixel
         p = (self.uv + 0.5) * k
         z = self.depth0 * k
-        pix, tri, l0, l1 = _rasterize(p, z, self.prep.tris, key[1], key[0],
+        pix, tri, l0, l1 = rasterize(p, z, self.prep.tris, key[1], key[0],
                                       self.prep.two_sided)
         tv = self.prep.tris[tri]
         zbuf = np.full(key[0] * key[1], -np.inf)
@@ -379,7 +203,7 @@ class PhotoFace:
         Parameters
         ----------
         aus : mapping, optional
-            ``{AU: intensity}`` (0..1; see :func:`facedialect.faces.au_catalogue.au_weights`).
+            ``{AU: intensity}`` (0..1; see :func:`~facedialect.faces.model3d.recipes.au_weights`).
         size : int, optional
             Output width in pixels (the height keeps the photo's aspect); default: the
             photo's width.
@@ -472,8 +296,6 @@ class PhotoFace:
 
         Returns the window's RGB image (float32 0..1) and its soft face mask.
         """
-        from facedialect.faces.render3d import _rasterize
-
         x0, y0, x1, y1 = win
         ww, wh = x1 - x0, y1 - y0
         sh, sw = ras.side
@@ -486,7 +308,7 @@ class PhotoFace:
         tlo, thi = tp.min(axis=1), tp.max(axis=1)
         near = np.flatnonzero((thi[:, 0] >= -1) & (tlo[:, 0] <= ww + 1)
                               & (thi[:, 1] >= -1) & (tlo[:, 1] <= wh + 1))
-        pix, t, l0, l1 = _rasterize(p, z, tris[near], ww, wh, self._face_two_sided[near])
+        pix, t, l0, l1 = rasterize(p, z, tris[near], ww, wh, self._face_two_sided[near])
         tri = self._face_ids[near[t]]               # index into prep.tris
         tv = tris[near[t]]
         moved = v is not self.identity_vertices
@@ -546,8 +368,6 @@ class PhotoFace:
         return img, mask
 
     def _paint_eyes(self, v: np.ndarray, tri: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        from facedialect.faces.render3d import _IRIS_R, _PUPIL_R, _smoothstep
-
         out = np.empty((len(tri), 3), np.float32)
         kind = self.prep.tri_kind[tri]
         for k, ids in ((1, self.prep.sclera_l), (2, self.prep.sclera_r)):
@@ -557,8 +377,8 @@ class PhotoFace:
             centre = v[ids].mean(axis=0)
             r = np.hypot(pos[sel, 0] - centre[0], pos[sel, 1] - centre[1])
             front = pos[sel, 2] > centre[2]
-            iris_w = (1 - _smoothstep(_IRIS_R - 0.06, _IRIS_R + 0.02, r)) * front
-            pupil_w = (1 - _smoothstep(_PUPIL_R - 0.04, _PUPIL_R + 0.03, r)) * front
+            iris_w = (1 - smoothstep(IRIS_R - 0.06, IRIS_R + 0.02, r)) * front
+            pupil_w = (1 - smoothstep(PUPIL_R - 0.04, PUPIL_R + 0.03, r)) * front
             c = np.broadcast_to(self._colours["sclera"], (int(sel.sum()), 3))
             c = c * (1 - iris_w[:, None]) + self._colours["iris"] * iris_w[:, None]
             c = c * (1 - pupil_w[:, None]) + 0.04 * pupil_w[:, None]
@@ -601,6 +421,15 @@ def _photo_face_cached(path: str, mtime_ns: int) -> PhotoFace:
 
 def photo_face(path: str | Path) -> PhotoFace:
     """A :class:`PhotoFace` of a photo file (cached per process while the file is unchanged).
+
+    Parameters
+    ----------
+    path : str or Path
+        The photo file.
+
+    Returns
+    -------
+    PhotoFace
 
     Raises
     ------

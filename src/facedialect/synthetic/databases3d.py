@@ -29,18 +29,19 @@ import pandas as pd
 from pydantic import ValidationError
 
 from facedialect.errors import InputError
-from facedialect.faces.cultures import (
+from facedialect.faces.procedural.identity import FaceIdentity
+from facedialect.faces.procedural.render import render_face
+from facedialect.synthetic.cultures import (
     PROTOTYPES_A,
     CultureDesign,
     EastWestPreset,
     PoserSample,
     SyntheticImage,
-    _culture_seed,
     check_prototypes,
+    culture_seed,
     sample_poser_expressions,
     write_posers,
 )
-from facedialect.faces.procedural import FaceIdentity, render_face
 from facedialect.vocab import EXPRESSIONS
 
 __all__ = [
@@ -75,7 +76,7 @@ _TOP_KEYS: Final[tuple[str, ...]] = ("name", "description", "settings", "variati
                                       "cultures")
 #: Keys of a preset's optional ``[settings]`` table (what a ``synth`` run used).
 SETTINGS_KEYS: Final[tuple[str, ...]] = ("n_posers", "seed", "size", "color")
-#: Keys of a culture's design (:class:`~facedialect.faces.cultures.CultureDesign`) in its
+#: Keys of a culture's design (:class:`~facedialect.synthetic.cultures.CultureDesign`) in its
 #: ``[cultures.NAME]`` table; the first three override ``[variation]``'s.
 _DESIGN_KEYS: Final[tuple[str, ...]] = ("takes", "expression_takes", "missing_expression_share",
                                         "subject_ids", "classes")
@@ -93,11 +94,17 @@ _DIFFUSE0: Final[float] = 0.66
 
 
 def _preset_dir() -> Any:
-    return resources.files("facedialect.faces").joinpath("presets")
+    return resources.files("facedialect.synthetic").joinpath("presets")
 
 
 def preset_names() -> list[str]:
-    """Names of the presets shipped with the package (``east-west``, ...)."""
+    """Names of the presets shipped with the package.
+
+    Returns
+    -------
+    list of str
+        ``east-west``, ``east-west-controls``, ``messy`` (sorted).
+    """
     return sorted(p.name[:-5] for p in _preset_dir().iterdir() if p.name.endswith(".toml"))
 
 
@@ -297,7 +304,7 @@ def add_3d_scenes(posers: list[PoserSample], preset: EastWestPreset, culture: st
     """Give every image the 3-D model's scene: identity coefficients, albedo and light.
 
     Per poser: ``identity_components`` coefficients (the first 8 from the poser's
-    :class:`FaceIdentity` shape, as :func:`~facedialect.faces.render3d.render_face_3d`
+    :class:`FaceIdentity` shape, as :func:`~facedialect.faces.model3d.render.render_face_3d`
     maps them, the others ~N(0, ``identity_sd``)) and a gain per skin RGB channel
     (~N(1, ``albedo_sd``)). Per image: the light turned by ~N(0, ``light_azimuth_sd``)
     and ~N(0, ``light_elevation_sd``) degrees, ambient and diffuse strengths varied.
@@ -312,7 +319,7 @@ def add_3d_scenes(posers: list[PoserSample], preset: EastWestPreset, culture: st
     list[PoserSample]
         The posers with ``scene`` filled for :func:`render_synth_3d`.
     """
-    from facedialect.faces.render3d import identity_coefficients
+    from facedialect.faces.model3d.render import identity_coefficients
 
     rng = np.random.default_rng(_scene_seed(preset.seed, culture))
     out: list[PoserSample] = []
@@ -365,7 +372,7 @@ def render_synth_3d(identity: FaceIdentity, aus: Mapping[int, float], *, size: i
     ----------
     identity : FaceIdentity
         Skin tone, brow and iris colour, background, head pose (see
-        :func:`~facedialect.faces.render3d.render_face_3d`).
+        :func:`~facedialect.faces.model3d.render.render_face_3d`).
     aus : Mapping[int, float]
         AU intensities.
     size, color :
@@ -390,9 +397,9 @@ def render_synth_3d(identity: FaceIdentity, aus: Mapping[int, float], *, size: i
     AssetMissingError
         When the 3-D model is not installed.
     """
-    from facedialect.faces.render3d import _appearance, render_face_3d
+    from facedialect.faces.model3d.render import appearance_of, render_face_3d
 
-    look = _appearance(identity)
+    look = appearance_of(identity)
     gain = np.asarray(albedo, float)
     look = replace(look, skin=tuple(float(x) for x in np.clip(np.asarray(look.skin) * gain, 0, 1)),
                    lips=tuple(float(x) for x in np.clip(np.asarray(look.lips) * gain, 0, 1)),
@@ -455,7 +462,7 @@ def add_photo_textures(posers: list[PoserSample], preset: EastWestPreset, cultur
 def render_synth_photo(identity: FaceIdentity, aus: Mapping[int, float], *, size: int = 256,
                        color: bool = False, photo: str = "", gain: float = 1.0
                        ) -> np.ndarray:
-    """Draw one poser as a photo-textured 3-D face (:mod:`facedialect.faces.photo`).
+    """Draw one poser as a photo-textured 3-D face (:mod:`facedialect.faces.model3d.photo`).
 
     The photo is fitted with the 3-D model and rendered with the AUs (the skin texture
     moves with the mesh), cropped to a centred square, then rolled, shifted and scaled by
@@ -468,7 +475,7 @@ def render_synth_photo(identity: FaceIdentity, aus: Mapping[int, float], *, size
     """
     import cv2
 
-    from facedialect.faces.photo import photo_face
+    from facedialect.faces.model3d.photo import photo_face
 
     face = photo_face(photo)
     h, w = face.photo.shape[:2]
@@ -604,7 +611,7 @@ def synthesize(out_dir: str | Path, preset: str | Path | EastWestPreset = "east-
     else:
         p = load_preset(preset, n_posers=n_posers, seed=seed, size=size, color=color)
     if renderer == "3d":
-        from facedialect.faces.model3d import load_model
+        from facedialect.faces.model3d.model import load_model
 
         load_model()  # fails early, with the install message, when the model is absent
     draw: Callable[..., np.ndarray] = (render_face if renderer == "builtin" else
@@ -612,11 +619,11 @@ def synthesize(out_dir: str | Path, preset: str | Path | EastWestPreset = "east-
     n_workers = workers if workers > 0 else (os.cpu_count() or 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from facedialect.run.files import atomic_write_bytes, atomic_write_text
+    from facedialect.files import atomic_write_bytes, atomic_write_text
 
     done: dict[str, Path] = {}
     for culture in p.cultures:
-        rng = np.random.default_rng(_culture_seed(p.seed, culture))
+        rng = np.random.default_rng(culture_seed(p.seed, culture))
         posers = sample_poser_expressions(culture, p, rng)
         if photos:
             posers = add_photo_textures(posers, p, culture, photos)

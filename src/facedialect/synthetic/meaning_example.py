@@ -2,7 +2,7 @@
 
 :func:`write_meaning_example` draws one synthetic face database with the built-in face,
 simulates the raters of cultures that share a known number of meaning dimensions
-(:mod:`facedialect.meaning.simulate`) from the images' true AU intensities, and writes
+(:mod:`facedialect.synthetic.raters`) from the images' true AU intensities, and writes
 ``ratings.csv``, ``raters.csv``, ``truth.json`` and a study file that analyses them.
 """
 
@@ -13,8 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from facedialect.meaning.simulate import MeaningSimulator, SimCulture, au_matrix, simulate_ratings
-from facedialect.run.files import atomic_write_text
+from facedialect.files import atomic_write_text
+from facedialect.synthetic.cultures import EastWestPreset, write_synthetic_database
+from facedialect.synthetic.raters import (
+    MeaningSimulator,
+    SimCulture,
+    au_matrix,
+    simulate_ratings,
+)
 
 #: The example's cultures: A and B share 3 dimensions, A and C share 1.
 EXAMPLE_CULTURES = (SimCulture(name="A", dims=[0, 1, 2, 3], concepts=10),
@@ -87,8 +93,6 @@ def write_meaning_example(out: str | Path, *, posers: int = 12, seed: int = 0,
     Path
         The study file.
     """
-    from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
-
     out = Path(out).resolve()
     faces = out / "data" / "faces"
     preset = EastWestPreset(n_posers=posers, seed=seed, intensity_sd=0.2,

@@ -14,7 +14,7 @@ from typing import Final
 
 import numpy as np
 
-from facedialect.faces.assets import AssetMissingError, find_ict_facekit
+from facedialect.faces.model3d.assets import AssetMissingError, find_ict_facekit
 
 __all__ = ["VERTEX_RANGES", "FaceModel3D", "load_model"]
 
@@ -170,7 +170,7 @@ def load_model(path: str | Path | None = None) -> FaceModel3D:
     ----------
     path : str or Path, optional
         The npz file or its folder; otherwise looked for as
-        :func:`facedialect.faces.assets.find_ict_facekit` describes.
+        :func:`facedialect.faces.model3d.assets.find_ict_facekit` describes.
 
     Returns
     -------

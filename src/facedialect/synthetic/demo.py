@@ -67,7 +67,7 @@ def write_demo(out: str | Path, *, posers: int = 14, seed: int = 0,
     Path
         The study file (``OUT/study.toml``); run it with ``facedialect run``.
     """
-    from facedialect.faces.cultures import EastWestPreset, write_synthetic_database
+    from facedialect.synthetic.cultures import EastWestPreset, write_synthetic_database
 
     out = Path(out).resolve()
     preset = EastWestPreset(n_posers=posers, seed=seed)

@@ -106,6 +106,10 @@ def shared_dims_simulator(shared: int, unique: int = 2, *, cultures: Sequence[st
         Concepts per culture.
     **kwargs
         Other :class:`MeaningSimulator` settings (raters, rater_sd, seed, ...).
+
+    Returns
+    -------
+    MeaningSimulator
     """
     specs = []
     for i, name in enumerate(cultures):
@@ -175,7 +179,20 @@ def sample_au_vectors(n: int, *, seed: int = 0, aus: Sequence[int] = STUDY_AUS,
 
 
 def au_matrix(truth: pd.DataFrame, image_column: str = "path") -> pd.DataFrame:
-    """Images x AUs from a long ``truth.csv`` table (``path, ..., au, intensity``)."""
+    """Images x AUs from a long ``truth.csv`` table (``path, ..., au, intensity``).
+
+    Parameters
+    ----------
+    truth : pandas.DataFrame
+        One row per image and AU (:data:`~facedialect.synthetic.cultures.TRUTH_COLUMNS`).
+    image_column : str
+        The column naming the image.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Images (index) x AUs (columns), 0 where an image has no intensity for an AU.
+    """
     return truth.pivot_table(index=image_column, columns="au", values="intensity",
                                 aggfunc="first").fillna(0.0)
 
