@@ -357,26 +357,12 @@ def stimuli(
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 256,
 ) -> None:
     """Render an AU stimulus series (AUs x levels + null)."""
-    from facedialect.errors import InputError
-    from facedialect.faces.stimuli import render_stimuli, stimulus_table, write_stimuli
-    from facedialect.files import atomic_write_bytes
-    from facedialect.plots.figures import stimuli_sheet
-    from facedialect.stages.tuning import base_face_renderer
-    from facedialect.vocab import STUDY_AUS
+    from facedialect.stages.tuning import write_stimulus_series
 
     with _progress() as bar:
-        tick = labelled_ticker(bar)
-        try:
-            au_list = [int(a) for a in aus.split(",") if a.strip()] or list(STUDY_AUS)
-            table = stimulus_table(au_list, levels)
-            renderer, _ = base_face_renderer(base_face, size,
-                                             progress=lambda d, t: tick("average face", d, t))
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        images = render_stimuli(table, renderer, progress=lambda d, t: tick("stimuli", d, t))
-    done = write_stimuli(out, table, images)
-    atomic_write_bytes(Path(out) / "contact_sheet.png", stimuli_sheet(done))
-    console.print(f"{len(done)} stimuli ({len(au_list)} AUs x {levels - 1} levels + the null "
+        done, n_aus = write_stimulus_series(out, base_face, aus, levels, size,
+                                            progress=labelled_ticker(bar))
+    console.print(f"{len(done)} stimuli ({n_aus} AUs x {levels - 1} levels + the null "
                   f"image) in {out}; contact sheet {Path(out) / 'contact_sheet.png'}",
                   highlight=False)
 
@@ -444,10 +430,8 @@ def synth(
                                                     "file) and exit.")] = None,
 ) -> None:
     """Make synthetic cultures with known AU differences (docs/method.md §10)."""
-    import csv
-
     from facedialect.errors import InputError
-    from facedialect.synthetic.databases3d import preset_text, synthesize
+    from facedialect.synthetic.databases3d import culture_summary, preset_text, synthesize
 
     if show_preset is not None:
         sys.stdout.write(preset_text(show_preset))
@@ -460,13 +444,8 @@ def synth(
                           size=size, color=color, textures=textures, workers=workers,
                           progress=lambda c, d, t: tick(f"culture {c}", d, t))
     for culture, folder in done.items():
-        with open(folder / "manifest.csv", encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
-        subjects = {r["subject"] for r in rows} - {""}
-        who = f"{len(subjects)} posers" if subjects else "no subject ids"
-        n_expr = len({r["expression"] for r in rows})
-        console.print(f"culture {culture}: {who}, {n_expr} expressions, {len(rows)} images "
-                      f"in {folder} (manifest.csv, truth.csv)", highlight=False)
+        console.print(f"culture {culture}: {culture_summary(folder)} in {folder} "
+                      "(manifest.csv, truth.csv)", highlight=False)
     console.print(f"preset used: {Path(out) / 'preset.toml'}; read a culture with "
                   "preset = \"manifest\"", highlight=False, markup=False)
 

@@ -28,7 +28,7 @@ from facedialect.faces.stimuli import (
     stimulus_table,
     write_stimuli,
 )
-from facedialect.files import atomic_write_text
+from facedialect.files import atomic_write_bytes, atomic_write_text
 from facedialect.imageio import file_sha256
 from facedialect.models.runtime import feature_runner
 from facedialect.models.weights import load_backbone
@@ -42,6 +42,7 @@ from facedialect.plots.figures import (
     tuning_curves_figure,
 )
 from facedialect.preprocess.pipeline import preprocess_face
+from facedialect.progress import ProgressFn
 from facedialect.report.html import Figure, Section, Table, Text, figure_file
 from facedialect.run.heads import trained_backbone
 from facedialect.run.store import RunDir
@@ -54,6 +55,7 @@ from facedialect.stats.tuning import (
     tuning_profiles,
     tuning_responses,
 )
+from facedialect.vocab import STUDY_AUS
 
 
 def run(run: RunDir, study: Study, ctx: Context) -> Summary:
@@ -233,6 +235,51 @@ def base_face_renderer(base_face: BaseFace | str, size: int = 256, *,
                                progress=progress)
     return renderer_for(base, size, image=image), str(image)
 
+
+
+def write_stimulus_series(out: str | Path, base_face: str, aus: str | Sequence[int] = "",
+                          levels: int = 11, size: int = 256, *,
+                          progress: ProgressFn | None = None) -> tuple[pd.DataFrame, int]:
+    """Render an AU stimulus series into a folder, with its contact sheet (no study needed).
+
+    Parameters
+    ----------
+    out : path
+        The folder: the images, ``stimuli.csv`` and ``contact_sheet.png``.
+    base_face : str
+        ``builtin``, ``3d``, a photo or ``average:RUN_DIR``.
+    aus : str or sequence of int
+        The AUs (comma-separated text or numbers; empty: the 20 study AUs).
+    levels, size : int
+        Intensity steps from 0 to 1; image side in pixels.
+    progress : ProgressFn, optional
+        ``progress(label, done, total)``.
+
+    Returns
+    -------
+    tuple
+        The stimulus table and the number of AUs.
+
+    Raises
+    ------
+    InputError
+        For an invalid AU list, base face or size.
+    """
+    try:
+        au_list = ([int(a) for a in aus.split(",") if a.strip()] if isinstance(aus, str)
+                   else [int(a) for a in aus]) or list(STUDY_AUS)
+        table = stimulus_table(au_list, levels)
+        renderer, _ = base_face_renderer(base_face, size, progress=(
+            (lambda d, t: progress("average face", d, t)) if progress else None))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    images = render_stimuli(table, renderer, progress=(
+        (lambda d, t: progress("stimuli", d, t)) if progress else None))
+    done = write_stimuli(out, table, images)
+    sheet = stimuli_sheet(done)
+    if sheet is not None:
+        atomic_write_bytes(Path(out) / "contact_sheet.png", sheet)
+    return done, len(au_list)
 
 
 def stimulus_features(table: pd.DataFrame, images: list[np.ndarray], study: Study

@@ -648,3 +648,19 @@ def synthesize(out_dir: str | Path, preset: str | Path | EastWestPreset = "east-
         preset if not isinstance(preset, EastWestPreset) else "custom")))
     return done
 
+
+def culture_summary(folder: str | Path) -> str:
+    """One culture's database in words: posers, expressions and images of its manifest.
+
+    Parameters
+    ----------
+    folder : path
+        A folder :func:`synthesize` wrote (``manifest.csv``).
+    """
+    import csv
+
+    with open(Path(folder) / "manifest.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    subjects = {r["subject"] for r in rows} - {""}
+    who = f"{len(subjects)} posers" if subjects else "no subject ids"
+    return f"{who}, {len({r['expression'] for r in rows})} expressions, {len(rows)} images"
