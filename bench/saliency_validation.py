@@ -27,7 +27,6 @@ from facedialect.models.runtime import tune_malloc
 from facedialect.models.weights import load_backbone
 from facedialect.preprocess.normalize import oval_mask
 from facedialect.preprocess.params import PreprocessParams
-from facedialect.saliency.analysis import saliency_analysis
 from facedialect.saliency.figures import (
     difference_figure,
     modification_grid_figure,
@@ -35,6 +34,7 @@ from facedialect.saliency.figures import (
     region_shares_figure,
     saliency_grid_figure,
 )
+from facedialect.saliency.maps import saliency_analysis
 from facedialect.saliency.modify import modify_faces
 from facedialect.saliency.stats import region_stats
 from facedialect.stages.saliency import select_tests

@@ -36,7 +36,7 @@ from facedialect.meaning.preservation import PRESERVATION_COLUMNS
 from facedialect.plots import figures as plot_figures
 from facedialect.run.store import RunDir
 from facedialect.saliency import figures as saliency_figures
-from facedialect.saliency.analysis import AlignedMaps
+from facedialect.saliency.maps import AlignedMaps
 from facedialect.saliency.regions import REGIONS
 from facedialect.saliency.stats import REGION_COLUMNS
 from facedialect.stages import ingest as ingest_stage

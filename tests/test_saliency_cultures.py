@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from facedialect.models.weights import WeightsError, load_backbone
-from facedialect.saliency.analysis import saliency_analysis
+from facedialect.saliency.maps import saliency_analysis
 from facedialect.saliency.modify import modify_faces
 from facedialect.saliency.stats import region_stats
 from facedialect.stages.saliency import select_tests

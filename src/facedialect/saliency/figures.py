@@ -1,7 +1,7 @@
 """Saliency and modification figures, drawn from the run directory's files.
 
 Every function takes what the stage wrote (``saliency/maps.npz`` as
-:class:`~facedialect.saliency.analysis.AlignedMaps`, ``tables/saliency_regions.csv``,
+:class:`~facedialect.saliency.maps.AlignedMaps`, ``tables/saliency_regions.csv``,
 ``tables/modification.csv`` and the images under ``modify/``) and returns PNG bytes
 (SVG in the report, see :func:`facedialect.plots.figures.render`), or ``None`` when
 there is nothing to draw.
@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from facedialect.imageio import read_gray  # noqa: E402
 from facedialect.plots.figures import figure_function, render  # noqa: E402
-from facedialect.saliency.analysis import AlignedMaps  # noqa: E402
+from facedialect.saliency.maps import AlignedMaps  # noqa: E402
 from facedialect.saliency.regions import REGIONS, region_polygons  # noqa: E402
 from facedialect.saliency.stats import unit_means  # noqa: E402
 from facedialect.vocab import in_order  # noqa: E402

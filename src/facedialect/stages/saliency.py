@@ -34,7 +34,6 @@ from facedialect.run.caches import load_face, preprocess_cache
 from facedialect.run.heads import trained_backbone
 from facedialect.run.store import RunDir
 from facedialect.run.tables import included_faces
-from facedialect.saliency.analysis import AlignedMaps, saliency_analysis
 from facedialect.saliency.figures import (
     difference_figure,
     modification_grid_figure,
@@ -42,6 +41,7 @@ from facedialect.saliency.figures import (
     region_shares_figure,
     saliency_grid_figure,
 )
+from facedialect.saliency.maps import AlignedMaps, saliency_analysis
 from facedialect.saliency.modify import ModifyResult, modify_faces
 from facedialect.saliency.stats import region_stats
 from facedialect.stages.base import (

@@ -3,7 +3,7 @@
 :func:`saliency_analysis` takes the networks, the test images with their landmarks and
 returns the per-image region shares (one row per database, run, image, method and
 region) and the maps averaged per method, database and expression on the mean face
-shape. It does no file I/O; :mod:`facedialect.saliency.stage` reads its inputs from the
+shape. It does no file I/O; :mod:`facedialect.stages.saliency` reads its inputs from the
 run directory and writes its outputs there.
 
 Averaging (docs/saliency.md): each map's absolute value is divided by its sum (so every
