@@ -288,7 +288,7 @@ def test_damaged_feature_file_is_computed_again_with_a_warning(tmp_path, dim, do
     if damaged:
         assert missing == list(range(N_VARIANTS))
         assert str(path) in str(damaged[0].message)
-        with pytest.raises(InputError, match=r"run `facedialect train` again"):
+        with pytest.raises(InputError, match=r"run `facedialect features STUDY_FILE`"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 cache.load([key], variants)

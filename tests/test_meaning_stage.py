@@ -144,15 +144,12 @@ def test_meaning_without_ratings_is_a_one_line_error(tmp_path):
     assert "no [meaning] ratings" in res.output and "Traceback" not in res.output
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.run_stages checks a stage's inputs before "
-                   "its settings: `facedialect meaning` on a study without [meaning] ratings "
-                   "first asks for tables/images.csv (ingest), only later says that the "
-                   "ratings are missing")
 def test_meaning_without_ratings_says_so_before_any_work(tmp_path):
     study = _unrated_study(tmp_path)
     res = runner.invoke(app, ["meaning", str(study)])
     assert res.exit_code == 2
     assert "no [meaning] ratings" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()  # nothing was written
 
 
 def test_every_meaning_table_and_column_is_documented():

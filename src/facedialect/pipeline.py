@@ -143,6 +143,8 @@ def run_stages(study: Study, names: Sequence[str] | None = None, *,
     todo = [s for s in STAGES if (s in chosen if chosen is not None else s.enabled(study))]
     base = Context(device=base.device, progress=base.progress, force=base.force,
                    options=base.options, stages=STAGES)
+    for stage in todo:  # before any work: a stage the study cannot run says so at once
+        stage.check(study)
     run = RunDir(study.study.output)
     summaries = []
     with run.lock():

@@ -103,6 +103,10 @@ def _no_files(study: Study) -> list[Path]:
     return []
 
 
+def _can_run(study: Study) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of a study.
@@ -131,6 +135,9 @@ class Stage:
     external : callable
         ``external(study)``: files outside the run directory it reads (a ratings file, a
         photo); their contents are part of its fingerprint.
+    check : callable
+        ``check(study)``: raises :class:`~facedialect.errors.InputError` when the study
+        cannot run this stage (e.g. meaning without ratings); called before any stage runs.
     always : bool
         Never skipped as up to date: the stage checks its inputs itself (ingest hashes the
         database files; pre-processing reads its cache).
@@ -150,6 +157,7 @@ class Stage:
     config: tuple[str, ...] = ()
     enabled: Callable[[Study], bool] = _always
     external: Callable[[Study], list[Path]] = _no_files
+    check: Callable[[Study], None] = _can_run
     always: bool = False
     version: str = "1"
     command: str = ""

@@ -119,6 +119,7 @@ def inspect_database(root: str | Path, preset: str, *, name: str | None = None,
     run = RunDir(section.output)
     with run.lock():
         images = ingest_databases(run, [db], section.expressions, progress=progress)
+        draw(run, "images_per_expression", exclusions_figure, images)
     return images[images["db"] == db.name]
 
 

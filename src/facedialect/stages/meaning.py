@@ -433,6 +433,13 @@ def _tables(used: pd.DataFrame, matched: pd.DataFrame, ratings: pd.DataFrame,
 
 
 
+def require_ratings(study: Study) -> None:
+    """Raise a clear error when the study has no ``[meaning] ratings``."""
+    if not study.meaning.ratings:
+        raise InputError("the study has no [meaning] ratings; add a [meaning] section with "
+                         "ratings = \"ratings.csv\" (docs/meaning.md)")
+
+
 def draw_meaning_figures(run: RunDir) -> None:
     """Draw the meaning figures from the tables the stage wrote."""
     acc = run.read_table("rating_accuracy")
@@ -528,4 +535,5 @@ STAGE = Stage(
     writes=("tables/ppca_summary.csv", "tables/rating_accuracy.csv"),
     run=run, section=meaning_section, enabled=lambda study: study.meaning.enabled,
     external=lambda study: [Path(f) for f in (*study.meaning.ratings, *study.meaning.raters)],
+    check=require_ratings,
     config=("databases", "preprocess", "model", "training", "meaning"))

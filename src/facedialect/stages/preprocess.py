@@ -31,7 +31,7 @@ from facedialect.databases.schema import (
 from facedialect.errors import FacedialectWarning, ImageReadError, InputError
 from facedialect.files import ArrayCache, sha256_bytes
 from facedialect.imageio import decode_gray, read_image_bytes
-from facedialect.plots.figures import contact_sheet, safe_name
+from facedialect.plots.figures import contact_sheet, exclusions_figure, safe_name
 from facedialect.preprocess import screening
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.pipeline import FaceResult, preprocess_face
@@ -54,6 +54,8 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
         progress=ctx.tick("pre-processing"),
         faces_per_expression=study.report.contact_sheet_per_expression,
         screen=study.screening)
+    # the final exclusions: the databases section's figure shows the images used
+    draw(run, "images_per_expression", exclusions_figure, run.read_table("images"))
     lines = [f"{s.detected}/{s.processed} faces detected ({s.from_cache} from cache); "
              f"{s.not_detected} excluded (no face or unreadable), {s.several_faces} with "
              "several faces (largest used)",
