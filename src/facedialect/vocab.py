@@ -9,6 +9,7 @@ one way a name (a database, a culture) enters a seed (:func:`name_seed`).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from typing import Final
 
@@ -96,3 +97,15 @@ def in_order(expressions: Iterable[str]) -> list[str]:
     """
     have = set(expressions)
     return [e for e in VOCABULARY if e in have]
+
+
+def name_seed(name: str) -> int:
+    """The number a name (a culture, a pair of cultures) contributes to a seed: its CRC-32.
+
+    Used with :class:`numpy.random.SeedSequence` (``SeedSequence([seed, name_seed(name)])``)
+    wherever a name picks a random stream, so two names give independent streams from one
+    study seed. (The training runs' seeds hash database names with SHA-256 instead,
+    :func:`facedialect.training.splits.run_seeds`: kept, so that earlier runs' networks stay
+    valid and their numbers reproducible.)
+    """
+    return zlib.crc32(name.encode("utf-8"))

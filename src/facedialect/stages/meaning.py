@@ -8,7 +8,6 @@ docs/outputs.md ("Shared dimensions of meaning"). docs/method.md §9.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from facedialect.run.store import RunDir
 from facedialect.stages.base import Context, Stage, Summary, draw
 from facedialect.training.features import extract_features, feature_cache_and_runner
 from facedialect.training.splits import run_seeds
+from facedialect.vocab import name_seed
 
 #: Columns of ``tables/meaning_images.csv``.
 IMAGE_COLUMNS = ["image", "db", "path", "group", "used", "reason", "runs_held_out"]
@@ -186,7 +186,7 @@ def split_plans(images: pd.DataFrame, study: Study, runs: int
 
 
 def _pair_seed(seed: int, name: str) -> int:
-    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, name_seed(name)]).generate_state(1)[0])
 
 
 def run(run: RunDir, study: Study, ctx: Context) -> Summary:

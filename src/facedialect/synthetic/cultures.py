@@ -21,7 +21,6 @@ import math
 import multiprocessing
 import os
 import re
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from facedialect.faces.procedural.identity import FaceIdentity
 from facedialect.faces.procedural.render import render_face
-from facedialect.vocab import EXPRESSIONS, KDEF_CODES, STUDY_AUS
+from facedialect.vocab import EXPRESSIONS, KDEF_CODES, STUDY_AUS, name_seed
 
 __all__ = [
     "PROTOTYPES_A",
@@ -533,7 +532,7 @@ class PoserSample:
 
 def culture_seed(seed: int, culture: str) -> np.random.SeedSequence:
     """Seed of one culture: the preset seed and a stable hash of the culture's name."""
-    return np.random.SeedSequence([int(seed), zlib.crc32(culture.encode("utf-8"))])
+    return np.random.SeedSequence([int(seed), name_seed(culture)])
 
 
 def sample_poser_expressions(culture: str, preset: EastWestPreset,

@@ -17,7 +17,6 @@ import math
 import os
 import re
 import tomllib
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from importlib import resources
@@ -42,7 +41,7 @@ from facedialect.synthetic.cultures import (
     sample_poser_expressions,
     write_posers,
 )
-from facedialect.vocab import EXPRESSIONS
+from facedialect.vocab import EXPRESSIONS, name_seed
 
 __all__ = [
     "CULTURE_KEYS",
@@ -284,7 +283,7 @@ def _toml_value(value: Any) -> Any:
 
 def _scene_seed(seed: int, culture: str) -> np.random.SeedSequence:
     """Seed of a culture's 3-D scene draws, independent of its AU and identity draws."""
-    return np.random.SeedSequence([int(seed), zlib.crc32(culture.encode("utf-8")), 3])
+    return np.random.SeedSequence([int(seed), name_seed(culture), 3])
 
 
 def _turn(v: tuple[float, float, float], azimuth: float, elevation: float

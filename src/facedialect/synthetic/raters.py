@@ -14,7 +14,6 @@ is higher between cultures that share more; for two cultures with the same mappi
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from facedialect.vocab import STUDY_AUS
+from facedialect.vocab import STUDY_AUS, name_seed
 
 #: Columns of the simulated ratings table (the ratings file format, docs/meaning.md).
 RATING_COLUMNS = ["image", "culture", "concept", "mean_rating", "n_raters"]
@@ -223,7 +222,7 @@ def latent_dimensions(aus: pd.DataFrame, n_dims: int) -> pd.DataFrame:
 
 
 def _culture_rng(seed: int, name: str, what: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode()),
+    return np.random.default_rng(np.random.SeedSequence([seed, name_seed(name),
                                                          what]))
 
 
