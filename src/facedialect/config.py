@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from facedialect.errors import InputError, StudyFileError
-from facedialect.imageio import expand_user
+from facedialect.imageio import absolute_path, expand_user
 from facedialect.preprocess.params import PreprocessParams
 from facedialect.preprocess.screening import DEFAULT_HASH_DISTANCE, HASH_BITS
 from facedialect.vocab import (
@@ -66,14 +66,7 @@ def _vocabulary_list(v: list[str], what: str) -> list[str]:
 
 
 def _resolve(path: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dir")
-    try:
-        path = expand_user(path)
-    except InputError as exc:  # ~name of no known user
-        raise ValueError(str(exc)) from None
-    if not path.is_absolute() and base is not None:
-        path = Path(base) / path
-    return path.resolve()
+    return absolute_path(path, (info.context or {}).get("base_dir"), ValueError)
 
 
 class StudySection(_Section):

@@ -38,6 +38,24 @@ def expand_user(path: str | os.PathLike[str],
                     f"full") from exc
 
 
+def absolute_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
+                  error: type[Exception] = InputError) -> Path:
+    """``path`` made absolute: ``~`` expanded, a relative path taken from ``root``, resolved.
+
+    Raises
+    ------
+    InputError
+        (or ``error``) when ``~user`` names no home folder.
+    """
+    try:
+        p = expand_user(path)
+    except InputError as exc:
+        raise error(str(exc)) from None
+    if not p.is_absolute() and root is not None:
+        p = Path(root) / p
+    return p.resolve()
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """Return the hex sha256 of a file's bytes."""
     h = hashlib.sha256()

@@ -143,14 +143,7 @@ class BaseFace:
 
 
 def _absolute(text: str, root: str | Path | None) -> Path:
-    """``text`` as an absolute path (``~`` expanded, relative to ``root``)."""
-    from facedialect.errors import InputError
-    from facedialect.imageio import expand_user
+    """``text`` as an absolute path (``~`` expanded, relative to ``root``); ValueError."""
+    from facedialect.imageio import absolute_path
 
-    try:
-        p = expand_user(text)
-    except InputError as exc:  # ~name of no known user
-        raise ValueError(str(exc)) from None
-    if not p.is_absolute() and root is not None:
-        p = Path(root) / p
-    return p.resolve()
+    return absolute_path(text, root, ValueError)
