@@ -43,7 +43,7 @@ def kdef_tree(tmp_path, london) -> Path:
 
 #: The stage commands: each takes the study file.
 STAGE_COMMANDS = ("ingest", "preprocess", "features", "train", "evaluate", "tune",
-                  "robustness", "saliency", "meaning", "run", "modify")
+                  "robustness", "saliency", "meaning", "mental-models", "run", "modify")
 
 
 def _study_file(tmp_path: Path, root: Path, *, n_subjects: int = 2, preset: str = "kdef",

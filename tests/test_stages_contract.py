@@ -72,6 +72,14 @@ images_per_class = 1
 resamples = 99
 modify_steps = 2
 
+[mental_models]
+enable = true
+trials = 120
+identities = 2
+permutations = 19
+bootstrap = 19
+size = 160
+
 [meaning]
 ratings = "ratings.csv"
 hidden = 0
@@ -214,7 +222,7 @@ def test_a_changed_setting_reruns_only_the_stages_that_depend_on_it(study_run):
     study.saliency.images_per_class = 2
     again = {s.stage: s for s in run_stages(study, ctx=Context(device="cpu"))}
     assert again["saliency"].skipped is None
-    for name in ("train", "evaluate", "tuning", "robustness", "meaning"):
+    for name in ("train", "evaluate", "tuning", "robustness", "meaning", "mental_models"):
         assert again[name].skipped == "up to date", name
 
 

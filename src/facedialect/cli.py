@@ -254,6 +254,13 @@ def meaning(study_file: StudyFile, device: Device = "auto", force: Force = False
     _run(study_file, ["meaning"], device, force)
 
 
+@app.command("mental-models")
+@friendly
+def mental_models(study_file: StudyFile, device: Device = "auto", force: Force = False) -> None:
+    """Each network's model of each expression, by reverse correlation in AU space."""
+    _run(study_file, ["mental_models"], device, force)
+
+
 @app.command()
 @friendly
 def report(

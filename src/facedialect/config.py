@@ -435,6 +435,47 @@ class ReportConfig(_Section):
                                               "expression on the contact sheet.")
 
 
+class MentalModelsConfig(_Section):
+    """``[mental_models]``: each network's model of each expression by reverse correlation.
+
+    Random combinations of AUs are rendered on a few faces; every network's class
+    probabilities for them are reverse-correlated with the AUs (docs/method.md §11,
+    docs/mental-models.md).
+    """
+
+    enable: bool = Field(False, description="Run the mental-models stage in `facedialect run`.")
+    trials: int = Field(2400, ge=50, le=200_000, description="Random AU combinations (faces).")
+    faces: str = Field("builtin", description="'builtin' (procedural identities, half female) "
+                       "or a folder of frontal face photos (photo-textured 3D faces).")
+    identities: int = Field(4, ge=1, le=100, description="Faces the trials are shown on "
+                            "(trial i on face i mod identities).")
+    aus: list[int] = Field(default_factory=lambda: list(STUDY_AUS), description="AUs drawn.")
+    min_aus: int = Field(1, ge=1, description="Fewest active AUs per trial.")
+    max_aus: int = Field(6, ge=1, description="Most active AUs per trial.")
+    method: Literal["weighted", "ridge"] = Field(
+        "weighted", description="'weighted': response-weighted mean AU pattern minus the "
+        "trial mean (classic reverse correlation); 'ridge': ridge-regression weights.")
+    permutations: int = Field(199, ge=19, description="Permutations per AU test.")
+    bootstrap: int = Field(199, ge=19, description="Bootstrap resamples of the intervals.")
+    size: int = Field(256, ge=64, le=1024, description="Side of the rendered faces (px).")
+
+    @field_validator("aus")
+    @classmethod
+    def _aus_known(cls, v: list[int]) -> list[int]:
+        bad = [a for a in v if a not in STUDY_AUS]
+        if bad:
+            raise ValueError(f"unknown AU(s) {bad}; valid: {list(STUDY_AUS)}")
+        if len(set(v)) < 2:
+            raise ValueError("give at least 2 distinct AUs")
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _aus_per_trial(self) -> MentalModelsConfig:
+        if self.min_aus > self.max_aus:
+            raise ValueError(f"min_aus ({self.min_aus}) is above max_aus ({self.max_aus})")
+        return self
+
+
 class Study(_Section):
     """A whole study file."""
 
@@ -448,6 +489,7 @@ class Study(_Section):
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     meaning: MeaningConfig = Field(default_factory=MeaningConfig)
     saliency: SaliencyConfig = Field(default_factory=SaliencyConfig)
+    mental_models: MentalModelsConfig = Field(default_factory=MentalModelsConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
@@ -698,7 +740,7 @@ def load_study(path: str | Path, cls: type[_S] | None = None) -> _S:
 
 __all__ = [
     "EXPRESSIONS", "STUDY_AUS", "WEIGHT_KEYWORDS", "DatabaseConfig", "EvaluationConfig",
-    "MeaningConfig", "ModelConfig",
+    "MeaningConfig", "MentalModelsConfig", "ModelConfig",
     "ReportConfig", "SaliencyConfig", "ScreeningConfig", "Study", "StudySection",
     "TrainingConfig",
     "TuningConfig", "load_study", "output_conflicts", "parse_study", "validate_options",

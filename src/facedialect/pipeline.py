@@ -26,6 +26,7 @@ from facedialect.stages import (
     features,
     ingest,
     meaning,
+    mental_models,
     preprocess,
     report,
     robustness,
@@ -38,7 +39,8 @@ from facedialect.stages.base import Context, Stage, Summary
 #: Every stage, in the order a study runs them.
 STAGES: tuple[Stage, ...] = (
     ingest.STAGE, preprocess.STAGE, features.STAGE, train.STAGE, evaluate.STAGE,
-    tuning.STAGE, robustness.STAGE, saliency.STAGE, meaning.STAGE, report.STAGE,
+    tuning.STAGE, robustness.STAGE, saliency.STAGE, meaning.STAGE, mental_models.STAGE,
+    report.STAGE,
 )
 
 #: Stage names, in order.

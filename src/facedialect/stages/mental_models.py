@@ -1,0 +1,344 @@
+"""Mental models: each network's model of each expression, by reverse correlation in AU space.
+
+Random combinations of action units (1-6 active, random intensities; ``[mental_models]``)
+are rendered on a few faces, pre-processed like the training images and passed through
+every trained network. Reverse correlation of the class probabilities with the AUs gives
+each network's model of each expression: the AU pattern that raises that unit
+(docs/method.md §11, docs/mental-models.md). Renders, pre-processed faces and features are
+cached by content and shared by all networks and studies.
+
+Writes ``tables/mm_trials.csv``, ``mm_responses.csv``, ``mm_models.csv`` (per network),
+``mm_model_summary.csv`` (per database, with permutation p values and bootstrap
+intervals), ``mm_similarity.csv`` and ``mm_distinctness.csv``, and the figures
+``figures/mm_models.svg`` and ``figures/mm_faces.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facedialect.config import Study
+from facedialect.errors import InputError
+from facedialect.faces.procedural.identity import FaceIdentity
+from facedialect.faces.stimuli import Renderer, builtin_renderer, photo_renderer
+from facedialect.files import ArrayCache, cache_root, sha256_bytes
+from facedialect.imageio import IMAGE_SUFFIXES
+from facedialect.models.weights import load_backbone
+from facedialect.plots.figures import figure_function, plt, render
+from facedialect.preprocess.pipeline import preprocess_face
+from facedialect.progress import ProgressFn
+from facedialect.report.html import Section, Table, Text, figure_file
+from facedialect.run.caches import load_face, preprocess_cache, preprocess_key
+from facedialect.run.heads import trained_backbone
+from facedialect.run.store import RunDir
+from facedialect.stages.base import Context, Stage, Summary, draw, trained_heads
+from facedialect.stats.revcorr import (
+    au_models,
+    model_distinctness,
+    model_similarity,
+    model_test,
+    models_over_runs,
+    sample_trials,
+)
+from facedialect.training.features import extract_features, feature_cache_and_runner
+from facedialect.vocab import in_order
+
+#: Bumped when the rendering of trials changes (part of the render cache key).
+RENDER_VERSION = "mm-render-1"
+#: Columns of ``tables/mm_trials.csv`` (long: one row per trial and AU).
+TRIAL_COLUMNS = ["trial", "identity", "au", "intensity", "detected"]
+#: Columns of ``tables/mm_responses.csv``.
+RESPONSE_COLUMNS = ["db", "run", "trial", "unit", "probability"]
+
+
+def identity_renderers(study: Study) -> list[tuple[str, Renderer]]:
+    """The faces the trials are shown on: ``(description, renderer)`` per identity.
+
+    ``faces = "builtin"``: procedural identities drawn from the study seed, alternately
+    female and male, frontal. A folder: its first ``identities`` photos (sorted by name),
+    each fitted with the 3-D model and photo-textured.
+
+    Raises
+    ------
+    InputError
+        When the folder has fewer photos than ``identities``.
+    """
+    cfg = study.mental_models
+    if cfg.faces == "builtin":
+        rng = np.random.default_rng(np.random.SeedSequence([study.study.seed, 11]))
+        out = []
+        for i, child in enumerate(rng.spawn(cfg.identities)):
+            identity = FaceIdentity.random(child, sex="F" if i % 2 == 0 else "M", pose=False)
+            out.append((f"builtin:{study.study.seed}:{i}", builtin_renderer(cfg.size, identity)))
+        return out
+    folder = Path(cfg.faces)
+    photos = (sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+              if folder.is_dir() else [])
+    if len(photos) < cfg.identities:
+        raise InputError(f"[mental_models] faces = {cfg.faces!r}: {len(photos)} photo(s) found, "
+                         f"{cfg.identities} identities asked for; give a folder of frontal "
+                         "face photos or faces = \"builtin\"")
+    return [(f"photo:{sha256_bytes(p.read_bytes())}", photo_renderer(p, cfg.size))
+            for p in photos[:cfg.identities]]
+
+
+def trial_table(study: Study) -> pd.DataFrame:
+    """The trials (wide: ``trial`` and ``AU{n}``) with the identity each is shown on."""
+    cfg = study.mental_models
+    trials = sample_trials(cfg.trials, cfg.aus, min_aus=cfg.min_aus, max_aus=cfg.max_aus,
+                           seed=study.study.seed)
+    trials.insert(1, "identity", trials["trial"] % cfg.identities)
+    return trials
+
+
+def render_trials(study: Study, trials: pd.DataFrame,
+                  progress: ProgressFn | None = None) -> tuple[list[str], list[str]]:
+    """Render, pre-process and cache every trial's face.
+
+    Returns
+    -------
+    tuple
+        Per trial the pre-processing cache key ("" when no face was detected) and the
+        reason it was left out ("" when used).
+    """
+    cfg = study.mental_models
+    faces = identity_renderers(study)
+    renders = ArrayCache(cache_root(study.study.cache_dir) / "mental_models")
+    pcache = preprocess_cache(study.study.cache_dir)
+    params_key = study.preprocess.key()
+    au_cols = [c for c in trials.columns if c.startswith("AU")]
+    keys, reasons = [], []
+    for n, row in enumerate(trials.itertuples(index=False), 1):
+        desc, renderer = faces[int(row.identity)]
+        aus = {int(c[2:]): round(float(getattr(row, c)), 6) for c in au_cols
+               if getattr(row, c) > 0}
+        key = hashlib.sha256(json.dumps([RENDER_VERSION, desc, cfg.size, sorted(aus.items())]
+                                        ).encode()).hexdigest()
+        hit = renders.get(key, required=("image",))
+        image = hit["image"] if hit is not None else renderer(aus)
+        if hit is None:
+            renders.put(key, image=image)
+        gray = image if image.ndim == 2 else image.mean(axis=2).astype(np.uint8)
+        face_key = preprocess_key(sha256_bytes(np.ascontiguousarray(gray).tobytes()),
+                                  params_key)
+        if pcache.get(face_key, required=("image",)) is None:
+            res = preprocess_face(gray, study.preprocess)
+            if res.image is None:
+                keys.append("")
+                reasons.append(res.reason or "no face detected")
+                continue
+            pcache.put(face_key, image=res.image)
+        keys.append(face_key)
+        reasons.append("")
+        if progress:
+            progress("mental models: faces", n, len(trials))
+    return keys, reasons
+
+
+def run(run: RunDir, study: Study, ctx: Context) -> Summary:
+    """Render the trials, measure every network's probabilities, reverse-correlate them."""
+    cfg = study.mental_models
+    device = ctx.resolved_device()
+    tag, _ = trained_backbone(run, study.model.backbone)
+    trials = trial_table(study)
+    keys, reasons = render_trials(study, trials, ctx.progress)
+    used = np.array([k != "" for k in keys])
+    if used.sum() < 10:
+        raise InputError(f"[mental_models]: a face was detected in {int(used.sum())} of "
+                         f"{len(keys)} trials; use other faces (docs/mental-models.md)")
+    au_cols = [c for c in trials.columns if c.startswith("AU")]
+    with run.stage("mental_models", trials=len(trials), used=int(used.sum()),
+                   faces=cfg.faces, method=cfg.method) as info:
+        backbone = load_backbone(study.model.backbone, study.model.weights,
+                                 allow_download=study.model.allow_download)
+        fcache, runner = feature_cache_and_runner(backbone, study.model.runtime,
+                                                  device=device,
+                                                  cache_dir=study.study.cache_dir)
+        if fcache.backbone_tag != tag:
+            raise InputError(f"the networks were trained on {tag} features, the study's "
+                             f"[model] gives {fcache.backbone_tag}; train again")
+        face_keys = [k for k in keys if k]
+        pcache = preprocess_cache(study.study.cache_dir)
+        n_new = extract_features(face_keys, lambda k: load_face(k, pcache), backbone,
+                                 study.preprocess, fcache, variants=[0], device=device,
+                                 runner=runner, progress=ctx.tick("mental models: features"))
+        feats = torch.from_numpy(fcache.load(face_keys, [0])[:, 0, :].astype(np.float32))
+        kept = trials[used].reset_index(drop=True)
+        responses = network_probabilities(run, study, feats, kept["trial"].to_numpy())
+        wide = kept[["trial", *au_cols]]
+        tables = model_tables(wide, responses, study)
+        long_trials = trials.melt(id_vars=["trial", "identity"], value_vars=au_cols,
+                                  var_name="au", value_name="intensity")
+        long_trials["au"] = long_trials["au"].str[2:].astype(int)
+        long_trials["detected"] = long_trials["trial"].map(dict(zip(trials["trial"], used,
+                                                                    strict=True)))
+        run.write_table("mm_trials", long_trials.sort_values(["trial", "au"])[TRIAL_COLUMNS])
+        run.write_table("mm_responses", responses[RESPONSE_COLUMNS])
+        for name, df in tables.items():
+            run.write_table(name, df)
+        info.update(features_computed=n_new, networks=int(
+            responses[["db", "run"]].drop_duplicates().shape[0]))
+    draw(run, "mm_models", models_figure, tables["mm_model_summary"])
+    faces = identity_renderers(study)
+    draw(run, "mm_faces", model_faces_figure, tables["mm_model_summary"], faces[0][1],
+         fmt="png")
+    sim = tables["mm_similarity"]
+    lines = [f"{int(used.sum())}/{len(trials)} trials on {cfg.identities} {cfg.faces} "
+             f"face(s) ({sum(1 for r in reasons if r)} without a detected face); "
+             f"{n_new} features computed"]
+    for r in sim.itertuples():
+        lines.append(f"{r.db_a} vs {r.db_b} {r.unit}: model r_s {r.spearman_r:.2f}")
+    return Summary("mental_models", lines, {"trials": len(trials), "used": int(used.sum()),
+                                            "similarity": sim.to_dict("records")})
+
+
+@torch.no_grad()
+def network_probabilities(run: RunDir, study: Study, feats: torch.Tensor,
+                          trial_ids: np.ndarray) -> pd.DataFrame:
+    """Softmax probabilities of every live run of every database for the trial features."""
+    rows = []
+    for db, th in trained_heads(run, [d.name for d in study.databases]).items():
+        for pos, r in th.live:
+            probs = torch.softmax(th.head.forward_run(pos, feats), dim=-1).numpy()
+            rows.append(pd.DataFrame({
+                "db": db, "run": r, "trial": np.repeat(trial_ids, len(th.expressions)),
+                "unit": np.tile(th.expressions, len(trial_ids)),
+                "probability": probs.ravel()}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def model_tables(trials: pd.DataFrame, responses: pd.DataFrame, study: Study
+                 ) -> dict[str, pd.DataFrame]:
+    """Per-network models, per-database models with tests, similarity, distinctness."""
+    cfg = study.mental_models
+    per_run = []
+    for (db, r), part in responses.groupby(["db", "run"], sort=False):
+        units = in_order(part["unit"])
+        m = au_models(trials, part.rename(columns={"probability": "response"}),
+                      units=units, method=cfg.method)
+        per_run.append(m.assign(db=db, run=r))
+    models = pd.concat(per_run, ignore_index=True)[["db", "run", "unit", "au", "weight"]]
+    summary = models_over_runs(models)
+    tests, distinct = [], []
+    for db, part in responses.groupby("db", sort=False):
+        mean = (part.groupby(["trial", "unit"], sort=False)["probability"].mean()
+                .rename("response").reset_index())
+        units = in_order(mean["unit"])
+        t = model_test(trials, mean, units=units, n_permutations=cfg.permutations,
+                       n_boot=cfg.bootstrap, seed=study.study.seed, method=cfg.method)
+        tests.append(t.assign(db=db))
+        # leave-one-out weighted models of the run-averaged responses
+        distinct.append(model_distinctness(trials, mean).assign(db=db))
+    test = pd.concat(tests, ignore_index=True)
+    summary = summary.merge(test[["db", "unit", "au", "p", "ci_low", "ci_high"]],
+                            on=["db", "unit", "au"], how="left")
+    dbs = list(dict.fromkeys(summary["db"]))
+    sims = [model_similarity(summary, a, b)
+            for i, a in enumerate(dbs) for b in dbs[i + 1:]]
+    sim = (pd.concat(sims, ignore_index=True) if sims else
+           pd.DataFrame(columns=["db_a", "db_b", "unit", "spearman_r", "p"]))
+    dist = pd.concat(distinct, ignore_index=True)
+    dist = dist[["db", *[c for c in dist.columns if c != "db"]]]
+    return {"mm_models": models, "mm_model_summary": summary, "mm_similarity": sim,
+            "mm_distinctness": dist}
+
+
+@figure_function
+def models_figure(summary: pd.DataFrame) -> bytes | None:
+    """Each database's model of each expression: units (rows) x AUs (columns), side by side."""
+    if summary.empty:
+        return None
+    dbs = list(dict.fromkeys(summary["db"]))
+    aus = sorted(summary["au"].unique())
+    units = in_order(summary["unit"])
+    lim = float(np.nanmax(np.abs(summary["mean"]))) or 1.0
+    fig, axes = plt.subplots(1, len(dbs), figsize=(0.32 * len(aus) * len(dbs) + 1.5,
+                                                   0.35 * len(units) + 1.4), squeeze=False)
+    for ax, db in zip(axes[0], dbs, strict=True):
+        mat = (summary[summary["db"] == db].pivot(index="unit", columns="au", values="mean")
+               .reindex(index=units, columns=aus))
+        im = ax.imshow(mat.to_numpy(dtype=float), cmap="RdBu_r", vmin=-lim, vmax=lim,
+                       aspect="auto")
+        sig = (summary[(summary["db"] == db) & (summary["p"] < 0.05)])
+        for s in sig.itertuples():
+            if s.unit in units:
+                ax.text(aus.index(s.au), units.index(s.unit), "•", ha="center", va="center",
+                        fontsize=7)
+        ax.set_xticks(range(len(aus)), [str(a) for a in aus], fontsize=6)
+        ax.set_yticks(range(len(units)), units, fontsize=7)
+        ax.set_title(f"{db}", fontsize=9)
+        ax.set_xlabel("AU", fontsize=7)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="model weight")
+    return render(fig)
+
+
+@figure_function
+def model_faces_figure(summary: pd.DataFrame, renderer: Renderer) -> bytes | None:
+    """Each database's model of each expression rendered as a face (positive weights)."""
+    if summary.empty:
+        return None
+    dbs = list(dict.fromkeys(summary["db"]))
+    units = in_order(summary["unit"])
+    fig, axes = plt.subplots(len(dbs), len(units), figsize=(1.3 * len(units), 1.5 * len(dbs)),
+                             squeeze=False)
+    for i, db in enumerate(dbs):
+        for j, unit in enumerate(units):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            m = summary[(summary["db"] == db) & (summary["unit"] == unit)]
+            pos = m[m["mean"] > 0]
+            if len(pos):
+                top = float(pos["mean"].max())
+                aus = {int(a): float(w / top) for a, w in zip(pos["au"], pos["mean"],
+                                                               strict=True)}
+                ax.imshow(renderer(aus), cmap="gray", vmin=0, vmax=255)
+            if i == 0:
+                ax.set_title(unit, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(db, fontsize=8)
+    return render(fig)
+
+
+def section(run: RunDir) -> Section | None:
+    """Models as AU profiles and as faces, their similarity and distinctness."""
+    if not run.has_table("mm_model_summary"):
+        return None
+    info = run.read_manifest().get("stages", {}).get("mental_models", {})
+    blocks: list = [
+        Text(f"{info.get('used', '?')} of {info.get('trials', '?')} random AU combinations "
+             f"(faces: {info.get('faces', '?')}) were shown to every network; a unit's model "
+             f"is its reverse-correlation pattern over the AUs (method "
+             f"{info.get('method', '?')}: the probability-weighted mean AU pattern minus the "
+             "mean of all trials, averaged over the database's runs; dots: permutation "
+             "p < 0.05). docs/method.md §11."),
+        figure_file(run, "mm_models", caption="Each database's model of each expression "
+                    "(rows) over the AUs (columns), from tables/mm_model_summary.csv."),
+        figure_file(run, "mm_faces", caption="The models rendered: each unit's positive "
+                    "weights, scaled to its largest, as AU intensities on the first face."),
+    ]
+    if run.has_table("mm_similarity"):
+        blocks.append(Table(run.read_table("mm_similarity"), "Spearman r_s between two "
+                            "databases' models of the same expression (over the AUs).",
+                            "mm_similarity"))
+    if run.has_table("mm_distinctness"):
+        blocks.append(Table(run.read_table("mm_distinctness"), "How distinct a database's "
+                            "models are: trials classified by the nearest model "
+                            "(leave-one-out) against the unit that answered most.",
+                            "mm_distinctness"))
+    return Section("mental_models", "Mental models (reverse correlation)", blocks)
+
+
+STAGE = Stage(
+    name="mental_models", title="each network's model of each expression (reverse correlation)",
+    reads=("heads/*.pt",),
+    writes=("tables/mm_trials.csv", "tables/mm_responses.csv", "tables/mm_models.csv",
+            "tables/mm_model_summary.csv", "tables/mm_distinctness.csv"),
+    run=run, section=section, enabled=lambda study: study.mental_models.enable,
+    config=("preprocess", "model", "mental_models"), command="mental-models")
