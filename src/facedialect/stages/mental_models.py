@@ -77,15 +77,23 @@ def identity_renderers(study: Study) -> list[tuple[str, Renderer]]:
             identity = FaceIdentity.random(child, sex="F" if i % 2 == 0 else "M", pose=False)
             out.append((f"builtin:{study.study.seed}:{i}", builtin_renderer(cfg.size, identity)))
         return out
-    folder = Path(cfg.faces)
-    photos = (sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-              if folder.is_dir() else [])
+    photos = face_photos(study)
     if len(photos) < cfg.identities:
         raise InputError(f"[mental_models] faces = {cfg.faces!r}: {len(photos)} photo(s) found, "
                          f"{cfg.identities} identities asked for; give a folder of frontal "
                          "face photos or faces = \"builtin\"")
     return [(f"photo:{sha256_bytes(p.read_bytes())}", photo_renderer(p, cfg.size))
-            for p in photos[:cfg.identities]]
+            for p in photos]
+
+
+def face_photos(study: Study) -> list[Path]:
+    """The photos the trials are shown on (none for procedural faces): part of the fingerprint."""
+    cfg = study.mental_models
+    folder = Path(cfg.faces)
+    if cfg.faces == "builtin" or not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES)[:cfg.identities]
 
 
 def trial_table(study: Study) -> pd.DataFrame:
@@ -341,4 +349,5 @@ STAGE = Stage(
     writes=("tables/mm_trials.csv", "tables/mm_responses.csv", "tables/mm_models.csv",
             "tables/mm_model_summary.csv", "tables/mm_distinctness.csv"),
     run=run, section=section, enabled=lambda study: study.mental_models.enable,
-    config=("preprocess", "model", "mental_models"), command="mental-models")
+    config=("preprocess", "model", "mental_models"), external=face_photos,
+    command="mental-models")
