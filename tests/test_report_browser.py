@@ -87,9 +87,9 @@ aus = [1, 12, 26]
 levels = 3
 """)
     summaries = run_stages(load_study(study_file), ctx=Context(device="cpu"))
-    # every stage the study enables (not saliency, not meaning), in the pipeline's order
+    # every stage the study enables (not saliency, meaning, mental models), in order
     names = [s.stage for s in summaries]
-    assert names == [n for n in STAGE_NAMES if n not in ("saliency", "meaning")]
+    assert names == [n for n in STAGE_NAMES if n not in ("saliency", "meaning", "mental_models")]
     assert all(s.skipped is None for s in summaries), [str(s) for s in summaries]
     return Path(summaries[-1].facts["path"])
 
