@@ -274,3 +274,21 @@ def test_distinctness_with_other_models(planted):
     other = _planted(n=1000, seed=7)
     res = model_distinctness(*planted, au_models(*other))
     assert (res["correct_rate"] > 0.6).all()
+
+
+def test_maximize_aus_finds_a_planted_optimum_within_bounds():
+    from facedialect.stats.revcorr import maximize_aus
+
+    target = np.array([0.0, 1.0, 0.0, 0.8, 0.0])
+
+    def objective(xs):
+        return -((xs - target) ** 2).sum(axis=1)
+
+    x, value = maximize_aus(objective, np.full(5, 0.5), evaluations=300, sparsity=0.0, seed=1)
+    assert np.all((x >= 0) & (x <= 1))
+    np.testing.assert_allclose(x, target, atol=0.05)
+    assert value > -0.01
+    again, _ = maximize_aus(objective, np.full(5, 0.5), evaluations=300, sparsity=0.0, seed=1)
+    np.testing.assert_array_equal(x, again)  # same seed, same search
+    sparse, _ = maximize_aus(objective, np.full(5, 0.5), evaluations=300, sparsity=0.5, seed=1)
+    assert sparse.sum() < x.sum()  # the penalty shrinks the intensities

@@ -79,6 +79,8 @@ identities = 2
 permutations = 19
 bootstrap = 19
 size = 160
+modify = true
+modify_evaluations = 20
 
 [meaning]
 ratings = "ratings.csv"

@@ -458,6 +458,12 @@ class MentalModelsConfig(_Section):
     permutations: int = Field(199, ge=19, description="Permutations per AU test.")
     bootstrap: int = Field(199, ge=19, description="Bootstrap resamples of the intervals.")
     size: int = Field(256, ge=64, le=1024, description="Side of the rendered faces (px).")
+    modify: bool = Field(False, description="Also search, per database and expression, the "
+                         "AU intensities that most raise the expression (CMA-ES).")
+    modify_evaluations: int = Field(200, ge=10, le=100_000, description="Faces rendered and "
+                                    "judged per search.")
+    modify_sparsity: float = Field(0.02, ge=0.0, description="Penalty per unit of summed AU "
+                                   "intensity (fewer, weaker AUs).")
 
     @field_validator("aus")
     @classmethod

@@ -40,6 +40,7 @@ from facedialect.run.store import RunDir
 from facedialect.stages.base import Context, Stage, Summary, draw, trained_heads
 from facedialect.stats.revcorr import (
     au_models,
+    maximize_aus,
     model_distinctness,
     model_similarity,
     model_test,
@@ -188,6 +189,10 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
                                                                     strict=True)))
         run.write_table("mm_trials", long_trials.sort_values(["trial", "au"])[TRIAL_COLUMNS])
         run.write_table("mm_responses", responses[RESPONSE_COLUMNS])
+        if cfg.modify:
+            tables.update(au_modification(run, study, tables["mm_model_summary"],
+                                          identity_renderers(study)[0][1], backbone, runner,
+                                          ctx.progress))
         for name, df in tables.items():
             run.write_table(name, df)
         info.update(features_computed=n_new, networks=int(
@@ -196,6 +201,9 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     faces = identity_renderers(study)
     draw(run, "mm_faces", model_faces_figure, tables["mm_model_summary"], faces[0][1],
          fmt="png")
+    if "mm_modification" in tables:
+        draw(run, "mm_modified_faces", modified_faces_figure, tables["mm_modification"],
+             faces[0][1], fmt="png")
     sim = tables["mm_similarity"]
     lines = [f"{int(used.sum())}/{len(trials)} trials on {cfg.identities} {cfg.faces} "
              f"face(s) ({sum(1 for r in reasons if r)} without a detected face); "
@@ -255,6 +263,98 @@ def model_tables(trials: pd.DataFrame, responses: pd.DataFrame, study: Study
     dist = dist[["db", *[c for c in dist.columns if c != "db"]]]
     return {"mm_models": models, "mm_model_summary": summary, "mm_similarity": sim,
             "mm_distinctness": dist}
+
+
+def au_modification(run: RunDir, study: Study, summary: pd.DataFrame, renderer: Renderer,
+                    backbone: object, runner: object, progress: ProgressFn | None = None
+                    ) -> dict[str, pd.DataFrame]:
+    """Per database and expression, the AU intensities that most raise that expression.
+
+    CMA-ES (:func:`~facedialect.stats.revcorr.maximize_aus`) searches AU vectors in
+    [0, 1], starting from the database's reverse-correlation model (positive weights
+    scaled to the largest); each candidate is rendered on the first face, pre-processed
+    and judged by all the database's networks (the target's probability averaged over
+    runs), less ``modify_sparsity`` per unit of summed intensity.
+
+    Returns
+    -------
+    dict
+        ``mm_modification`` (``db, unit, au, start, found``) and
+        ``mm_modification_summary`` (``db, unit, probability_start, probability_found,
+        aus_active``).
+    """
+    cfg = study.mental_models
+    aus = list(cfg.aus)
+    heads = trained_heads(run, [d.name for d in study.databases])
+    rows, summ = [], []
+    todo = [(db, u) for db, th in heads.items() for u in th.expressions]
+    for n, (db, unit) in enumerate(todo, 1):
+        th = heads[db]
+        k = th.expressions.index(unit)
+
+        def judge(xs: np.ndarray, _th: object = th, _k: int = k) -> np.ndarray:
+            return _target_probability(xs, aus, renderer, study, backbone, runner, _th, _k)
+
+        m = summary[(summary["db"] == db) & (summary["unit"] == unit)].set_index("au")
+        w = m.reindex(aus)["mean"].fillna(0.0).clip(lower=0.0).to_numpy()
+        x0 = w / w.max() if w.max() > 0 else np.zeros(len(aus))
+        start = float(judge(x0[None])[0])
+        found, value = maximize_aus(judge, x0, evaluations=cfg.modify_evaluations,
+                                    sparsity=cfg.modify_sparsity, seed=study.study.seed)
+        rows.append(pd.DataFrame({"db": db, "unit": unit, "au": aus, "start": x0.round(4),
+                                  "found": np.asarray(found).round(4)}))
+        summ.append({"db": db, "unit": unit, "probability_start": round(start, 4),
+                     "probability_found": round(value, 4),
+                     "aus_active": int((np.asarray(found) > 0.05).sum())})
+        if progress:
+            progress("mental models: modification", n, len(todo))
+    return {"mm_modification": pd.concat(rows, ignore_index=True),
+            "mm_modification_summary": pd.DataFrame(summ)}
+
+
+@torch.no_grad()
+def _target_probability(xs: np.ndarray, aus: list[int], renderer: Renderer, study: Study,
+                        backbone: object, runner: object, th: object, k: int) -> np.ndarray:
+    """Mean over the database's live runs of unit ``k``'s probability for each AU vector."""
+    faces, ok = [], []
+    for x in xs:
+        image = renderer({a: float(v) for a, v in zip(aus, x, strict=True) if v > 1e-3})
+        gray = image if image.ndim == 2 else image.mean(axis=2).astype(np.uint8)
+        res = preprocess_face(gray, study.preprocess)
+        ok.append(res.image is not None)
+        faces.append(res.image if res.image is not None
+                     else np.zeros((study.preprocess.size,) * 2, np.uint8))
+    x = backbone.to_input(np.stack(faces))  # type: ignore[attr-defined]
+    feats = torch.from_numpy(np.asarray(runner(x), dtype=np.float32))  # type: ignore[operator]
+    probs = np.mean([torch.softmax(th.head.forward_run(pos, feats), dim=-1)[:, k].numpy()  # type: ignore[attr-defined]
+                     for pos, _ in th.live], axis=0)  # type: ignore[attr-defined]
+    return np.where(ok, probs, 0.0)
+
+
+@figure_function
+def modified_faces_figure(modification: pd.DataFrame, renderer: Renderer) -> bytes | None:
+    """The AU vectors found for each database (rows) and expression (columns), rendered."""
+    if modification.empty:
+        return None
+    dbs = list(dict.fromkeys(modification["db"]))
+    units = in_order(modification["unit"])
+    fig, axes = plt.subplots(len(dbs), len(units), figsize=(1.3 * len(units), 1.5 * len(dbs)),
+                             squeeze=False)
+    for i, db in enumerate(dbs):
+        for j, unit in enumerate(units):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            m = modification[(modification["db"] == db) & (modification["unit"] == unit)]
+            if len(m):
+                ax.imshow(renderer({int(a): float(v) for a, v in zip(m["au"], m["found"],
+                                                                     strict=True) if v > 1e-3}),
+                          cmap="gray", vmin=0, vmax=255)
+            if i == 0:
+                ax.set_title(unit, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(db, fontsize=8)
+    return render(fig)
 
 
 @figure_function
@@ -335,6 +435,15 @@ def section(run: RunDir) -> Section | None:
         blocks.append(Table(run.read_table("mm_similarity"), "Spearman r_s between two "
                             "databases' models of the same expression (over the AUs).",
                             "mm_similarity"))
+    if run.has_table("mm_modification_summary"):
+        blocks.append(figure_file(run, "mm_modified_faces", caption="Modification in AU "
+                                  "space: for each database (rows) and expression, the AU "
+                                  "intensities CMA-ES found to raise that expression most "
+                                  "(started from the model), rendered on the first face."))
+        blocks.append(Table(run.read_table("mm_modification_summary"), "The target "
+                            "probability (mean over the database's networks) of the start "
+                            "(the model) and of the AU vector found; aus_active: AUs above "
+                            "0.05.", "mm_modification_summary"))
     if run.has_table("mm_distinctness"):
         blocks.append(Table(run.read_table("mm_distinctness"), "How distinct a database's "
                             "models are: trials classified by the nearest model "

@@ -22,7 +22,7 @@ number.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -464,3 +464,50 @@ def model_distinctness(trials: pd.DataFrame, responses: pd.DataFrame,
                      "correct_rate": float(hit[mine].mean()) if mine.any() else np.nan})
     rows.append({"unit": "all", "trials": n, "correct_rate": float(hit.mean())})
     return pd.DataFrame(rows, columns=DISTINCTNESS_COLUMNS)
+
+
+def maximize_aus(objective: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, *,
+                 evaluations: int = 200, sparsity: float = 0.02, sigma: float = 0.25,
+                 seed: int = 0) -> tuple[np.ndarray, float]:
+    """The AU intensities in [0, 1] that maximise ``objective`` minus a sparsity penalty.
+
+    CMA-ES (the ``cmaes`` package) minimises ``-objective(x) + sparsity * sum(x)`` within
+    the bounds, starting from ``x0`` (e.g. a reverse-correlation model scaled to [0, 1]).
+
+    Parameters
+    ----------
+    objective : callable
+        ``objective(X)`` for a ``(P, A)`` batch of AU vectors returns ``(P,)`` values to
+        maximise (e.g. a target probability averaged over a database's networks).
+    x0 : numpy.ndarray
+        ``(A,)`` start, clipped to [0, 1].
+    evaluations : int
+        Most objective evaluations (rounded down to whole generations, at least one).
+    sparsity : float
+        Penalty per unit of summed intensity.
+    sigma : float
+        CMA-ES's initial step size.
+    seed : int
+        Seed of the search.
+
+    Returns
+    -------
+    tuple
+        The best AU vector found and its objective value (without the penalty).
+    """
+    from cmaes import CMA
+
+    x0 = np.clip(np.asarray(x0, dtype=np.float64), 0.0, 1.0)
+    n = len(x0)
+    opt = CMA(mean=x0, sigma=sigma, bounds=np.tile([0.0, 1.0], (n, 1)), seed=seed)
+    best_x, best_value = x0, float(objective(x0[None])[0])
+    best_score = best_value - sparsity * float(x0.sum())
+    for _ in range(max(1, (evaluations - 1) // opt.population_size)):
+        xs = np.stack([opt.ask() for _ in range(opt.population_size)])
+        values = np.asarray(objective(xs), dtype=np.float64)
+        scores = values - sparsity * xs.sum(axis=1)
+        opt.tell([(x, -s) for x, s in zip(xs, scores, strict=True)])
+        k = int(np.argmax(scores))
+        if scores[k] > best_score:
+            best_x, best_value, best_score = xs[k], float(values[k]), float(scores[k])
+    return best_x, best_value
