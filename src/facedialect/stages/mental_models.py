@@ -334,10 +334,19 @@ def _target_probability(xs: np.ndarray, aus: list[int], renderer: Renderer, stud
 @figure_function
 def modified_faces_figure(modification: pd.DataFrame, renderer: Renderer) -> bytes | None:
     """The AU vectors found for each database (rows) and expression (columns), rendered."""
-    if modification.empty:
+    cells = {(str(db), str(unit)): {int(a): float(v) for a, v in zip(g["au"], g["found"],
+                                                                     strict=True) if v > 1e-3}
+             for (db, unit), g in modification.groupby(["db", "unit"], sort=False)}
+    return _face_grid(cells, renderer)
+
+
+def _face_grid(cells: dict[tuple[str, str], dict[int, float]], renderer: Renderer
+               ) -> bytes | None:
+    """Faces rendered from AU intensities: databases as rows, expressions as columns."""
+    if not cells:
         return None
-    dbs = list(dict.fromkeys(modification["db"]))
-    units = in_order(modification["unit"])
+    dbs = list(dict.fromkeys(db for db, _ in cells))
+    units = in_order(unit for _, unit in cells)
     fig, axes = plt.subplots(len(dbs), len(units), figsize=(1.3 * len(units), 1.5 * len(dbs)),
                              squeeze=False)
     for i, db in enumerate(dbs):
@@ -345,11 +354,8 @@ def modified_faces_figure(modification: pd.DataFrame, renderer: Renderer) -> byt
             ax = axes[i, j]
             ax.set_xticks([])
             ax.set_yticks([])
-            m = modification[(modification["db"] == db) & (modification["unit"] == unit)]
-            if len(m):
-                ax.imshow(renderer({int(a): float(v) for a, v in zip(m["au"], m["found"],
-                                                                     strict=True) if v > 1e-3}),
-                          cmap="gray", vmin=0, vmax=255)
+            if (db, unit) in cells:
+                ax.imshow(renderer(cells[db, unit]), cmap="gray", vmin=0, vmax=255)
             if i == 0:
                 ax.set_title(unit, fontsize=8)
             if j == 0:
@@ -388,30 +394,18 @@ def models_figure(summary: pd.DataFrame) -> bytes | None:
 
 @figure_function
 def model_faces_figure(summary: pd.DataFrame, renderer: Renderer) -> bytes | None:
-    """Each database's model of each expression rendered as a face (positive weights)."""
-    if summary.empty:
-        return None
-    dbs = list(dict.fromkeys(summary["db"]))
-    units = in_order(summary["unit"])
-    fig, axes = plt.subplots(len(dbs), len(units), figsize=(1.3 * len(units), 1.5 * len(dbs)),
-                             squeeze=False)
-    for i, db in enumerate(dbs):
-        for j, unit in enumerate(units):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            m = summary[(summary["db"] == db) & (summary["unit"] == unit)]
-            pos = m[m["mean"] > 0]
-            if len(pos):
-                top = float(pos["mean"].max())
-                aus = {int(a): float(w / top) for a, w in zip(pos["au"], pos["mean"],
-                                                               strict=True)}
-                ax.imshow(renderer(aus), cmap="gray", vmin=0, vmax=255)
-            if i == 0:
-                ax.set_title(unit, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(db, fontsize=8)
-    return render(fig)
+    """Each database's model of each expression rendered as a face (positive weights).
+
+    A unit's positive weights, scaled to its largest, are its AU intensities; a unit
+    without a positive weight shows the neutral face.
+    """
+    cells = {}
+    for (db, unit), g in summary.groupby(["db", "unit"], sort=False):
+        pos = g[g["mean"] > 0]
+        top = float(pos["mean"].max()) if len(pos) else 1.0
+        cells[str(db), str(unit)] = {int(a): float(w / top) for a, w in
+                                     zip(pos["au"], pos["mean"], strict=True)}
+    return _face_grid(cells, renderer)
 
 
 def section(run: RunDir) -> Section | None:
