@@ -11,6 +11,7 @@ enables; each stage command (``facedialect train``) is this loop over one stage.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -105,8 +106,7 @@ def _progress(ctx: Context, factory: ProgressFactory | None) -> Iterator[Context
         yield ctx
         return
     with factory() as bar:
-        yield Context(device=ctx.device, progress=labelled_ticker(bar), force=ctx.force,
-                      options=ctx.options, stages=ctx.stages)
+        yield dataclasses.replace(ctx, progress=labelled_ticker(bar))
 
 
 def run_stages(study: Study, names: Sequence[str] | None = None, *,
@@ -143,8 +143,7 @@ def run_stages(study: Study, names: Sequence[str] | None = None, *,
     base = ctx or Context()
     chosen = [get_stage(n) for n in names] if names is not None else None
     todo = [s for s in STAGES if (s in chosen if chosen is not None else s.enabled(study))]
-    base = Context(device=base.device, progress=base.progress, force=base.force,
-                   options=base.options, stages=STAGES)
+    base = dataclasses.replace(base, stages=STAGES)
     for stage in todo:  # before any work: a stage the study cannot run says so at once
         stage.check(study)
     run = RunDir(study.study.output)
@@ -155,10 +154,10 @@ def run_stages(study: Study, names: Sequence[str] | None = None, *,
             if on_start:
                 on_start(stage)
             check_inputs(run, stage)
-            if not base.force and stage.up_to_date(run, study):
+            fingerprint = None if stage.always else stage.fingerprint(run, study)
+            if not base.force and stage.up_to_date(run, fingerprint):
                 summary = Summary(stage.name, skipped="up to date")
             else:
-                fingerprint = None if stage.always else stage.fingerprint(run, study)
                 with _progress(base, progress) as ctx_stage:
                     summary = stage.run(run, study, ctx_stage)
                 if fingerprint is not None:

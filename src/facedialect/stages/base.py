@@ -11,6 +11,7 @@ its fingerprint in the manifest.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import warnings
@@ -181,17 +182,27 @@ class Stage:
         for path in [*paths, *self.external(study)]:
             h.update(str(path).encode("utf-8", "surrogateescape"))
             if path.is_file():
-                with open(path, "rb") as f:
-                    h.update(hashlib.file_digest(f, "sha256").digest())
+                st = path.stat()
+                h.update(_file_digest(str(path), st.st_size, st.st_mtime_ns))
         return h.hexdigest()
 
-    def up_to_date(self, run: RunDir, study: Study) -> bool:
-        """Whether the last run of this stage had the same fingerprint and its outputs exist."""
-        if self.always:
+    def up_to_date(self, run: RunDir, fingerprint: str | None) -> bool:
+        """Whether the last run of this stage had ``fingerprint`` and its outputs exist."""
+        if self.always or fingerprint is None:
             return False
         recorded = run.read_manifest().get("fingerprints", {}).get(self.name)
-        return (recorded is not None and all(_matches(run, p) for p in self.writes)
-                and recorded == self.fingerprint(run, study))
+        return recorded == fingerprint and all(_matches(run, p) for p in self.writes)
+
+
+@functools.lru_cache(maxsize=512)
+def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
+    """SHA-256 of a file, computed once per (path, size, modification time) in a process.
+
+    The stages after training all read the heads files (about 100 MB per database in the
+    quick protocol); a whole study hashes each once, not once per stage.
+    """
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 def _matches(run: RunDir, pattern: str) -> list:

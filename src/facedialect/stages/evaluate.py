@@ -134,7 +134,7 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
 
 
 
-def _tested_in(run: RunDir) -> str:
+def tested_in(run: RunDir) -> str:
     """The variants each test image was tested in, in words (the protocol's test_variants)."""
     n = run.read_manifest().get("training", {}).get("protocol", {}).get("test_variants", 50)
     return "all 50 variants" if n == 50 else f"{n} of the 50 variants"
@@ -153,13 +153,13 @@ def classification_section(run: RunDir) -> Section | None:
     blocks: list = [
         Text("Each network was tested on the test subjects of its own run: of its own "
              "database (matched) and of every other database (swapped), on "
-             f"{_tested_in(run)} of each test image (variants = all) and on the plain "
+             f"{tested_in(run)} of each test image (variants = all) and on the plain "
              "image alone (variants = plain). docs/method.md §6."),
         Table(summary, "Mean correct rate (over expressions) per network, mean and SD "
               "across runs.", "correct_rate_summary"),
         figure_file(run, "confusion", caption="Confusion matrices averaged over runs (rows: "
                     "true expression, columns: chosen; rows sum to 1), "
-                    f"{_tested_in(run)}, from tables/confusion.csv.",
+                    f"{tested_in(run)}, from tables/confusion.csv.",
                     missing="No confusion matrices to draw: tables/confusion.csv has no "
                     "rows."),
         figure_file(run, "correct_rate", caption="Correct rate per expression, matched vs "

@@ -29,6 +29,8 @@ from facedialect.faces.procedural.identity import FaceIdentity
 from facedialect.faces.stimuli import Renderer, builtin_renderer, photo_renderer
 from facedialect.files import ArrayCache, cache_root, sha256_bytes
 from facedialect.imageio import IMAGE_SUFFIXES
+from facedialect.models.backbones import Backbone
+from facedialect.models.runtime import FeatureRunner
 from facedialect.models.weights import load_backbone
 from facedialect.plots.figures import figure_function, plt, render
 from facedialect.preprocess.pipeline import preprocess_face
@@ -37,7 +39,14 @@ from facedialect.report.html import Section, Table, Text, figure_file
 from facedialect.run.caches import load_face, preprocess_cache, preprocess_key
 from facedialect.run.heads import trained_backbone
 from facedialect.run.store import RunDir
-from facedialect.stages.base import Context, Stage, Summary, draw, trained_heads
+from facedialect.stages.base import (
+    Context,
+    Stage,
+    Summary,
+    TrainedHeads,
+    draw,
+    trained_heads,
+)
 from facedialect.stats.revcorr import (
     au_models,
     maximize_aus,
@@ -106,9 +115,9 @@ def trial_table(study: Study) -> pd.DataFrame:
     return trials
 
 
-def render_trials(study: Study, trials: pd.DataFrame,
+def render_trials(study: Study, trials: pd.DataFrame, faces: list[tuple[str, Renderer]],
                   progress: ProgressFn | None = None) -> tuple[list[str], list[str]]:
-    """Render, pre-process and cache every trial's face.
+    """Render, pre-process and cache every trial's face (``faces``: :func:`identity_renderers`).
 
     Returns
     -------
@@ -117,7 +126,6 @@ def render_trials(study: Study, trials: pd.DataFrame,
         reason it was left out ("" when used).
     """
     cfg = study.mental_models
-    faces = identity_renderers(study)
     renders = ArrayCache(cache_root(study.study.cache_dir) / "mental_models")
     pcache = preprocess_cache(study.study.cache_dir)
     params_key = study.preprocess.key()
@@ -136,15 +144,15 @@ def render_trials(study: Study, trials: pd.DataFrame,
         gray = image if image.ndim == 2 else image.mean(axis=2).astype(np.uint8)
         face_key = preprocess_key(sha256_bytes(np.ascontiguousarray(gray).tobytes()),
                                   params_key)
+        reason = ""
         if pcache.get(face_key, required=("image",)) is None:
             res = preprocess_face(gray, study.preprocess)
             if res.image is None:
-                keys.append("")
-                reasons.append(res.reason or "no face detected")
-                continue
-            pcache.put(face_key, image=res.image)
-        keys.append(face_key)
-        reasons.append("")
+                reason = res.reason or "no face detected"
+            else:
+                pcache.put(face_key, image=res.image)
+        keys.append("" if reason else face_key)
+        reasons.append(reason)
         if progress:
             progress("mental models: faces", n, len(trials))
     return keys, reasons
@@ -156,7 +164,8 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     device = ctx.resolved_device()
     tag, _ = trained_backbone(run, study.model.backbone)
     trials = trial_table(study)
-    keys, reasons = render_trials(study, trials, ctx.progress)
+    faces = identity_renderers(study)
+    keys, reasons = render_trials(study, trials, faces, ctx.progress)
     used = np.array([k != "" for k in keys])
     if used.sum() < 10:
         raise InputError(f"[mental_models]: a face was detected in {int(used.sum())} of "
@@ -179,7 +188,8 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
                                  runner=runner, progress=ctx.tick("mental models: features"))
         feats = torch.from_numpy(fcache.load(face_keys, [0])[:, 0, :].astype(np.float32))
         kept = trials[used].reset_index(drop=True)
-        responses = network_probabilities(run, study, feats, kept["trial"].to_numpy())
+        heads = trained_heads(run, [d.name for d in study.databases])
+        responses = network_probabilities(heads, feats, kept["trial"].to_numpy())
         wide = kept[["trial", *au_cols]]
         tables = model_tables(wide, responses, study)
         long_trials = trials.melt(id_vars=["trial", "identity"], value_vars=au_cols,
@@ -190,15 +200,13 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
         run.write_table("mm_trials", long_trials.sort_values(["trial", "au"])[TRIAL_COLUMNS])
         run.write_table("mm_responses", responses[RESPONSE_COLUMNS])
         if cfg.modify:
-            tables.update(au_modification(run, study, tables["mm_model_summary"],
-                                          identity_renderers(study)[0][1], backbone, runner,
-                                          ctx.progress))
+            tables.update(au_modification(study, heads, tables["mm_model_summary"],
+                                          faces[0][1], backbone, runner, ctx.progress))
         for name, df in tables.items():
             run.write_table(name, df)
         info.update(features_computed=n_new, networks=int(
             responses[["db", "run"]].drop_duplicates().shape[0]))
     draw(run, "mm_models", models_figure, tables["mm_model_summary"])
-    faces = identity_renderers(study)
     draw(run, "mm_faces", model_faces_figure, tables["mm_model_summary"], faces[0][1],
          fmt="png")
     if "mm_modification" in tables:
@@ -215,11 +223,11 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
 
 
 @torch.no_grad()
-def network_probabilities(run: RunDir, study: Study, feats: torch.Tensor,
+def network_probabilities(heads: dict[str, TrainedHeads], feats: torch.Tensor,
                           trial_ids: np.ndarray) -> pd.DataFrame:
     """Softmax probabilities of every live run of every database for the trial features."""
     rows = []
-    for db, th in trained_heads(run, [d.name for d in study.databases]).items():
+    for db, th in heads.items():
         for pos, r in th.live:
             probs = torch.softmax(th.head.forward_run(pos, feats), dim=-1).numpy()
             rows.append(pd.DataFrame({
@@ -265,9 +273,9 @@ def model_tables(trials: pd.DataFrame, responses: pd.DataFrame, study: Study
             "mm_distinctness": dist}
 
 
-def au_modification(run: RunDir, study: Study, summary: pd.DataFrame, renderer: Renderer,
-                    backbone: object, runner: object, progress: ProgressFn | None = None
-                    ) -> dict[str, pd.DataFrame]:
+def au_modification(study: Study, heads: dict[str, TrainedHeads], summary: pd.DataFrame,
+                    renderer: Renderer, backbone: Backbone, runner: FeatureRunner,
+                    progress: ProgressFn | None = None) -> dict[str, pd.DataFrame]:
     """Per database and expression, the AU intensities that most raise that expression.
 
     CMA-ES (:func:`~facedialect.stats.revcorr.maximize_aus`) searches AU vectors in
@@ -285,14 +293,13 @@ def au_modification(run: RunDir, study: Study, summary: pd.DataFrame, renderer: 
     """
     cfg = study.mental_models
     aus = list(cfg.aus)
-    heads = trained_heads(run, [d.name for d in study.databases])
     rows, summ = [], []
     todo = [(db, u) for db, th in heads.items() for u in th.expressions]
     for n, (db, unit) in enumerate(todo, 1):
         th = heads[db]
         k = th.expressions.index(unit)
 
-        def judge(xs: np.ndarray, _th: object = th, _k: int = k) -> np.ndarray:
+        def judge(xs: np.ndarray, _th: TrainedHeads = th, _k: int = k) -> np.ndarray:
             return _target_probability(xs, aus, renderer, study, backbone, runner, _th, _k)
 
         m = summary[(summary["db"] == db) & (summary["unit"] == unit)].set_index("au")
@@ -314,7 +321,8 @@ def au_modification(run: RunDir, study: Study, summary: pd.DataFrame, renderer: 
 
 @torch.no_grad()
 def _target_probability(xs: np.ndarray, aus: list[int], renderer: Renderer, study: Study,
-                        backbone: object, runner: object, th: object, k: int) -> np.ndarray:
+                        backbone: Backbone, runner: FeatureRunner, th: TrainedHeads, k: int
+                        ) -> np.ndarray:
     """Mean over the database's live runs of unit ``k``'s probability for each AU vector."""
     faces, ok = [], []
     for x in xs:
@@ -324,10 +332,10 @@ def _target_probability(xs: np.ndarray, aus: list[int], renderer: Renderer, stud
         ok.append(res.image is not None)
         faces.append(res.image if res.image is not None
                      else np.zeros((study.preprocess.size,) * 2, np.uint8))
-    x = backbone.to_input(np.stack(faces))  # type: ignore[attr-defined]
-    feats = torch.from_numpy(np.asarray(runner(x), dtype=np.float32))  # type: ignore[operator]
-    probs = np.mean([torch.softmax(th.head.forward_run(pos, feats), dim=-1)[:, k].numpy()  # type: ignore[attr-defined]
-                     for pos, _ in th.live], axis=0)  # type: ignore[attr-defined]
+    feats = torch.from_numpy(np.asarray(runner(backbone.to_input(np.stack(faces))),
+                                        dtype=np.float32))
+    probs = np.mean([torch.softmax(th.head.forward_run(pos, feats), dim=-1)[:, k].numpy()
+                     for pos, _ in th.live], axis=0)
     return np.where(ok, probs, 0.0)
 
 

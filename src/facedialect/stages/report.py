@@ -25,7 +25,7 @@ from facedialect.report.html import (
 )
 from facedialect.run.store import RunDir
 from facedialect.stages.base import Context, Stage, Summary, recorded_study
-from facedialect.stages.evaluate import _tested_in
+from facedialect.stages.evaluate import tested_in
 from facedialect.stats.classification import overall_correct
 from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS, VOCABULARY, in_order
 
@@ -176,7 +176,7 @@ def summary_section(run: RunDir) -> Section | None:
         paper = ", ".join(f"{k} {v[0]:.2f} matched / {v[1]:.2f} swapped"
                           for k, v in PAPER_MATCHED_SWAPPED.items())
         blocks.append(Table(acc, "Mean correct rate over the expressions "
-                            f"({_tested_in(run)}; swapped: those both databases have), "
+                            f"({tested_in(run)}; swapped: those both databases have), "
                             "mean ± SD across runs: tested on its own database (matched) "
                             f"and on the other(s) (swapped). The paper: {paper}.",
                             "headline_accuracy"))

@@ -25,6 +25,7 @@ from facedialect.imageio import read_gray
 from facedialect.preprocess.augment import variant_subset
 from facedialect.report.html import Section
 from facedialect.run.store import RunDir
+from facedialect.run.tables import included_faces
 from facedialect.stages.base import Context, Stage, Summary, protocol_of
 from facedialect.stages.features import compute_features, study_order
 from facedialect.stages.train import train_databases
@@ -68,11 +69,7 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
                 f"{', '.join(f'{db} {n}' for db, n in main.items())} it uses")
         run.update_manifest(skipped={"robustness": note})
         return Summary("robustness", [note], {"skipped": note}, skipped=note)
-    prep = run.read_table("preprocess")
-    faces = wide[wide["included"].astype(bool) & wide["db"].isin(gain)].merge(
-        prep.loc[prep["detected"].astype(bool), ["db", "path", "cache_key"]],
-        on=["db", "path"], how="inner")
-    faces = faces.sort_values(["db", "subject", "expression", "path"]).reset_index(drop=True)
+    faces = included_faces(run, wide[wide["db"].isin(gain)])
     units = database_units(wide, faces, study.study.expressions)
     proto = protocol_of(study)
     device = ctx.resolved_device()
