@@ -9,7 +9,11 @@ run it, then this script on the run directory:
     python bench/mental_models_validation.py demo/run --west A --east B
 
 It reports, per database and expression, the Spearman r_s between the recovered model
-(over the AUs) and the culture's planted prototype (its AU intensities, 0 elsewhere), and
+(over the AUs) and the culture's planted prototype (its AU intensities, 0 elsewhere); the
+ceiling of that r_s (the r_s of a perfect recovery: the planted AUs ranked first in their
+order, the others in any order below; the prototype's zeros are tied, so a 2-AU prototype
+over 20 AUs cannot exceed 0.52); and how many of the k planted AUs are the model's k
+largest weights (``top_k``). Then,
 for every AU that the two cultures' prototypes of an expression treat differently, the
 difference of the two databases' model weights with a Welch t-test over their networks.
 Results go to bench/results/mental_models_validation.json.
@@ -35,6 +39,14 @@ from facedialect.synthetic.cultures import EastWestPreset  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "mental_models_validation.json"
 
 
+def ceiling_r(planted: np.ndarray) -> float:
+    """The Spearman r_s of a perfect recovery of ``planted`` (ties among its zeros)."""
+    order = np.argsort(planted, kind="stable")  # zeros first, then the planted AUs rising
+    perfect = np.empty(len(planted))
+    perfect[order] = np.arange(len(planted))
+    return float(stats.spearmanr(perfect, planted)[0])
+
+
 def main() -> None:
     """Compare the run's models with the planted prototypes."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,8 +67,15 @@ def main() -> None:
                 continue
             m = summary[(summary["db"] == db) & (summary["unit"] == unit)].set_index("au")
             planted = np.array([proto.get(a, 0.0) for a in aus])
-            r, p = stats.spearmanr(m.loc[aus, "mean"].to_numpy(), planted)
+            model = m.loc[aus, "mean"].to_numpy()
+            r, p = stats.spearmanr(model, planted)
+            ceiling = ceiling_r(planted)
+            k = int((planted > 0).sum())
+            top = set(np.argsort(-model, kind="stable")[:k].tolist())
             recovery.append({"db": db, "culture": c, "unit": unit, "spearman_r": round(r, 3),
+                             "ceiling": round(ceiling, 3),
+                             "of_ceiling": round(r / ceiling, 3),
+                             "top_k": f"{len(top & set(np.flatnonzero(planted > 0)))}/{k}",
                              "p": float(f"{p:.3g}")})
     rec = pd.DataFrame(recovery)
     diffs = []

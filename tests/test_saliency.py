@@ -14,13 +14,21 @@ from facedialect.errors import InputError
 from facedialect.faces.procedural.geometry import landmarks
 from facedialect.faces.procedural.identity import FaceIdentity
 from facedialect.models.backbones import Backbone, BackboneSpec
+from facedialect.preprocess.augment import make_variants
+from facedialect.preprocess.params import PreprocessParams
 from facedialect.saliency.gradients import (
     guided_backprop,
     guided_relu,
     saliency_maps,
     saliency_maps_all_runs,
 )
-from facedialect.saliency.modify import modify_faces, total_variation
+from facedialect.saliency.modify import (
+    _warp,
+    modify_faces,
+    modify_faces_visible,
+    total_variation,
+    variant_grids,
+)
 from facedialect.saliency.regions import REGIONS, region_labels, region_shares
 from facedialect.saliency.stats import REGION_COLUMNS, hedges_g, region_stats, unit_means
 from facedialect.training.splits import balance_classes, split_run
@@ -347,6 +355,76 @@ def test_modification_raises_the_target_and_stays_in_range():
         modify_faces(bb, head, faces, [1, 4, 9], [0])
     with pytest.raises(InputError):
         modify_faces(bb, head, faces, [1, 4, 6], [0], steps=-1)
+
+
+def test_variant_grids_make_the_augmentation_variants():
+    params = PreprocessParams()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:params.size, 0:params.size]
+    img = np.clip(128 + 80 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
+                  + rng.normal(0, 3, xx.shape), 0, 255).astype(np.uint8)
+    ref = make_variants(img, params).astype(np.float32)
+    out = _warp(torch.as_tensor(img, dtype=torch.float32)[None], variant_grids(params),
+                float(params.background_gray)).numpy()
+    assert out.shape == ref.shape
+    diff = np.abs(out - ref)
+    # cv2 interpolates in fixed point: the same variants to rounding
+    assert diff.max() <= 2.5 and diff.mean() < 0.3
+    # and the variants really differ from the plain image (the check has teeth)
+    assert np.abs(ref[1:] - ref[0]).mean() > 10
+    np.testing.assert_allclose(out[1], out[0][:, ::-1], atol=1e-3)  # mirror image
+
+
+def test_visible_modification_is_smooth_held_out_and_seeded():
+    bb, head = _tiny(runs=4)
+    faces = _faces(2)
+    params = PreprocessParams(size=32, variant_shift_px=2)
+    mask = np.zeros((32, 32), np.float32)
+    mask[4:28, 4:28] = 1.0
+    kw = dict(steps=15, step_size=20.0, tv_weight=0.0, cell=8, variants_per_step=4,
+              mask=mask, held_out_runs=[2, 3], seed=3)
+    res = modify_faces_visible(bb, head, faces, [1, 4], [0, 1], params, **kw)
+    assert res.images.shape == (16, 2, 32, 32) and res.held_out.shape == (16, 2, 7)
+    assert res.images.min() >= 0.0 and res.images.max() <= 255.0
+    np.testing.assert_array_equal(res.images[0], faces.astype(np.float32))
+    change = res.images[-1] - res.images[0]
+    assert np.abs(change[:, mask == 0]).max() == 0.0  # background untouched
+    target = res.probabilities[:, [0, 1], [1, 4]]
+    assert (target[-1] > target[0] + 0.005).all()  # a smooth change moves this tiny net little
+    assert (res.objective[-1] > res.objective[0]).all()
+    # the change is a bilinear interpolation of a 4 x 4 grid: smooth where not clamped,
+    # unlike pixel ascent
+    after = res.images[-1]
+    free = (after > 0) & (after < 255)
+    pairs = free[:, 6:26, 6:25] & free[:, 6:26, 7:26]
+    step = np.abs(np.diff(change[:, 6:26, 6:26], axis=2))[pairs]
+    assert pairs.sum() > 100 and step.mean() < 0.2 * np.abs(change[:, 6:26, 6:26]).mean()
+    rough = modify_faces(bb, head, faces, [1, 4], [0, 1], steps=15, step_size=20.0,
+                         tv_weight=0.0, mask=mask)
+    rough_change = rough.images[-1] - rough.images[0]
+    assert (np.abs(np.diff(rough_change[:, 6:26, 6:26], axis=2))[pairs].mean()
+            > 2 * step.mean())
+    again = modify_faces_visible(bb, head, faces, [1, 4], [0, 1], params, **kw)
+    np.testing.assert_array_equal(res.images, again.images)
+    np.testing.assert_array_equal(res.held_out, again.held_out)
+    plain = modify_faces(bb, head, faces, [1, 4], [0, 1], steps=3, held_out_runs=[3])
+    assert plain.held_out.shape == (4, 2, 7)
+    with pytest.raises(InputError, match="both optimised and held out"):
+        modify_faces_visible(bb, head, faces, [1, 4], [0, 1], params, held_out_runs=[1])
+    with pytest.raises(InputError):
+        modify_faces_visible(bb, head, faces, [1, 4], [0], params, variants_per_step=51)
+    with pytest.raises(InputError):
+        modify_faces_visible(bb, head, faces, [1, 4], [0], PreprocessParams())  # size 224
+
+
+def test_split_runs_holds_out_a_share():
+    from facedialect.stages.saliency import split_runs
+
+    assert split_runs([0, 1, 2, 3], 0.5) == ([0, 1], [2, 3])
+    assert split_runs([0, 1, 2], 0.5) == ([0, 1], [2])
+    assert split_runs([0, 1], 0.1) == ([0], [1])
+    assert split_runs([5], 0.5) == ([5], [])
+    assert split_runs([0, 1, 2, 3], 0.0) == ([0, 1, 2, 3], [])
 
 
 # ------------------------------------------------------------------- web-collected datasets

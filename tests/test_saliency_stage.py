@@ -15,7 +15,7 @@ from facedialect.cli import app
 from facedialect.run.store import RunDir
 from facedialect.saliency.regions import REGIONS
 from facedialect.saliency.stats import REGION_COLUMNS, STATS_COLUMNS
-from facedialect.stages.saliency import load_maps
+from facedialect.stages.saliency import TRANSFER_COLUMNS, load_maps
 
 runner = CliRunner()
 LONDON = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "london-frl"
@@ -107,7 +107,21 @@ def test_run_writes_saliency_tables_figures_and_report(trained):
     mod = run.read_table("modification")
     assert len(mod) == 2 * 7 * 4 * 7  # databases x targets x (steps + 1) x classes
     assert (run.path / "modify" / "grid" / "A_happy.png").exists()
+    transfer = run.read_table("modification_transfer")
+    assert list(transfer.columns) == TRANSFER_COLUMNS
+    assert len(transfer) == 2 * 7 and set(transfer["method"]) == {"visible"}
+    # 2 runs per database: one optimised, one held out to judge the change
+    assert (transfer["runs_optimised"] == 1).all() and (transfer["runs_held_out"] == 1).all()
+    last = mod[(mod["step"] == 3) & (mod["target"] == mod["expression"])]
+    np.testing.assert_allclose(
+        transfer.set_index(["db", "target"])["optimised_after"].sort_index(),
+        last.set_index(["db", "target"])["probability"].sort_index(), atol=1e-4)
+    for col in ("held_out_before", "held_out_after", "other_dbs_before", "other_dbs_after"):
+        assert transfer[col].between(0, 1).all(), col
+    assert (transfer["mean_abs_change"] > 0).all()
+    assert (transfer["max_abs_change"] >= transfer["mean_abs_change"]).all()
     html = (run.path / "report.html").read_text()
+    assert "modification_transfer" in html and "held-out" in html
     assert 'id="saliency"' in html and "saliency_stats" in html
     assert 'id="training"' in html and "split unit" in html
 
@@ -140,6 +154,16 @@ def test_modify_command_writes_the_sequence(trained, tmp_path):
     assert len(probs) == 4 * 7 and set(probs["db"]) == {"B"}
     np.testing.assert_allclose(probs.groupby("step")["probability"].sum(), 1.0, rtol=1e-5)
     assert (folder / "strip.png").stat().st_size > 1000
+    transfer = pd.read_csv(folder / "transfer.csv")
+    assert list(transfer.columns) == TRANSFER_COLUMNS and len(transfer) == 1
+    assert "(held out)" in res.output and "gray levels" in res.output
+    res = runner.invoke(app, ["modify", str(study), "--image", str(photo), "--target", "happy",
+                              "--db", "B", "--steps", "2", "--method", "gradient"])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(folder / "transfer.csv")["method"].tolist() == ["gradient"]
+    bad = runner.invoke(app, ["modify", str(study), "--image", str(photo), "--target",
+                              "happy", "--method", "pixels"])
+    assert bad.exit_code == 2 and "visible or gradient" in bad.output
     bad = runner.invoke(app, ["modify", str(study), "--image", str(photo), "--target",
                               "joy"])
     assert bad.exit_code == 2 and "unknown target expression 'joy'" in bad.output

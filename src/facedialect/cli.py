@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from facedialect._meta import __version__
-from facedialect.errors import FacedialectError, FacedialectWarning
+from facedialect.errors import FacedialectError, FacedialectWarning, InputError
 from facedialect.progress import labelled_ticker, progress_factory
 from facedialect.vocab import DEFAULT_SUBJECTS, EXPRESSIONS
 
@@ -291,28 +291,38 @@ def modify(
                                         "expressions).")],
     db: Annotated[str | None, typer.Option(help="Whose networks (default: every "
                                            "database's).")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Gradient-ascent steps.")] = 40,
-    step_size: Annotated[float, typer.Option(min=0.0, help="RMS change of the first step, "
-                                             "gray levels.")] = 2.0,
-    tv_weight: Annotated[float, typer.Option(min=0.0, help="Total-variation penalty "
-                                             "weight (0: none).")] = 20.0,
+    method: Annotated[str | None, typer.Option(help="visible or gradient [default: "
+                                               "[saliency] modify_method].")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimisation steps [default: "
+                                              "[saliency] modify_steps].")] = None,
+    step_size: Annotated[float | None, typer.Option(min=0.0, help="Gray levels per step "
+                                                    "[default: [saliency] "
+                                                    "modify_step_size].")] = None,
+    tv_weight: Annotated[float | None, typer.Option(min=0.0, help="Total-variation "
+                                                    "penalty weight, 0: none [default: "
+                                                    "[saliency] modify_tv_weight].")] = None,
     device: Device = "auto",
 ) -> None:
-    """Change a face toward an expression by gradient ascent; write the image sequence."""
+    """Change a face toward an expression; write the image sequence and the transfer check."""
     from facedialect.api import Study
     from facedialect.run.store import RunDir
     from facedialect.stages.base import default_device
     from facedialect.stages.saliency import modify_image
 
+    if method not in (None, "visible", "gradient"):
+        raise InputError(f"--method must be visible or gradient, not {method!r}")
     study = Study.from_toml(study_file)
     run = RunDir(study.study.output).require_existing()
     with run.lock():
-        res = modify_image(run, study, image, target, db=db, steps=steps,
+        res = modify_image(run, study, image, target, db=db, method=method, steps=steps,
                            step_size=step_size, tv_weight=tv_weight,
                            device=default_device() if device == "auto" else device)
     for name, info in res.items():
-        console.print(f"{name}: p({target}) {info['before']:.3f} -> {info['after']:.3f}; "
-                      f"wrote {info['folder']}", highlight=False, markup=False)
+        console.print(f"{name}: p({target}) {info['before']:.3f} -> {info['after']:.3f} "
+                      f"(runs optimised), {info['held_out_before']:.3f} -> "
+                      f"{info['held_out_after']:.3f} (held out); mean change "
+                      f"{info['mean_abs_change']:.1f} gray levels; wrote {info['folder']}",
+                      highlight=False, markup=False)
 
 
 @app.command()

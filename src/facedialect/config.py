@@ -377,12 +377,28 @@ class SaliencyConfig(_Section):
                          "with each database's networks (report grid).")
     modify_image: LaxPath | None = Field(None, description="Face photo for the grid (default: "
                                       "the first neutral test face of the first database).")
-    modify_steps: int = Field(40, ge=1, description="Gradient-ascent steps.")
-    modify_step_size: float = Field(2.0, gt=0, description="RMS change of the first step, "
-                                    "gray levels (halved where a step would lower the "
-                                    "objective).")
-    modify_tv_weight: float = Field(20.0, ge=0, description="Weight of the total-variation "
-                                    "penalty (mean neighbour difference, gray levels).")
+    modify_method: Literal["visible", "gradient"] = Field(
+        "visible", description="'visible': a smooth change optimised over the augmentation "
+        "variants, checked on held-out runs (docs/saliency.md); 'gradient': plain "
+        "projected gradient ascent on the pixels (the seed's).")
+    modify_steps: int = Field(40, ge=1, description="Optimisation steps.")
+    modify_step_size: float = Field(2.0, gt=0, description="Gray levels per step: Adam's "
+                                    "learning rate ('visible'), or the RMS change of the "
+                                    "first step, halved where a step would lower the "
+                                    "objective ('gradient').")
+    modify_tv_weight: float | None = Field(None, ge=0, description="Weight of the "
+                                           "total-variation penalty (mean neighbour "
+                                           "difference, gray levels) on the change "
+                                           "('visible', default 2) or the image "
+                                           "('gradient', default 20).")
+    modify_variants: int = Field(4, ge=1, le=50, description="Augmentation variants "
+                                 "averaged per step ('visible'; the plain image always).")
+    modify_cell: int = Field(16, ge=1, le=64, description="Side in pixels of one free value "
+                             "of the smooth change ('visible'; 1: every pixel).")
+    modify_held_out: float = Field(0.5, ge=0.0, lt=1.0, description="Share of each "
+                                   "database's runs held out of the optimisation to judge "
+                                   "it (at least one when there are two runs or more; 0: "
+                                   "none).")
 
     @field_validator("expressions")
     @classmethod

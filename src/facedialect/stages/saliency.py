@@ -42,7 +42,7 @@ from facedialect.saliency.figures import (
     saliency_grid_figure,
 )
 from facedialect.saliency.maps import AlignedMaps, saliency_analysis
-from facedialect.saliency.modify import ModifyResult, modify_faces
+from facedialect.saliency.modify import ModifyResult, modify_faces, modify_faces_visible
 from facedialect.saliency.stats import region_stats
 from facedialect.stages.base import (
     Context,
@@ -57,6 +57,11 @@ from facedialect.stages.base import (
 IMAGE_COLUMNS = ["db", "image", "subject", "expression", "runs", "landmarks", "reason"]
 #: Columns of ``tables/modification.csv``.
 MODIFICATION_COLUMNS = ["db", "image", "target", "step", "expression", "probability"]
+#: Columns of ``tables/modification_transfer.csv``.
+TRANSFER_COLUMNS = ["db", "image", "target", "method", "runs_optimised", "runs_held_out",
+                    "optimised_before", "optimised_after", "held_out_before",
+                    "held_out_after", "other_dbs_before", "other_dbs_after",
+                    "mean_abs_change", "max_abs_change"]
 #: Where the aligned mean maps are stored in the run directory.
 MAPS_FILE = Path("saliency") / "maps.npz"
 
@@ -140,7 +145,8 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
              f"landmarks; {len(res['significant'])} region difference(s) with FDR p < 0.05",
              *(f"  {line}" for line in res["significant"])]
     if ctx.options.get("modify", study.saliency.modify):
-        mod = modification_grid(run, study, device=ctx.resolved_device())
+        mod = modification_grid(run, study, device=ctx.resolved_device(),
+                                progress=ctx.progress)
         lines.append(f"modification grid from {mod['image']}")
         res["modification"] = mod
     return Summary("saliency", lines, res)
@@ -286,6 +292,94 @@ def _live_runs(head: TrainedHeads) -> list[int]:
     return live
 
 
+def split_runs(live: list[int], held_out: float) -> tuple[list[int], list[int]]:
+    """The runs optimised and the runs held out to judge (the last ``held_out`` share).
+
+    At least one run is held out when there are two or more and ``held_out > 0``, and at
+    least one is always optimised.
+    """
+    n = int(len(live) * held_out)
+    if held_out > 0 and len(live) >= 2:
+        n = max(n, 1)
+    n = min(n, len(live) - 1)
+    return live[:len(live) - n], live[len(live) - n:]
+
+
+#: ``[saliency] modify_tv_weight`` when not given: on the change ('visible') or the image.
+DEFAULT_TV_WEIGHT = {"visible": 2.0, "gradient": 20.0}
+
+
+def tv_weight_of(study: Study, method: str) -> float:
+    """The total-variation weight of a modification method (``[saliency]`` or its default)."""
+    w = study.saliency.modify_tv_weight
+    return DEFAULT_TV_WEIGHT[method] if w is None else float(w)
+
+
+def _modify(backbone: Backbone, h: TrainedHeads, faces: np.ndarray, targets: list[int],
+            study: Study, device: str, *, method: str | None = None,
+            steps: int | None = None, step_size: float | None = None,
+            tv_weight: float | None = None) -> tuple[ModifyResult, list[int], list[int]]:
+    """Modify ``faces`` toward ``targets`` with ``[saliency]``'s method and settings."""
+    cfg = study.saliency
+    method = method or cfg.modify_method
+    opt, held = split_runs(_live_runs(h), cfg.modify_held_out)
+    kw = dict(steps=cfg.modify_steps if steps is None else steps,
+              step_size=cfg.modify_step_size if step_size is None else step_size,
+              tv_weight=tv_weight_of(study, method) if tv_weight is None else tv_weight,
+              mask=_mask(study), held_out_runs=held, device=device)
+    if method == "visible":
+        res = modify_faces_visible(backbone, h.head, faces, targets, opt, study.preprocess,
+                                   cell=cfg.modify_cell, variants_per_step=cfg.modify_variants,
+                                   seed=study.study.seed, **kw)
+    else:
+        res = modify_faces(backbone, h.head, faces, targets, opt, **kw)
+    return res, opt, held
+
+
+@torch.no_grad()
+def _transfer_rows(db: str, image: str, targets: list[str], method: str, res: ModifyResult,
+                   opt: list[int], held: list[int], heads: dict[str, TrainedHeads],
+                   backbone: Backbone, study: Study, device: str) -> pd.DataFrame:
+    """Per target: the probability before and after for optimised, held-out, other networks."""
+    from facedialect.saliency.gradients import gray_to_input, head_logits
+
+    mask = _mask(study) > 0.5
+    before, after = res.images[0], res.images[-1]
+    change = np.abs(after - before)[:, mask]
+    units = heads[db].expressions
+
+    def other(images: np.ndarray) -> list[float]:
+        x = torch.as_tensor(images, device=device)
+        feats = backbone(gray_to_input(x, backbone))
+        probs: list[list[float]] = [[] for _ in targets]
+        for name, h in heads.items():
+            live = [i for i, _ in h.live]
+            if name == db or not live:
+                continue
+            p = torch.softmax(head_logits(h.head, feats.unsqueeze(0).expand(len(live), -1, -1),
+                                          live), -1).mean(0).cpu().numpy()
+            for j, t in enumerate(targets):
+                if t in h.expressions:
+                    probs[j].append(float(p[j, h.expressions.index(t)]))
+        return [float(np.mean(v)) if v else float("nan") for v in probs]
+
+    ob, oa = other(before), other(after)
+    rows = []
+    for j, t in enumerate(targets):
+        k = units.index(t)
+        rows.append({
+            "db": db, "image": image, "target": t, "method": method,
+            "runs_optimised": len(opt), "runs_held_out": len(held),
+            "optimised_before": float(res.probabilities[0, j, k]),
+            "optimised_after": float(res.probabilities[-1, j, k]),
+            "held_out_before": float(res.held_out[0, j, k]) if held else float("nan"),
+            "held_out_after": float(res.held_out[-1, j, k]) if held else float("nan"),
+            "other_dbs_before": ob[j], "other_dbs_after": oa[j],
+            "mean_abs_change": float(change[j].mean()),
+            "max_abs_change": float(change[j].max())})
+    return pd.DataFrame(rows, columns=TRANSFER_COLUMNS).round(4)
+
+
 def _png(img: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -323,10 +417,13 @@ def _grid_face(run: RunDir, study: Study) -> tuple[str, np.ndarray]:
     return path, load_face(key, preprocess_cache(study.study.cache_dir))
 
 
-def modification_grid(run: RunDir, study: Study, *, device: str = "cpu") -> dict[str, Any]:
+def modification_grid(run: RunDir, study: Study, *, device: str = "cpu",
+                      progress: ProgressFn | None = None) -> dict[str, Any]:
     """Convert one neutral face to every expression with each database's networks.
 
-    Writes ``tables/modification.csv``, ``modify/grid/original.png``,
+    Writes ``tables/modification.csv``, ``tables/modification_transfer.csv`` (the
+    target's probability for the optimised runs, the held-out runs and the other
+    databases' networks, and the change in gray levels), ``modify/grid/original.png``,
     ``modify/grid/{db}_{target}.png`` (the last step) and
     ``figures/modification_grid.png``.
 
@@ -341,40 +438,47 @@ def modification_grid(run: RunDir, study: Study, *, device: str = "cpu") -> dict
     heads = trained_heads(run, [d.name for d in study.databases], device=device)
     image, face = _grid_face(run, study)
     backbone = _backbone(study, device)
-    rows = []
+    rows, transfer = [], []
     out: dict[str, Any] = {"image": image, "target_probability": {}}
     grid = run.path / "modify" / "grid"
-    with run.stage("modification", steps=cfg.modify_steps, step_size=cfg.modify_step_size,
-                   tv_weight=cfg.modify_tv_weight) as info:
+    with run.stage("modification", method=cfg.modify_method, steps=cfg.modify_steps,
+                   step_size=cfg.modify_step_size,
+                   tv_weight=tv_weight_of(study, cfg.modify_method),
+                   held_out=cfg.modify_held_out) as info:
         atomic_write_bytes(grid / "original.png", _png(face))
-        for db, h in heads.items():
+        for n, (db, h) in enumerate(heads.items(), 1):
             units = h.expressions
-            res = modify_faces(backbone, h.head, np.stack([face] * len(units)),
-                               np.arange(len(units)), _live_runs(h),
-                               steps=cfg.modify_steps, step_size=cfg.modify_step_size,
-                               tv_weight=cfg.modify_tv_weight, mask=_mask(study),
-                               device=device)
+            res, opt, held = _modify(backbone, h, np.stack([face] * len(units)),
+                                     list(range(len(units))), study, device)
             rows.append(_modification_rows(db, image, units, units, res))
+            transfer.append(_transfer_rows(db, image, units, cfg.modify_method, res, opt,
+                                           held, heads, backbone, study, device))
             for t, expr in enumerate(units):
                 atomic_write_bytes(grid / f"{db}_{expr}.png", _png(res.images[-1, t]))
                 out["target_probability"][f"{db} {expr}"] = (
                     round(float(res.probabilities[0, t, t]), 3),
                     round(float(res.probabilities[-1, t, t]), 3))
+            if progress:
+                progress("modification", n, len(heads))
         table = pd.concat(rows, ignore_index=True)[MODIFICATION_COLUMNS]
         run.write_table("modification", table)
+        run.write_table("modification_transfer", pd.concat(transfer, ignore_index=True))
         info.update(databases=len(heads))
     draw(run, "modification_grid", modification_grid_figure, table, grid, fmt="png")
     return out
 
 
 def modify_image(run: RunDir, study: Study, image: Path, target: str, *,
-                 db: str | None = None, steps: int = 40, step_size: float = 2.0,
-                 tv_weight: float = 20.0, device: str = "cpu") -> dict[str, Any]:
+                 db: str | None = None, method: str | None = None, steps: int | None = None,
+                 step_size: float | None = None, tv_weight: float | None = None,
+                 device: str = "cpu") -> dict[str, Any]:
     """Raise ``target`` in one photo with one (or every) database's networks.
 
-    For each database writes ``RUN/modify/{image stem}_{target}_{db}/``: ``step_NNN.png``
-    (every step, 000 = the pre-processed input), ``strip.png`` and ``probabilities.csv``
-    (columns of :data:`MODIFICATION_COLUMNS`).
+    ``method``, ``steps``, ``step_size`` and ``tv_weight`` default to ``[saliency]``'s. For
+    each database writes ``RUN/modify/{image stem}_{target}_{db}/``: ``step_NNN.png``
+    (every step, 000 = the pre-processed input), ``strip.png``, ``probabilities.csv``
+    (columns of :data:`MODIFICATION_COLUMNS`, the optimised runs) and ``transfer.csv``
+    (columns of :data:`TRANSFER_COLUMNS`).
 
     Raises
     ------
@@ -400,24 +504,33 @@ def modify_image(run: RunDir, study: Study, image: Path, target: str, *,
         raise InputError(f"{image}: no such image file")
     face = _preprocessed(Path(image), study)
     backbone = _backbone(study, device)
+    method = method or study.saliency.modify_method
+    every = trained_heads(run, names, device=device)
 
     out: dict[str, Any] = {}
     for name, h in heads.items():
         t = h.expressions.index(target)
-        res = modify_faces(backbone, h.head, face[None], [t], _live_runs(h), steps=steps,
-                           step_size=step_size, tv_weight=tv_weight, mask=_mask(study),
-                           device=device)
+        res, opt, held = _modify(backbone, h, face[None], [t], study, device, method=method,
+                                 steps=steps, step_size=step_size, tv_weight=tv_weight)
+        transfer = _transfer_rows(name, str(image), [target], method, res, opt, held, every,
+                                  backbone, study, device)
         folder = run.path / "modify" / safe_name(f"{Path(image).stem}_{target}_{name}")
         for s in range(len(res.images)):
             atomic_write_bytes(folder / f"step_{s:03d}.png", _png(res.images[s, 0]))
         table = _modification_rows(name, str(image), [target], h.expressions, res)
         atomic_write_bytes(folder / "probabilities.csv",
                            table.to_csv(index=False, lineterminator="\n").encode())
+        atomic_write_bytes(folder / "transfer.csv",
+                           transfer.to_csv(index=False, lineterminator="\n").encode())
         atomic_write_bytes(folder / "strip.png",
                            modification_strip(res.images[:, 0], table, target, name))
+        row = transfer.iloc[0]
         out[name] = {"folder": str(folder),
                      "before": round(float(res.probabilities[0, 0, t]), 3),
-                     "after": round(float(res.probabilities[-1, 0, t]), 3)}
+                     "after": round(float(res.probabilities[-1, 0, t]), 3),
+                     "held_out_before": float(row["held_out_before"]),
+                     "held_out_after": float(row["held_out_after"]),
+                     "mean_abs_change": float(row["mean_abs_change"])}
     return out
 
 
@@ -480,12 +593,22 @@ def saliency_section(run: RunDir) -> Section | None:
                                 max_rows=40))
     if has_mod:
         table = run.read_table("modification")
+        info = run.read_manifest().get("stages", {}).get("modification", {})
+        if info.get("method", "gradient") == "visible":
+            how = ("a smooth change (a coarse grid of values, interpolated) optimised over "
+                   "the augmentation variants (sizes, positions, mirror images) to raise each "
+                   "target expression of a database's networks (mean log-probability over "
+                   "the optimised runs), with a total-variation penalty on the change")
+        else:
+            how = ("gradient ascent on the pre-processed face toward each target "
+                   "expression of a database's networks (mean log-probability over the "
+                   "optimised runs), with a total-variation penalty")
         blocks.append(Text(
-            "Emotion modification: gradient ascent on the pre-processed face toward each "
-            "target expression of a database's networks (mean log-probability over runs), "
-            "with a total-variation penalty, pixels kept in 0..255 and the background "
-            "outside the face oval unchanged. Above each image: the target probability "
-            "(mean over runs) before → after."))
+            f"Emotion modification: {how}; pixels kept in 0..255 and the background outside "
+            "the face oval unchanged. Above each image: the target probability (mean over "
+            "the optimised runs) before → after. A change counts as a modification only "
+            "where networks it was not optimised on agree: the held-out runs and the other "
+            "databases' networks (table below; docs/saliency.md)."))
         fig = _figure(run, "modification_grid", "A neutral face converted to each "
                       "expression by each database's networks, from "
                       "tables/modification.csv and modify/grid/.")
@@ -495,9 +618,17 @@ def saliency_section(run: RunDir) -> Section | None:
         last = last[last["target"] == last["expression"]]
         first = table[(table["step"] == 0) & (table["target"] == table["expression"])]
         summary = first.merge(last, on=["db", "image", "target"], suffixes=("_start", "_end"))
-        blocks.append(Table(summary[["db", "target", "probability_start", "probability_end"]],
-                            "Target probability before and after the ascent.",
-                            "modification_summary"))
+        if run.has_table("modification_transfer"):
+            blocks.append(Table(run.read_table("modification_transfer").drop(
+                columns=["image"]), "The target's probability before and after, for the "
+                "runs optimised, the runs held out and the other databases' networks (mean "
+                "over their runs); the change inside the face oval in gray levels "
+                "(tables/modification_transfer.csv).", "modification_transfer"))
+        else:
+            blocks.append(Table(summary[["db", "target", "probability_start",
+                                         "probability_end"]],
+                                "Target probability before and after the ascent.",
+                                "modification_summary"))
     return Section("saliency", "Saliency and emotion modification", blocks)
 
 

@@ -28,7 +28,8 @@ robustness = true           # also train on all posers and correlate the profile
 
 [saliency]
 enable = true               # where the networks look, per face region; a neutral test
-                            # face pushed toward each expression by gradient ascent
+                            # face changed toward each expression (a smooth change that
+                            # holds over the augmentations, judged by held-out runs)
 
 [[databases]]
 name = "west"
