@@ -235,3 +235,16 @@ def test_api_run_reads_the_tables(study_run):
     assert run.stages == NAMES
     with pytest.raises(KeyError, match="no such table"):
         run.tables["nonexistent"]
+
+
+def test_mental_models_are_drawn_on_every_show_on_face(study_run):
+    run = study_run["run"]
+    assert study_run["study"].mental_models.show_on == ["trials", "average"]
+    assert run.read_manifest()["stages"]["mental_models"]["shown"] == ["trials", "average"]
+    assert (run.path / "faces" / "average_neutral.png").is_file()  # built from the databases
+    for prefix in ("mm_faces", "mm_modified_faces"):
+        for face in ("trials", "average"):
+            assert (run.figures / f"{prefix}_{face}.png").stat().st_size > 1000, (prefix, face)
+    stage = next(s for s in STAGES if s.name == "mental_models")
+    captions = " ".join(getattr(b, "caption", "") for b in stage.section(run).blocks)
+    assert "average neutral face" in captions and "first face of the trials" in captions

@@ -480,6 +480,21 @@ class MentalModelsConfig(_Section):
                                     "judged per search.")
     modify_sparsity: float = Field(0.02, ge=0.0, description="Penalty per unit of summed AU "
                                    "intensity (fewer, weaker AUs).")
+    show_on: list[str] = Field(default_factory=lambda: ["trials", "average"], min_length=1,
+                               description="Faces the models and the AU vectors found are "
+                               "rendered on, one figure each: 'trials' (the first face of the "
+                               "trials), 'average' (the average neutral face of the study's "
+                               "databases), 'builtin', '3d', or a face photo (relative to the "
+                               "study file).")
+
+    @field_validator("show_on")
+    @classmethod
+    def _faces_known(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        from facedialect.faces.base import BaseFace
+
+        out = [f if f == "trials" else str(BaseFace.parse(f, (info.context or {}).get(
+            "base_dir"))) for f in v]
+        return list(dict.fromkeys(out))
 
     @field_validator("aus")
     @classmethod

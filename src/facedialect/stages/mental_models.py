@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import pandas as pd
 import torch
 
 from facedialect.config import Study
-from facedialect.errors import InputError
+from facedialect.errors import FacedialectError, FacedialectWarning, InputError
 from facedialect.faces.procedural.identity import FaceIdentity
 from facedialect.faces.stimuli import Renderer, builtin_renderer, photo_renderer
 from facedialect.files import ArrayCache, cache_root, sha256_bytes
@@ -32,7 +33,7 @@ from facedialect.imageio import IMAGE_SUFFIXES
 from facedialect.models.backbones import Backbone
 from facedialect.models.runtime import FeatureRunner
 from facedialect.models.weights import load_backbone
-from facedialect.plots.figures import figure_function, plt, render
+from facedialect.plots.figures import figure_function, plt, render, safe_name
 from facedialect.preprocess.pipeline import preprocess_face
 from facedialect.progress import ProgressFn
 from facedialect.report.html import Section, Table, Text, figure_file
@@ -204,14 +205,17 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
                                           faces[0][1], backbone, runner, ctx.progress))
         for name, df in tables.items():
             run.write_table(name, df)
+        shown = shown_faces(run, study, faces[0][1], ctx)
         info.update(features_computed=n_new, networks=int(
-            responses[["db", "run"]].drop_duplicates().shape[0]))
+            responses[["db", "run"]].drop_duplicates().shape[0]),
+            shown=[name for name, _ in shown])
     draw(run, "mm_models", models_figure, tables["mm_model_summary"])
-    draw(run, "mm_faces", model_faces_figure, tables["mm_model_summary"], faces[0][1],
-         fmt="png")
-    if "mm_modification" in tables:
-        draw(run, "mm_modified_faces", modified_faces_figure, tables["mm_modification"],
-             faces[0][1], fmt="png")
+    for name, renderer in shown:
+        draw(run, f"mm_faces_{name}", model_faces_figure, tables["mm_model_summary"],
+             renderer, fmt="png")
+        if "mm_modification" in tables:
+            draw(run, f"mm_modified_faces_{name}", modified_faces_figure,
+                 tables["mm_modification"], renderer, fmt="png")
     sim = tables["mm_similarity"]
     lines = [f"{int(used.sum())}/{len(trials)} trials on {cfg.identities} {cfg.faces} "
              f"face(s) ({sum(1 for r in reasons if r)} without a detected face); "
@@ -220,6 +224,36 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
         lines.append(f"{r.db_a} vs {r.db_b} {r.unit}: model r_s {r.spearman_r:.2f}")
     return Summary("mental_models", lines, {"trials": len(trials), "used": int(used.sum()),
                                             "similarity": sim.to_dict("records")})
+
+
+def shown_faces(run: RunDir, study: Study, first: Renderer, ctx: Context
+                ) -> list[tuple[str, Renderer]]:
+    """``(figure name part, renderer)`` of each ``[mental_models] show_on`` face.
+
+    A face that cannot be made (e.g. ``average`` before any neutral image) is reported and
+    left out; the first face of the trials always can.
+    """
+    from facedialect.faces.base import BaseFace
+    from facedialect.stages.tuning import base_face_renderer
+
+    out = []
+    for face in study.mental_models.show_on:
+        if face == "trials":
+            out.append(("trials", first))
+            continue
+        base = BaseFace.parse(face)
+        name = base.kind if base.kind != "photo" else safe_name(Path(str(base.path)).stem)
+        try:
+            renderer, _ = base_face_renderer(
+                face, study.mental_models.size, run_dir=run.path,
+                dbs=[d.name for d in study.databases],
+                progress=ctx.tick("mental models: average face"))
+        except (ValueError, FacedialectError) as exc:
+            warnings.warn(f"[mental_models] show_on {face!r}: {exc}; left out",
+                          FacedialectWarning, stacklevel=2)
+            continue
+        out.append((name, renderer))
+    return out
 
 
 @torch.no_grad()
@@ -416,6 +450,20 @@ def model_faces_figure(summary: pd.DataFrame, renderer: Renderer) -> bytes | Non
     return _face_grid(cells, renderer)
 
 
+def _face_figures(run: RunDir, prefix: str) -> list[str]:
+    """The figures ``{prefix}_{face}`` of the faces the last run showed (``show_on``)."""
+    info = run.read_manifest().get("stages", {}).get("mental_models", {})
+    return [f"{prefix}_{face}" for face in info.get("shown", [])]
+
+
+def _face_label(name: str) -> str:
+    face = name.split("_", 2)[-1] if name.startswith("mm_faces_") else name.split("_", 3)[-1]
+    return {"trials": "first face of the trials",
+            "average": "average neutral face of the study's databases",
+            "builtin": "built-in face", "3d": "3-D model's average face"}.get(
+                face, f"photo-textured face of {face}")
+
+
 def section(run: RunDir) -> Section | None:
     """Models as AU profiles and as faces, their similarity and distinctness."""
     if not run.has_table("mm_model_summary"):
@@ -430,18 +478,22 @@ def section(run: RunDir) -> Section | None:
              "p < 0.05). docs/method.md §11."),
         figure_file(run, "mm_models", caption="Each database's model of each expression "
                     "(rows) over the AUs (columns), from tables/mm_model_summary.csv."),
-        figure_file(run, "mm_faces", caption="The models rendered: each unit's positive "
-                    "weights, scaled to its largest, as AU intensities on the first face."),
     ]
+    for path in _face_figures(run, "mm_faces"):
+        blocks.append(figure_file(run, path, caption="The models rendered: each unit's "
+                                  "positive weights, scaled to its largest, as AU intensities "
+                                  f"on the {_face_label(path)}."))
     if run.has_table("mm_similarity"):
         blocks.append(Table(run.read_table("mm_similarity"), "Spearman r_s between two "
                             "databases' models of the same expression (over the AUs).",
                             "mm_similarity"))
     if run.has_table("mm_modification_summary"):
-        blocks.append(figure_file(run, "mm_modified_faces", caption="Modification in AU "
-                                  "space: for each database (rows) and expression, the AU "
-                                  "intensities CMA-ES found to raise that expression most "
-                                  "(started from the model), rendered on the first face."))
+        for path in _face_figures(run, "mm_modified_faces"):
+            blocks.append(figure_file(run, path, caption="Modification in AU space: for "
+                                      "each database (rows) and expression, the AU "
+                                      "intensities CMA-ES found to raise that expression "
+                                      "most (started from the model), rendered on the "
+                                      f"{_face_label(path)}."))
         blocks.append(Table(run.read_table("mm_modification_summary"), "The target "
                             "probability (mean over the database's networks) of the start "
                             "(the model) and of the AU vector found; aus_active: AUs above "
