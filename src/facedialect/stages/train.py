@@ -179,6 +179,9 @@ def train_databases(run: RunDir, study: Study, faces: pd.DataFrame,
                           "seconds": sum(o.seconds for _, o in outs)}
         out["lr_scale"][db] = _lr_scale_of(saved)
         by_db[db] = []
+    if todo:  # a worker killed while writing a checkpoint leaves its temporary file
+        for tmp in (run.path / "checkpoints").glob(".*.pt.*.tmp"):
+            tmp.unlink(missing_ok=True)
     out["dbs"] = {db: out["dbs"][db] for db in order if db in out["dbs"]}
     out["lr_scale"] = {db: out["lr_scale"][db] for db in order if db in out["lr_scale"]}
     out["curves"] = pd.concat([curves[db] for db in order if db in curves], ignore_index=True)

@@ -1,0 +1,225 @@
+"""The Ray engine (issue 18): same tables as a local run, a killed worker, a killed driver.
+
+One local Ray instance (``num_cpus=2``) serves the module. A small study (two synthetic
+cultures of 4 posers, 2 runs per database) runs once locally and once on Ray with the
+feature cache emptied, so Ray Data computes every feature and Ray tasks train every head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from facedialect import compute
+from facedialect.api import Study
+from facedialect.cli import app
+from facedialect.config import ComputeConfig, parse_study
+from facedialect.errors import InputError, StudyFileError
+from facedialect.pipeline import run_stages
+from facedialect.stages.base import Context
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+UP_TO_FEATURES = ["ingest", "preprocess", "features"]
+STAGES = [*UP_TO_FEATURES, "train", "evaluate"]
+
+STUDY = """
+[study]
+name = "ray"
+output = "{output}"
+seed = 11
+cache_dir = "cache"
+
+[[databases]]
+name = "A"
+preset = "manifest"
+root = "data/A"
+
+[[databases]]
+name = "B"
+preset = "manifest"
+root = "data/B"
+
+[model]
+backbone = "mobilenet_v2"
+
+[training]
+protocol = "quick"
+runs = 2
+iterations = 60
+"""
+
+
+def _study(root: Path, output: str, compute_section: str = "") -> Study:
+    path = root / f"{output}.toml"
+    path.write_text(STUDY.format(output=output) + compute_section, encoding="utf-8")
+    return Study.from_toml(path)
+
+
+RAY = '\n[compute]\nengine = "ray"\n'
+
+
+def _digests(run_dir: Path) -> dict[str, str]:
+    files = [*sorted((run_dir / "tables").glob("*.csv")), *sorted((run_dir / "heads")
+                                                                  .glob("*.pt"))]
+    return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files}
+
+
+def _temporary_files(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.rglob("*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray instance with two CPUs, for the whole module."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+                 runtime_env={"env_vars": {"PYTHONPATH": str(SRC)}})
+    yield ray
+    compute._ENGINES.clear()
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """The study run locally: the reference tables and heads."""
+    root = tmp_path_factory.mktemp("ray")
+    res = CliRunner().invoke(app, ["synth", "--preset", "east-west", "--subjects", "4",
+                                   "--renderer", "builtin", "--out", str(root / "data")])
+    assert res.exit_code == 0, res.output
+    study = _study(root, "local")
+    run_stages(study, STAGES, ctx=Context(device="cpu"))
+    return root, _digests(root / "local")
+
+
+# ------------------------------------------------------------------------------ config
+def test_compute_defaults_to_local(tmp_path):
+    (tmp_path / "db").mkdir()
+    study = parse_study({"study": {"name": "x", "output": "out"},
+                         "databases": [{"name": "A", "preset": "folder", "root": "db"}]},
+                        tmp_path)
+    assert study.compute == ComputeConfig()
+    assert compute.get_engine(study.compute).name == "local"
+
+
+def test_address_without_ray_engine_is_a_study_file_error(tmp_path):
+    (tmp_path / "db").mkdir()
+    with pytest.raises(StudyFileError, match=r"compute.*address 'auto' is for engine = 'ray'"):
+        parse_study({"study": {"name": "x", "output": "out"},
+                     "databases": [{"name": "A", "preset": "folder", "root": "db"}],
+                     "compute": {"address": "auto"}}, tmp_path)
+    with pytest.raises(StudyFileError, match=r"compute\.engine"):
+        parse_study({"study": {"name": "x", "output": "out"},
+                     "databases": [{"name": "A", "preset": "folder", "root": "db"}],
+                     "compute": {"engine": "dask"}}, tmp_path)
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if not installed
+    monkeypatch.setattr(compute, "_ENGINES", {})
+    with pytest.raises(InputError, match=r'pip install "facedialect\[ray\]"'):
+        compute.get_engine(ComputeConfig(engine="ray"))
+
+
+# ------------------------------------------------------------------------------ same tables
+def test_ray_run_has_the_local_tables_and_heads(cluster, local_run):
+    root, reference = local_run
+    shutil.rmtree(root / "cache" / "features")  # Ray Data computes every feature again
+    summaries = run_stages(_study(root, "onray", RAY), STAGES, ctx=Context(device="cpu"))
+    by_stage = {s.stage: s for s in summaries}
+    assert by_stage["features"].facts["computed"] == by_stage["features"].facts["faces"] > 0
+    assert by_stage["train"].facts["dbs"].keys() == {"A", "B"}
+    assert all("skipped" not in d for d in by_stage["train"].facts["dbs"].values())
+    assert _digests(root / "onray") == reference
+    manifest = (root / "onray" / "manifest.json").read_text()
+    assert '"engine": "ray"' in manifest
+    assert not _temporary_files(root / "onray")
+
+
+# ------------------------------------------------------------------------------ faults
+def _train_group_pids() -> list[int]:
+    """Processes of this machine running the training task (Ray titles them ray::NAME)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmd.startswith(b"ray::train_group"):
+                out.append(int(proc.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process in /proc")
+def test_worker_killed_mid_task_is_retried_with_the_same_tables(cluster, local_run):
+    root, reference = local_run
+    study = _study(root, "killed", RAY)
+    run_stages(study, UP_TO_FEATURES, ctx=Context(device="cpu"))
+    result: dict = {}
+
+    def train() -> None:
+        try:
+            result["summaries"] = run_stages(study, ["train", "evaluate"], ctx=Context(
+                device="cpu", options={"checkpoint_every": 2}))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    checkpoints = root / "killed" / "checkpoints"
+    while killed is None and thread.is_alive() and time.monotonic() < deadline:
+        pids = _train_group_pids()
+        if pids and checkpoints.is_dir() and any(checkpoints.glob("*.pt")):
+            os.kill(pids[0], signal.SIGKILL)  # mid-task: it has written a checkpoint
+            killed = pids[0]
+        time.sleep(0.02)
+    thread.join(timeout=300)
+    assert "error" not in result, result.get("error")
+    assert killed is not None, "the training tasks ended before one could be killed"
+    assert _digests(root / "killed") == reference
+    assert not _temporary_files(root / "killed")
+    assert not list(checkpoints.glob("*.pt"))
+
+
+def test_killed_driver_resumes_from_what_is_complete(cluster, local_run):
+    root, reference = local_run
+    address = ray.get_runtime_context().gcs_address
+    study = _study(root, "driver", f'{RAY}address = "{address}"\n')
+    run_stages(study, UP_TO_FEATURES, ctx=Context(device="cpu"))
+    heads = root / "driver" / "heads"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    driver = subprocess.Popen([sys.executable, "-m", "facedialect.cli", "train",
+                               str(root / "driver.toml"), "--device", "cpu"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while driver.poll() is None and time.monotonic() < deadline:
+        if (heads / "A.pt").exists():  # database A complete, B's tasks under way
+            driver.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    driver.wait(timeout=60)
+    err = driver.stderr.read().decode() if driver.stderr else ""
+    assert driver.returncode == -signal.SIGKILL, err
+    assert not (heads / "B.pt").exists()
+    summaries = run_stages(study, ["train", "evaluate"], ctx=Context(device="cpu"))
+    dbs = summaries[0].facts["dbs"]
+    assert dbs["A"].get("skipped") == "up to date" and "skipped" not in dbs["B"]
+    assert _digests(root / "driver") == reference
+    assert not _temporary_files(root / "driver")
