@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -27,6 +28,8 @@ from facedialect.config import ComputeConfig, parse_study
 from facedialect.errors import InputError, StudyFileError
 from facedialect.pipeline import run_stages
 from facedialect.stages.base import Context
+from facedialect.sweep import load_sweep, mean_interval, run_sweep
+from test_stages_contract import documented_columns
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
@@ -57,7 +60,7 @@ backbone = "mobilenet_v2"
 [training]
 protocol = "quick"
 runs = 2
-iterations = 60
+iterations = 40
 """
 
 
@@ -223,3 +226,85 @@ def test_killed_driver_resumes_from_what_is_complete(cluster, local_run):
     assert dbs["A"].get("skipped") == "up to date" and "skipped" not in dbs["B"]
     assert _digests(root / "driver") == reference
     assert not _temporary_files(root / "driver")
+
+
+# ------------------------------------------------------------------------------ sweeps
+SWEEP = """
+[sweep]
+name = "grid"
+study = "local.toml"
+output = "{output}"
+seeds = [11, 12]
+pairs = [["A", "B"]]
+stages = ["ingest", "preprocess", "features", "train", "evaluate"]
+"""
+
+
+def test_sweep_grid_is_the_product_of_its_values(local_run):
+    root, _ = local_run
+    path = root / "grid.toml"
+    path.write_text(SWEEP.format(output="grid") + 'backbones = ["mobilenet_v2", "alexnet"]\n'
+                    'protocols = ["quick", "paper"]\n', encoding="utf-8")
+    # the keys after [sweep]'s table are still in it (TOML), so the grid is 2 x 2 x 1 x 2
+    sweep = load_sweep(path)
+    assert len(sweep.points) == 8 == len({s.study.output for s in sweep.studies})
+    study = sweep.studies[-1]
+    assert (study.model.backbone, study.training.protocol, study.study.seed) == (
+        "alexnet", "paper", 12)
+    assert study.training.runs == 2  # the base study's own settings stay
+    assert [d.name for d in study.databases] == ["A", "B"]
+    assert study.compute.engine == "local"
+    assert study.study.output == root / "grid" / "runs" / "alexnet-paper-A-B-seed12"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('pairs = [["A", "Z"]]', r"\['Z'\] not among the databases of local.toml \(A, B\)"),
+    ("colour = 1", r"sweep.colour: Extra inputs are not permitted"),
+    ('stages = ["trian"]', r"unknown stage\(s\) \['trian'\]"),
+])
+def test_bad_sweep_file_is_a_clear_error(local_run, text, message):
+    root, _ = local_run
+    path = root / "bad.toml"
+    key = text.split(" ")[0]
+    lines = [line for line in SWEEP.format(output="bad").splitlines()
+             if not line.startswith(f"{key} ")]
+    path.write_text("\n".join([*lines, text, ""]), encoding="utf-8")
+    with pytest.raises(StudyFileError, match=message):
+        load_sweep(path)
+    res = CliRunner().invoke(app, ["sweep", str(path)])
+    assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+
+
+def test_mean_interval():
+    assert mean_interval([0.5]) == (0.5, *([pytest.approx(float("nan"), nan_ok=True)] * 2))
+    mean, low, high = mean_interval([0.6, 0.8])  # t(0.975, 1) = 12.706, SE = 0.1
+    assert mean == pytest.approx(0.7)
+    assert (low, high) == (pytest.approx(0.7 - 1.27062), pytest.approx(0.7 + 1.27062))
+
+
+def test_sweep_on_ray_runs_every_study_and_summarises_the_grid(cluster, local_run):
+    root, reference = local_run
+    path = root / "onray-grid.toml"
+    path.write_text(SWEEP.format(output="onray-grid") + RAY, encoding="utf-8")
+    sweep = load_sweep(path)
+    result = run_sweep(sweep, device="cpu")
+    out = root / "onray-grid"
+    # the seed-11 study is the local study: the same tables and heads, run as a Ray task
+    assert _digests(out / "runs" / "mobilenet_v2-quick-A-B-seed11") == reference
+    runs = pd.read_csv(out / "tables" / "sweep_runs.csv")
+    assert list(runs["status"]) == ["ok", "ok"] and list(runs["seed"]) == [11, 12]
+    assert (runs["networks"] == 4).all()  # 2 databases x 2 runs
+    summary = pd.read_csv(out / "tables" / "sweep_summary.csv")
+    assert len(summary) == 1 and summary["seeds"].iat[0] == 2
+    assert summary["matched_mean"].iat[0] == pytest.approx(runs["matched"].mean())
+    assert summary["matched_low"].iat[0] < summary["matched_mean"].iat[0] < summary[
+        "matched_high"].iat[0]
+    docs = documented_columns()
+    assert list(runs.columns) == docs["sweep_runs"]
+    assert list(summary.columns) == docs["sweep_summary"]
+    assert result.report.is_file() and "sweep_summary" in result.report.read_text()
+    # a second sweep resumes: every study is up to date
+    again = []
+    run_sweep(sweep, device="cpu", on_point=lambda point, outcome: again.append(outcome))
+    assert all(dict(o["stages"])["train"] == "up to date" for o in again)
+    assert pd.read_csv(out / "tables" / "sweep_runs.csv").equals(runs)
