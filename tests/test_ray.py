@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from facedialect import compute
 from facedialect.api import Study
 from facedialect.cli import app
+from facedialect.compute.ray_engine import ComputeError
 from facedialect.config import ComputeConfig, parse_study
 from facedialect.errors import InputError, StudyFileError
 from facedialect.pipeline import run_stages
@@ -136,6 +137,28 @@ def test_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.setattr(compute, "_ENGINES", {})
     with pytest.raises(InputError, match=r'pip install "facedialect\[ray\]"'):
         compute.get_engine(ComputeConfig(engine="ray"))
+
+
+def test_a_task_whose_worker_always_dies_is_one_clear_error(cluster):
+    def die() -> None:
+        os._exit(1)
+
+    engine = compute.get_engine(ComputeConfig(engine="ray", max_retries=1))
+    with pytest.raises(ComputeError, match=r"a Ray task \(die\) failed 2 time\(s\).*resume"):
+        list(engine.map(die, [{}]))
+
+
+def test_a_bad_input_in_a_task_is_the_same_one_line_error(cluster):
+    def bad(n: int) -> int:
+        if n == 2:
+            raise InputError("face 2 is missing: run `facedialect preprocess`")
+        return n
+
+    engine = compute.get_engine(ComputeConfig(engine="ray"))
+    with pytest.raises(InputError) as info:
+        list(engine.map(bad, [{"n": 1}, {"n": 2}]))
+    assert str(info.value) == "face 2 is missing: run `facedialect preprocess`"
+    assert list(engine.map(bad, [{"n": 1}, {"n": 3}])) == [1, 3]
 
 
 # ------------------------------------------------------------------------------ same tables

@@ -172,6 +172,8 @@ class RayEngine(Engine):
                 f"time(s): its worker or node died ({type(exc).__name__}); run the same "
                 f"command again to resume (raise [compute] max_retries for a flaky "
                 f"cluster)") from None
+        except Exception as exc:
+            raise user_error(exc) from None
 
     # ---------------------------------------------------------------- features
     def features(self, job: FeatureJob, keys: Sequence[str],
@@ -210,17 +212,45 @@ class RayEngine(Engine):
         total, done = len(todo), 0
         if progress:
             progress(label, 0, total)
-        for row in ds.iter_rows():
-            group = json.loads(row["pass"])
-            feats = np.asarray(row["feats"])
-            at = 0
-            for k, miss in group:
-                fcache.put(k, feats[at:at + len(miss)], miss)
-                at += len(miss)
-            done += len(group)
-            if progress:
-                progress(label, done, total)
+        try:
+            for row in ds.iter_rows():
+                group = json.loads(row["pass"])
+                feats = np.asarray(row["feats"])
+                at = 0
+                for k, miss in group:
+                    fcache.put(k, feats[at:at + len(miss)], miss)
+                    at += len(miss)
+                done += len(group)
+                if progress:
+                    progress(label, done, total)
+        except FacedialectError:
+            raise
+        except Exception as exc:
+            raise user_error(exc) from None
         return fcache.backbone_tag, runtime, total
+
+
+def user_error(exc: BaseException) -> BaseException:
+    """The error to show for an exception from the cluster.
+
+    A :class:`~facedialect.errors.FacedialectError` raised in a task or actor (a missing
+    pre-processed face, a bad input) reaches the driver wrapped by Ray, with the worker's
+    traceback in its message; this finds the original (a one-line message for the command
+    line). Any other exception is returned as it is.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)
+        if isinstance(e, FacedialectError) and not hasattr(e, "cause"):
+            return e
+        todo.extend([e.__cause__, e.__context__,
+                     cause if isinstance(cause, BaseException) else None])
+    return exc
 
 
 class FeatureActor:
