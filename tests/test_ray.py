@@ -132,11 +132,18 @@ def test_address_without_ray_engine_is_a_study_file_error(tmp_path):
                      "compute": {"engine": "dask"}}, tmp_path)
 
 
-def test_missing_ray_names_the_extra(monkeypatch):
+def test_missing_ray_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if not installed
     monkeypatch.setattr(compute, "_ENGINES", {})
     with pytest.raises(InputError, match=r'pip install "facedialect\[ray\]"'):
         compute.get_engine(ComputeConfig(engine="ray"))
+    (tmp_path / "db").mkdir()
+    study = parse_study({"study": {"name": "x", "output": "out"},
+                         "databases": [{"name": "A", "preset": "folder", "root": "db"}],
+                         "compute": {"engine": "ray"}}, tmp_path)
+    with pytest.raises(InputError, match=r'pip install "facedialect\[ray\]"'):
+        run_stages(study)
+    assert not (tmp_path / "out").exists()  # said before any work
 
 
 def test_a_task_whose_worker_always_dies_is_one_clear_error(cluster):
