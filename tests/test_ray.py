@@ -1,8 +1,9 @@
 """The Ray engine (issue 18): same tables as a local run, a killed worker, a killed driver.
 
-One local Ray instance (``num_cpus=2``) serves the module. A small study (two synthetic
-cultures of 4 posers, 2 runs per database) runs once locally and once on Ray with the
-feature cache emptied, so Ray Data computes every feature and Ray tasks train every head.
+One Ray cluster of two nodes on loopback (one CPU each) serves the module. A small study
+(two synthetic cultures of 4 posers, 2 runs per database) runs once locally and once on
+Ray with the feature cache emptied, so Ray Data computes every feature and Ray tasks
+train every head. Also: sweeps (locally defined, run as Ray tasks).
 """
 
 from __future__ import annotations
@@ -87,15 +88,25 @@ def _temporary_files(run_dir: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray instance with two CPUs, for the whole module."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
-                 runtime_env={"env_vars": {"PYTHONPATH": str(SRC)}})
+    """A two-node Ray cluster on loopback, one CPU per node (two in all), for the module.
+
+    ``ray.cluster_utils.Cluster`` starts a head and a second node on this machine, each
+    with its own raylet and object store, as `ray start --head` and `ray start --address`
+    would: tasks and feature actors run on both, so results travel between nodes.
+    """
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized()
+    nodes = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": 200 * 2**20, "include_dashboard": False})
+    nodes.add_node(num_cpus=1, object_store_memory=200 * 2**20)
+    ray.init(address=nodes.address, logging_level="ERROR",
+             runtime_env={"env_vars": {"PYTHONPATH": str(SRC)}})
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     yield ray
     compute._ENGINES.clear()
-    if started:
-        ray.shutdown()
+    ray.shutdown()
+    nodes.shutdown()
 
 
 @pytest.fixture(scope="module")
