@@ -9,6 +9,7 @@ again. An interrupted training resumes from its checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,8 +171,8 @@ def train_databases(run: RunDir, study: Study, faces: pd.DataFrame,
         outs = [(chunk, o) for chunk, o, _ in by_db[db]]
         saved = heads_state(sig, tag, proto, outs, units[db])
         write_heads(heads_path(run, db, folder), saved)
-        for *_, ck in by_db[db]:
-            ck.unlink(missing_ok=True)
+        for ck in (run.path / "checkpoints").glob(f"{glob.escape(stem + db)}_runs[0-9]*-[0-9]*.pt"):
+            ck.unlink(missing_ok=True)  # these groups', and any of another grouping
         curves[db] = _curves_from_saved(db, saved)
         failed = {int(k): v for k, v in zip(saved["failed_runs"].tolist(),
                                              saved["failed_reasons"], strict=True)}
