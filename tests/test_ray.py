@@ -349,3 +349,19 @@ def test_sweep_on_ray_runs_every_study_and_summarises_the_grid(cluster, local_ru
     run_sweep(sweep, device="cpu", on_point=lambda point, outcome: again.append(outcome))
     assert all(dict(o["stages"])["train"] == "up to date" for o in again)
     assert pd.read_csv(out / "tables" / "sweep_runs.csv").equals(runs)
+
+
+def test_a_failed_study_is_a_row_not_the_end_of_the_sweep(local_run):
+    root, _ = local_run
+    path = root / "failing.toml"  # the meaning stage needs ratings the base study lacks
+    path.write_text(SWEEP.format(output="failing").replace(
+        'stages = ["ingest", "preprocess", "features", "train", "evaluate"]',
+        'stages = ["meaning"]'), encoding="utf-8")
+    outcomes = []
+    result = run_sweep(load_sweep(path), device="cpu",
+                       on_point=lambda point, outcome: outcomes.append(outcome))
+    assert len(outcomes) == 2
+    assert all(s.startswith("failed: ") and "ratings" in s for s in result.runs["status"])
+    assert (result.runs["networks"] == 0).all() and result.runs["matched"].isna().all()
+    assert result.summary["seeds"].tolist() == [0]
+    assert "2 study(ies) failed" in result.report.read_text()
