@@ -8,6 +8,7 @@ confusion and correct-rate figures.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,10 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     with run.stage("evaluate", test_variants=len(test_variants), engine=engine.name) as info:
         tests = engine.share(EvaluationSet(feats, keys, splits, own,
                                            study.evaluation.swapped_subjects))
-        jobs = ({"heads": trained[db], "tests": tests, "device": device} for db in dbs)
+        # a Ray worker reads the heads file itself (the run directory is on a filesystem
+        # every node sees): the paper protocol's are ~9 GB per database
+        jobs = ({"heads": trained[db] if engine.name == "local" else (run.path, db),
+                 "tests": tests, "device": device} for db in dbs)
         for train_db, (db_rows, db_absent) in zip(
                 dbs, engine.map(evaluate_networks, jobs, device=device), strict=True):
             failed_all[train_db] = trained[train_db].failed
@@ -145,9 +149,18 @@ class EvaluationSet:
 
 
 @torch.no_grad()
-def evaluate_networks(heads: TrainedHeads, tests: EvaluationSet, device: str = "cpu"
-                  ) -> tuple[list[pd.DataFrame], dict[str, list[str]]]:
+def evaluate_networks(heads: TrainedHeads | tuple[Path, str], tests: EvaluationSet,
+                      device: str = "cpu") -> tuple[list[pd.DataFrame], dict[str, list[str]]]:
     """Test one database's networks on every database: one work unit (a Ray task).
+
+    Parameters
+    ----------
+    heads : TrainedHeads or tuple
+        The database's networks, or ``(run directory, database)`` to read them from.
+    tests : EvaluationSet
+        The test images' features and splits.
+    device : str
+        Where the networks run.
 
     Returns
     -------
@@ -156,6 +169,8 @@ def evaluate_networks(heads: TrainedHeads, tests: EvaluationSet, device: str = "
         ``all`` and ``plain`` variants per run and test database) and, per ``train ->
         test`` pair, the test database's expressions the networks have no unit for.
     """
+    if isinstance(heads, tuple):
+        heads = trained_heads(RunDir(heads[0]), [heads[1]])[heads[1]]
     train_db, head, units = heads.db, heads.head.to(device), heads.expressions
     splits, own = tests.splits, tests.units
     rows: list[pd.DataFrame] = []
