@@ -283,6 +283,37 @@ def report(
 
 @app.command()
 @friendly
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="The TOML sweep file (docs/scaling.md).")],
+    device: Device = "auto",
+    force: Force = False,
+) -> None:
+    """Run a grid of studies (backbones x seeds x databases x protocols) and summarise it."""
+    from facedialect.sweep import load_sweep, run_sweep
+
+    sw = load_sweep(sweep_file)
+    console.print(f"[bold]sweep[/] {escape(sw.config.sweep.name)}: {len(sw.points)} studies "
+                  f"({sw.config.compute.engine}), into {escape(str(sw.output))}",
+                  highlight=False)
+
+    def done(point: Any, outcome: dict[str, Any]) -> None:
+        ran = [name for name, skipped in outcome["stages"] if not skipped]
+        what = f"ran {', '.join(ran)}" if ran else "up to date"
+        line = f"  {point.name}: {outcome['status'] if outcome['status'] != 'ok' else what}"
+        console.print(line, highlight=False, markup=False)
+
+    result = run_sweep(sw, device=None if device == "auto" else device, force=force,
+                       progress=_progress, on_point=done)
+    for row in result.summary.itertuples(index=False):
+        console.print(f"  {row.backbone} {row.protocol} {row.databases}: matched "
+                      f"{row.matched_mean:.3f}, swapped {row.swapped_mean:.3f} "
+                      f"({row.seeds} seed(s))", highlight=False, markup=False)
+    console.print(f"[bold green]done[/]: {escape(str(sw.output / 'tables'))}, report at "
+                  f"{escape(str(result.report))}", highlight=False)
+
+
+@app.command()
+@friendly
 def modify(
     study_file: StudyFile,
     image: Annotated[Path, typer.Option(help="A face photo (pre-processed like the "

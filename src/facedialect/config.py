@@ -513,6 +513,42 @@ class MentalModelsConfig(_Section):
         return self
 
 
+class ComputeConfig(_Section):
+    """``[compute]``: where the costly work runs: this process, or a Ray cluster.
+
+    Only where the work runs: the numbers, tables and report are the same for either
+    engine (docs/scaling.md), so changing this section never makes a stage out of date.
+    """
+
+    engine: Literal["local", "ray"] = Field(
+        "local", description="'local' (this process) or 'ray' (feature extraction with Ray "
+        "Data, training as one Ray task per database and group of runs; needs pip install "
+        "\"facedialect[ray]\").")
+    address: str | None = Field(
+        None, description="The Ray cluster to join: 'auto' (the one `ray start` runs on "
+        "this machine), 'ray://HOST:10001' or 'HOST:6379'; default: start a Ray instance "
+        "on this machine. Only with engine = 'ray'.")
+    feature_actors: int | None = Field(
+        None, ge=1, description="Backbone copies (Ray Data actors) computing features; "
+        "default: one per GPU of the cluster, else one per 2 CPUs.")
+    train_tasks: int | None = Field(
+        None, ge=1, description="Ray tasks per database (each trains a group of its runs "
+        "with the batched trainer); default: as many as the cluster has GPUs (or CPUs), "
+        "at most one per run.")
+    gpus: Literal["auto", "never"] = Field(
+        "auto", description="'auto': features and training on the cluster's GPUs when it "
+        "has any (one per task), else on CPUs; 'never': CPUs only.")
+    max_retries: int = Field(3, ge=0, le=100, description="Times Ray runs a task again "
+                             "whose worker process died (killed, node lost).")
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self) -> ComputeConfig:
+        if self.address is not None and self.engine != "ray":
+            raise ValueError(f"address {self.address!r} is for engine = 'ray'; set engine = "
+                             "'ray' or remove address")
+        return self
+
+
 class Study(_Section):
     """A whole study file."""
 
@@ -528,6 +564,7 @@ class Study(_Section):
     saliency: SaliencyConfig = Field(default_factory=SaliencyConfig)
     mental_models: MentalModelsConfig = Field(default_factory=MentalModelsConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Study:
@@ -776,7 +813,8 @@ def load_study(path: str | Path, cls: type[_S] | None = None) -> _S:
 
 
 __all__ = [
-    "EXPRESSIONS", "STUDY_AUS", "WEIGHT_KEYWORDS", "DatabaseConfig", "EvaluationConfig",
+    "EXPRESSIONS", "STUDY_AUS", "WEIGHT_KEYWORDS", "ComputeConfig", "DatabaseConfig",
+    "EvaluationConfig",
     "MeaningConfig", "MentalModelsConfig", "ModelConfig",
     "ReportConfig", "SaliencyConfig", "ScreeningConfig", "Study", "StudySection",
     "TrainingConfig",

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from facedialect.compute import get_engine
 from facedialect.config import Study
 from facedialect.errors import InputError
 from facedialect.files import RUN_HINT, atomic_write_text
@@ -43,6 +44,9 @@ STAGES: tuple[Stage, ...] = (
     tuning.STAGE, robustness.STAGE, saliency.STAGE, meaning.STAGE, mental_models.STAGE,
     report.STAGE,
 )
+
+#: The stages whose work runs on the ``[compute]`` engine (docs/scaling.md).
+ENGINE_STAGES: tuple[str, ...] = ("features", "train", "robustness")
 
 #: Stage names, in order.
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
@@ -146,6 +150,8 @@ def run_stages(study: Study, names: Sequence[str] | None = None, *,
     base = dataclasses.replace(base, stages=STAGES)
     for stage in todo:  # before any work: a stage the study cannot run says so at once
         stage.check(study)
+    if study.compute.engine != "local" and any(s.name in ENGINE_STAGES for s in todo):
+        get_engine(study.compute)  # Ray missing or the cluster unreachable: say so now
     run = RunDir(study.study.output)
     summaries = []
     with run.lock():

@@ -596,3 +596,35 @@ def pca_figure(scores: pd.DataFrame, variance: pd.DataFrame) -> bytes | None:
     axes[0, -1].legend(handles=handles, fontsize=7, loc="center left",
                        bbox_to_anchor=(1.02, 0.5))
     return render(fig)
+
+
+@figure_function
+def sweep_figure(summary: pd.DataFrame) -> bytes | None:
+    """Matched and swapped correct rate per backbone of a sweep (mean, 95 % interval).
+
+    One panel per group of databases and protocol; ``None`` when no study has numbers.
+    """
+    summary = summary[summary["seeds"] > 0]
+    if summary.empty:
+        return None
+    panels = list(dict.fromkeys(zip(summary["databases"], summary["protocol"], strict=True)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(3.2, 1.3 * summary["backbone"]
+                                                          .nunique() + 1.6) * len(panels),
+                                                      3.0), squeeze=False, sharey=True)
+    for c, (dbs, protocol) in enumerate(panels):
+        ax = axes[0, c]
+        part = summary[(summary["databases"] == dbs) & (summary["protocol"] == protocol)]
+        x = np.arange(len(part))
+        for k, cond in enumerate(("matched", "swapped")):
+            mean = part[f"{cond}_mean"].to_numpy(dtype=float)
+            low = np.nan_to_num(mean - part[f"{cond}_low"].to_numpy(dtype=float))
+            high = np.nan_to_num(part[f"{cond}_high"].to_numpy(dtype=float) - mean)
+            ax.bar(x + (k - 0.5) * 0.38, mean, 0.38, yerr=[low, high], capsize=2,
+                   label=cond, color=("C0", "C1")[k])
+        ax.set_xticks(x, list(part["backbone"]), fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{dbs} ({protocol})", fontsize=9)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0, 0].set_ylabel("correct rate")
+    axes[0, 0].legend(fontsize=8)
+    return render(fig)

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from facedialect.compute import Engine, get_engine
 from facedialect.config import Study, load_study
 from facedialect.errors import InputError, ReportWarning, StudyFileError
 from facedialect.files import RUN_HINT, atomic_write_bytes
@@ -329,6 +330,21 @@ def draw(run: RunDir, name: str, func: Callable[..., bytes | None], *args: Any,
         return False
     atomic_write_bytes(target, image, hint=RUN_HINT)
     return True
+
+
+def work_engine(study: Study, ctx: Context) -> tuple[Engine, str]:
+    """The engine of the study's ``[compute]`` section and the device its work runs on.
+
+    Locally the device is :meth:`Context.resolved_device`; on Ray it is ``cuda`` when
+    the cluster has GPUs (unless ``--device cpu``), else ``cpu``.
+
+    Raises
+    ------
+    InputError
+        For ``engine = "ray"`` without Ray installed, or an unreachable cluster.
+    """
+    engine = get_engine(study.compute)
+    return engine, engine.device(ctx.device, ctx.resolved_device())
 
 
 def protocol_of(study: Study) -> Protocol:

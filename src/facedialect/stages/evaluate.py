@@ -7,6 +7,9 @@ confusion and correct-rate figures.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -22,9 +25,11 @@ from facedialect.stages.base import (
     Context,
     Stage,
     Summary,
+    TrainedHeads,
     draw,
     protocol_of,
     trained_heads,
+    work_engine,
 )
 from facedialect.stats.classification import (
     accuracy_from_confusion,
@@ -55,7 +60,7 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     expressions both have. The expressions of the test database the network lacks are
     listed under ``absent`` in the summary.
     """
-    device = ctx.resolved_device()
+    engine, device = work_engine(study, ctx)
     faces = included_faces(run)
     splits = run.read_table("splits")
     tag, runtime = trained_backbone(run, study.model.backbone)
@@ -73,7 +78,7 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     rows = []
     failed_all: dict[str, dict[int, str]] = {}
     absent: dict[str, list[str]] = {}
-    trained = trained_heads(run, dbs, device=device)
+    trained = trained_heads(run, dbs)
     own = {db: trained[db].expressions for db in dbs}
     disjoint = [f"{a} and {b}" for i, a in enumerate(dbs) for b in dbs[i + 1:]
                 if not set(own[a]) & set(own[b])]
@@ -82,34 +87,18 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
         run.update_manifest(skipped={"swapped testing": (
             f"{'; '.join(disjoint)} share no expression: their networks were tested on each "
             "other's images (confusion matrices) but have no swapped correct rate")})
-    with run.stage("evaluate", test_variants=len(test_variants)) as info:
-        for train_db in dbs:
-            th = trained[train_db]
-            head, units = th.head, own[train_db]
-            failed_all[train_db] = th.failed
-            for r_pos, r in th.live:
-                for test_db in dbs:
-                    sp = splits[(splits["db"] == test_db) & (splits["run"] == r)]
-                    if test_db == train_db or study.evaluation.swapped_subjects == "test":
-                        sp = sp[sp["part"] == "test"]
-                    pos = {p: i for i, p in enumerate(keys[test_db])}
-                    idx = np.array([pos[p] for p in sp["path"]])
-                    x = feats[test_db][torch.as_tensor(idx)]
-                    n, v, d = x.shape
-                    logits = head.forward_run(
-                        r_pos, x.reshape(n * v, d).to(device=device, dtype=torch.float32))
-                    pred = np.asarray(units, dtype=object)[
-                        logits.argmax(-1).reshape(n, v).cpu().numpy()]
-                    true = sp["expression"].to_numpy(dtype=object)
-                    cond = "matched" if test_db == train_db else "swapped"
-                    common = dict(train_db=train_db, test_db=test_db, condition=cond, run=r,
-                                  classes=in_order([*units, *own[test_db]]), units=units)
-                    rows.append(confusion_rows(np.repeat(true, v), pred.ravel(),
-                                               variants="all", **common))
-                    rows.append(confusion_rows(true, pred[:, 0], variants="plain", **common))
-                    lacks = [e for e in own[test_db] if e not in units]
-                    if lacks:
-                        absent[f"{train_db} -> {test_db}"] = lacks
+    with run.stage("evaluate", test_variants=len(test_variants), engine=engine.name) as info:
+        tests = engine.share(EvaluationSet(feats, keys, splits, own,
+                                           study.evaluation.swapped_subjects))
+        # a Ray worker reads the heads file itself (the run directory is on a filesystem
+        # every node sees): the paper protocol's are ~9 GB per database
+        jobs = ({"heads": trained[db] if engine.name == "local" else (run.path, db),
+                 "tests": tests, "device": device} for db in dbs)
+        for train_db, (db_rows, db_absent) in zip(
+                dbs, engine.map(evaluate_networks, jobs, device=device), strict=True):
+            failed_all[train_db] = trained[train_db].failed
+            rows.extend(db_rows)
+            absent.update(db_absent)
         confusion = pd.concat(rows, ignore_index=True)
         accuracy = accuracy_from_confusion(confusion)
         stats_all = classification_stats(accuracy, "all").assign(variants="all")
@@ -132,6 +121,84 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     return Summary("evaluate", lines, {"mean_correct": mean_correct, "failed": failed_all,
                                        "absent": absent, "disjoint": disjoint})
 
+
+
+@dataclass
+class EvaluationSet:
+    """What every database's networks are tested on (shared by the work units).
+
+    Parameters
+    ----------
+    feats : dict
+        Database -> ``(N, V, D)`` features of its tested faces, in the order of ``keys``.
+    keys : dict
+        Database -> the paths of its tested faces.
+    splits : pandas.DataFrame
+        ``tables/splits.csv``.
+    units : dict
+        Database -> the output units of its networks.
+    swapped_subjects : str
+        ``[evaluation] swapped_subjects``.
+    """
+
+    feats: dict[str, torch.Tensor]
+    keys: dict[str, list[str]]
+    splits: pd.DataFrame
+    units: dict[str, list[str]]
+    swapped_subjects: str
+
+
+@torch.no_grad()
+def evaluate_networks(heads: TrainedHeads | tuple[Path, str], tests: EvaluationSet,
+                      device: str = "cpu") -> tuple[list[pd.DataFrame], dict[str, list[str]]]:
+    """Test one database's networks on every database: one work unit (a Ray task).
+
+    Parameters
+    ----------
+    heads : TrainedHeads or tuple
+        The database's networks, or ``(run directory, database)`` to read them from.
+    tests : EvaluationSet
+        The test images' features and splits.
+    device : str
+        Where the networks run.
+
+    Returns
+    -------
+    tuple
+        The confusion rows (:func:`~facedialect.stats.classification.confusion_rows`,
+        ``all`` and ``plain`` variants per run and test database) and, per ``train ->
+        test`` pair, the test database's expressions the networks have no unit for.
+    """
+    if isinstance(heads, tuple):
+        heads = trained_heads(RunDir(heads[0]), [heads[1]])[heads[1]]
+    train_db, head, units = heads.db, heads.head.to(device), heads.expressions
+    splits, own = tests.splits, tests.units
+    rows: list[pd.DataFrame] = []
+    absent: dict[str, list[str]] = {}
+    for r_pos, r in heads.live:
+        for test_db in tests.feats:
+            sp = splits[(splits["db"] == test_db) & (splits["run"] == r)]
+            if test_db == train_db or tests.swapped_subjects == "test":
+                sp = sp[sp["part"] == "test"]
+            pos = {p: i for i, p in enumerate(tests.keys[test_db])}
+            idx = np.array([pos[p] for p in sp["path"]])
+            x = tests.feats[test_db][torch.as_tensor(idx)]
+            n, v, d = x.shape
+            logits = head.forward_run(
+                r_pos, x.reshape(n * v, d).to(device=device, dtype=torch.float32))
+            pred = np.asarray(units, dtype=object)[
+                logits.argmax(-1).reshape(n, v).cpu().numpy()]
+            true = sp["expression"].to_numpy(dtype=object)
+            cond = "matched" if test_db == train_db else "swapped"
+            common = dict(train_db=train_db, test_db=test_db, condition=cond, run=r,
+                          classes=in_order([*units, *own[test_db]]), units=units)
+            rows.append(confusion_rows(np.repeat(true, v), pred.ravel(), variants="all",
+                                       **common))
+            rows.append(confusion_rows(true, pred[:, 0], variants="plain", **common))
+            lacks = [e for e in own[test_db] if e not in units]
+            if lacks:
+                absent[f"{train_db} -> {test_db}"] = lacks
+    return rows, absent
 
 
 def tested_in(run: RunDir) -> str:

@@ -13,17 +13,16 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from facedialect.compute import Engine, FeatureJob
 from facedialect.config import Study
 from facedialect.errors import InputError
-from facedialect.models.weights import load_backbone
+from facedialect.files import cache_root
 from facedialect.preprocess.augment import variant_subset
 from facedialect.progress import ProgressFn
 from facedialect.report.html import Section
-from facedialect.run.caches import load_face, preprocess_cache
 from facedialect.run.store import RunDir
 from facedialect.run.tables import included_faces
-from facedialect.stages.base import Context, Stage, Summary, protocol_of
-from facedialect.training.features import extract_features, feature_cache_and_runner
+from facedialect.stages.base import Context, Stage, Summary, protocol_of, work_engine
 from facedialect.training.plan import (
     class_table,
     database_units,
@@ -54,30 +53,29 @@ def study_order(study: Study, units: Mapping[str, list[str]]) -> list[str]:
 
 def compute_features(study: Study, faces: pd.DataFrame,
                      variants: Mapping[str, Sequence[int]], *, device: str,
-                     progress: ProgressFn | None = None, label: str = "features"
-                     ) -> tuple[str, str, int]:
+                     progress: ProgressFn | None = None, label: str = "features",
+                     engine: Engine | None = None) -> tuple[str, str, int]:
     """Compute (or find in the cache) the backbone features of ``faces`` in ``variants``.
+
+    Parameters
+    ----------
+    engine : Engine, optional
+        Where the backbone runs: here (default) or on a Ray cluster (Ray Data); either
+        way this process writes the features into the shared feature cache.
 
     Returns
     -------
     tuple
         ``(backbone tag, runtime, features computed)``.
     """
-    backbone = load_backbone(study.model.backbone, study.model.weights,
-                             allow_download=study.model.allow_download)
-    fcache, runner = feature_cache_and_runner(backbone, study.model.runtime, device=device,
-                                              cache_dir=study.study.cache_dir)
-    pcache = preprocess_cache(study.study.cache_dir)
-    n = extract_features(
-        list(faces["cache_key"]), lambda k: load_face(k, pcache), backbone, study.preprocess,
-        fcache, variants=variants, device=device, runner=runner,
-        progress=(lambda d, t: progress(label, d, t)) if progress else None)
-    return fcache.backbone_tag, runner.name, n
+    job = FeatureJob(study.model, study.preprocess, cache_root(study.study.cache_dir))
+    return (engine or Engine()).features(job, list(faces["cache_key"]), variants,
+                                         device=device, progress=progress, label=label)
 
 
 def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     """Plan the splits and compute the features of every included face."""
-    device = ctx.resolved_device()
+    engine, device = work_engine(study, ctx)
     proto = protocol_of(study)
     faces, units = study_faces(run, study)
     splits = plan_splits(faces, study_order(study, units), study.study.seed, proto.runs,
@@ -85,10 +83,11 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     needed = needed_variants(faces, splits, proto, study.evaluation.swapped_subjects)
     with run.stage("features") as info:
         tag, runtime, n = compute_features(study, faces, needed, device=device,
-                                           progress=ctx.progress)
+                                           progress=ctx.progress, engine=engine)
         run.write_table("splits", splits)
         run.write_table("classes", class_table(faces, units))
         info.update(backbone=tag, runtime=runtime, computed=n, faces=len(faces),
+                    engine=engine.name, device=device,
                     variants=int(sum(len(v) for v in needed.values())))
     run.update_manifest(features={"backbone": tag, "runtime": runtime})
     n_train = len(variant_subset(proto.variants))

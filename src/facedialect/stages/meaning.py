@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from facedialect.compute import Engine
 from facedialect.config import Study
 from facedialect.errors import InputError
 from facedialect.meaning.figures import (
@@ -42,15 +43,14 @@ from facedialect.meaning.preservation import (
     weighted_reliability,
 )
 from facedialect.meaning.ratings import match_images, read_raters, read_ratings
-from facedialect.models.weights import load_backbone
 from facedialect.plots.figures import safe_name
 from facedialect.preprocess.augment import variant_subset
 from facedialect.progress import ProgressFn
 from facedialect.report.html import Section, Table, Text, figure_file
-from facedialect.run.caches import load_face, preprocess_cache
 from facedialect.run.store import RunDir
-from facedialect.stages.base import Context, Stage, Summary, draw
-from facedialect.training.features import extract_features, feature_cache_and_runner
+from facedialect.stages.base import Context, Stage, Summary, draw, work_engine
+from facedialect.stages.features import compute_features
+from facedialect.training.features import FeatureCache
 from facedialect.training.splits import run_seeds
 from facedialect.vocab import name_seed
 
@@ -191,7 +191,9 @@ def _pair_seed(seed: int, name: str) -> int:
 
 def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     """Train the rating heads, write the meaning tables and draw their figures."""
-    res = meaning_tables(run, study, device=ctx.resolved_device(), progress=ctx.progress)
+    engine, feature_device = work_engine(study, ctx)
+    res = meaning_tables(run, study, device=ctx.resolved_device(), progress=ctx.progress,
+                         engine=engine, feature_device=feature_device)
     draw_meaning_figures(run)
     lines = [f"{res['images']} rated images, cultures {res['cultures']}",
              *(f"{pair}: {n} shared dimension(s)" for pair, n in res["n_shared"].items()),
@@ -200,7 +202,8 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
 
 
 def meaning_tables(run: RunDir, study: Study, *, device: str = "cpu",
-                   progress: ProgressFn | None = None) -> dict[str, Any]:
+                   progress: ProgressFn | None = None, engine: Engine | None = None,
+                   feature_device: str | None = None) -> dict[str, Any]:
     """Train the per-culture rating heads and write every meaning table.
 
     Parameters
@@ -213,6 +216,11 @@ def meaning_tables(run: RunDir, study: Study, *, device: str = "cpu",
         Where to compute.
     progress : ProgressFn, optional
         ``progress(label, done, total)``.
+    engine : Engine, optional
+        Where the rated images' features are computed (default: here; on Ray, with Ray
+        Data, docs/scaling.md); the rating heads train here.
+    feature_device : str, optional
+        The engine's device for the features (default ``device``).
 
     Returns
     -------
@@ -259,25 +267,19 @@ def meaning_tables(run: RunDir, study: Study, *, device: str = "cpu",
                 part["concept"].map(cpos).to_numpy()] = part["mean_rating"].to_numpy()
     plans, splits = split_plans(used, study, settings.runs)
 
-    backbone = load_backbone(study.model.backbone, study.model.weights,
-                             allow_download=study.model.allow_download)
-    fcache, runner = feature_cache_and_runner(backbone, study.model.runtime, device=device,
-                                              cache_dir=study.study.cache_dir)
-    tag = fcache.backbone_tag
-    pcache = preprocess_cache(study.study.cache_dir)
     summary: dict[str, Any] = {"cultures": {c: len(concepts[c]) for c in cultures},
                                "images": len(used),
                                "images_without_face": int((~matched["used"]).sum()),
-                               "heads": settings.as_dict(), "backbone": tag}
-    with run.stage("meaning", backbone=tag, device=device) as info:
+                               "heads": settings.as_dict()}
+    with run.stage("meaning", device=device) as info:
         keys = list(used["cache_key"])
         use = variant_subset(settings.variants)
-        n_new = extract_features(keys, lambda k: load_face(k, pcache), backbone,
-                                 study.preprocess, fcache, variants=use, device=device,
-                                 runner=runner,
-                                 progress=(lambda d, t: progress("features", d, t))
-                                 if progress else None)
-        del backbone, runner
+        tag, runtime, n_new = compute_features(
+            study, used, dict.fromkeys(keys, use), device=feature_device or device,
+            progress=progress, label="features", engine=engine)
+        fcache = FeatureCache(tag, study.study.cache_dir, runtime=runtime)
+        summary["backbone"] = tag
+        info.update(backbone=tag)
         feats = torch.from_numpy(fcache.load(keys, variants=use))
         try:
             out = train_rating_heads(

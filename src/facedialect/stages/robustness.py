@@ -26,7 +26,7 @@ from facedialect.preprocess.augment import variant_subset
 from facedialect.report.html import Section
 from facedialect.run.store import RunDir
 from facedialect.run.tables import included_faces
-from facedialect.stages.base import Context, Stage, Summary, protocol_of
+from facedialect.stages.base import Context, Stage, Summary, protocol_of, work_engine
 from facedialect.stages.features import compute_features, study_order
 from facedialect.stages.train import train_databases
 from facedialect.stages.tuning import network_responses, stimulus_features
@@ -72,16 +72,16 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     faces = included_faces(run, wide[wide["db"].isin(gain)])
     units = database_units(wide, faces, study.study.expressions)
     proto = protocol_of(study)
-    device = ctx.resolved_device()
+    engine, device = work_engine(study, ctx)
     tick = ctx.progress
     tag, runtime, _ = compute_features(
         study, faces, dict.fromkeys(faces["cache_key"], variant_subset(proto.variants)),
-        device=device, progress=tick, label="robustness: features")
+        device=device, progress=tick, label="robustness: features", engine=engine)
     splits = plan_splits(faces, study_order(study, units), study.study.seed, proto.runs,
                          proto.split, study.training.split_by)
     train_databases(run, study, faces, units, splits,
                     fcache=FeatureCache(tag, study.study.cache_dir, runtime=runtime),
-                    device=device, folder=HEADS, progress=(
+                    device=device, folder=HEADS, engine=engine, progress=(
                         (lambda label, d, t: tick(f"robustness: {label}", d, t))
                         if tick else None))
     stim = run.path / "stimuli"

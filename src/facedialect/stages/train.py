@@ -8,13 +8,18 @@ again. An interrupted training resumes from its checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import hashlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from facedialect.compute import Engine
 from facedialect.config import Study
 from facedialect.plots.figures import training_curves_figure
 from facedialect.preprocess.augment import variant_subset
@@ -22,18 +27,25 @@ from facedialect.progress import ProgressFn
 from facedialect.report.html import Section, Table, Text, figure_file
 from facedialect.run.heads import heads_path, saved_heads, write_heads
 from facedialect.run.store import RunDir
-from facedialect.stages.base import Context, Stage, Summary, draw, protocol_of
+from facedialect.stages.base import (
+    Context,
+    Stage,
+    Summary,
+    draw,
+    protocol_of,
+    work_engine,
+)
 from facedialect.stages.features import study_faces, study_order
 from facedialect.training.features import FeatureCache
 from facedialect.training.plan import run_plans
 from facedialect.training.protocol import Protocol
-from facedialect.training.trainer import TRAINER_VERSION, RunPlan, train_runs
+from facedialect.training.trainer import TRAINER_VERSION, RunPlan, TrainOutcome, train_runs
 from facedialect.vocab import in_order
 
 
 def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     """Train every database's runs and write their heads and training curves."""
-    device = ctx.resolved_device()
+    engine, device = work_engine(study, ctx)
     proto = protocol_of(study)
     faces, units = study_faces(run, study)
     features = run.read_manifest().get("features", {})
@@ -44,13 +56,15 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
         result = train_databases(run, study, faces, units, run.read_table("splits"),
                                  fcache=fcache, device=device, progress=ctx.progress,
                                  checkpoint_every=int(ctx.options.get("checkpoint_every",
-                                                                      500)))
+                                                                      500)),
+                                 engine=engine)
         run.write_table("training_curves", result["curves"])
         info.update(runs=proto.runs, weights_random=fcache.backbone_tag.endswith("|random"))
     run.update_manifest(training={"protocol": proto.as_dict(), "backbone": fcache.backbone_tag,
                                   "runtime": fcache.runtime,
                                   "weights_random": fcache.backbone_tag.endswith("|random"),
-                                  "device": device, "split_by": study.training.split_by,
+                                  "device": device, "engine": engine.name,
+                                  "split_by": study.training.split_by,
                                   "class_balance": study.training.class_balance,
                                   "lr_scale": result["lr_scale"]})
     draw(run, "training_curves", training_curves_figure, result["curves"])
@@ -68,7 +82,8 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
 def train_databases(run: RunDir, study: Study, faces: pd.DataFrame,
                     units: dict[str, list[str]], splits: pd.DataFrame, *,
                     fcache: FeatureCache, device: str, progress: ProgressFn | None = None,
-                    folder: str = "heads", checkpoint_every: int = 500) -> dict[str, Any]:
+                    folder: str = "heads", checkpoint_every: int = 500,
+                    engine: Engine | None = None) -> dict[str, Any]:
     """Train the runs of every database of ``units`` on the cached features of ``faces``.
 
     Parameters
@@ -94,6 +109,9 @@ def train_databases(run: RunDir, study: Study, faces: pd.DataFrame,
         Folder of the heads files (``heads``; the robustness check uses its own).
     checkpoint_every : int
         Iterations between checkpoints.
+    engine : Engine, optional
+        Where the groups of runs train (:func:`train_group`, one work unit each): here
+        (default), or as Ray tasks. This process writes the heads and curves.
 
     Returns
     -------
@@ -102,50 +120,108 @@ def train_databases(run: RunDir, study: Study, faces: pd.DataFrame,
         database and ``curves`` (the training curves, :data:`CURVE_COLUMNS`).
     """
     proto = protocol_of(study)
+    engine = engine or Engine()
     train_variants = variant_subset(proto.variants)
     tag = fcache.backbone_tag
     out: dict[str, Any] = {"dbs": {}, "lr_scale": {}}
-    curve_rows = []
-    for db in study_order(study, units):
+    curves: dict[str, pd.DataFrame] = {}
+    todo = []
+    order = study_order(study, units)
+    for db in order:
         part = faces[faces["db"] == db].reset_index(drop=True)
         labels = torch.tensor([units[db].index(e) for e in part["expression"]])
         plans = run_plans(part, splits[splits["db"] == db], labels.numpy(), study.study.seed,
                           proto.runs, study.training.class_balance)
         sig = _heads_signature(tag, proto, plans, study.study.seed, units[db])
-        target = heads_path(run, db, folder)
-        saved = saved_heads(target)  # damaged: as if absent, with a warning
+        saved = saved_heads(heads_path(run, db, folder))  # damaged: as if absent, warned
         if saved is not None and saved["signature"] == sig:
-            curve_rows.append(_curves_from_saved(db, saved))
+            curves[db] = _curves_from_saved(db, saved)
             out["dbs"][db] = {"runs": proto.runs, "skipped": "up to date"}
             out["lr_scale"][db] = _lr_scale_of(saved)
             continue
-        feats = torch.from_numpy(fcache.load(list(part["cache_key"]), train_variants))
-        group = _runs_per_group(feats.shape[2], proto.hidden, device, proto.runs)
-        outs, checkpoints = [], []
-        stem = "" if folder == "heads" else folder.replace("/", "_") + "_"
-        for g0 in range(0, len(plans), group):
-            chunk = plans[g0:g0 + group]
-            label = f"train {db} runs {g0}-{g0 + len(chunk) - 1}"
-            ck = run.path / "checkpoints" / f"{stem}{db}_runs{g0}-{g0 + len(chunk) - 1}.pt"
-            result = train_runs(
-                feats, labels, chunk, proto, n_classes=len(units[db]), device=device,
-                checkpoint=ck, checkpoint_every=checkpoint_every,
-                progress=(lambda d, t, _label=label: progress(_label, d, t))
-                if progress else None)
-            outs.append((chunk, result))
-            checkpoints.append(ck)
+        todo.append((db, part, labels, plans, sig))
+    stem = "" if folder == "heads" else folder.replace("/", "_") + "_"
+    tasks = 1 if engine.name == "local" else (
+        study.compute.train_tasks or engine.workers(device))
+    owners: list[str] = []  # the database of each job, in job order
+
+    def jobs() -> Iterator[dict[str, Any]]:
+        for db, part, labels, plans, _ in todo:  # one database's features at a time
+            feats = engine.share(torch.from_numpy(fcache.load(list(part["cache_key"]),
+                                                              train_variants)))
+            size = -(-len(plans) // min(tasks, len(plans)))
+            for g0 in range(0, len(plans), size):
+                owners.append(db)
+                yield {"feats": feats, "labels": labels, "plans": plans[g0:g0 + size],
+                       "proto": proto, "n_classes": len(units[db]), "device": device,
+                       "checkpoints": run.path / "checkpoints", "name": f"{stem}{db}",
+                       "checkpoint_every": checkpoint_every,
+                       "progress": progress if engine.name == "local" else None,
+                       "label": f"train {db}"}
+
+    results = engine.map(train_group, jobs(), device=device, progress=(
+        (lambda d, t: progress("train (ray tasks)", d, t)) if progress else None))
+    by_db: dict[str, list[tuple[list[RunPlan], Any, Path]]] = {db: [] for db, *_ in todo}
+    for i, groups in enumerate(results):
+        db = owners[i]
+        by_db[db].extend(groups)
+        if sum(len(chunk) for chunk, _, _ in by_db[db]) < proto.runs:
+            continue  # more of its groups to come
+        sig = next(t[4] for t in todo if t[0] == db)
+        outs = [(chunk, o) for chunk, o, _ in by_db[db]]
         saved = heads_state(sig, tag, proto, outs, units[db])
-        write_heads(target, saved)
-        for ck in checkpoints:
-            ck.unlink(missing_ok=True)
-        curve_rows.append(_curves_from_saved(db, saved))
+        write_heads(heads_path(run, db, folder), saved)
+        for ck in (run.path / "checkpoints").glob(f"{glob.escape(stem + db)}_runs[0-9]*-[0-9]*.pt"):
+            ck.unlink(missing_ok=True)  # these groups', and any of another grouping
+        curves[db] = _curves_from_saved(db, saved)
         failed = {int(k): v for k, v in zip(saved["failed_runs"].tolist(),
                                              saved["failed_reasons"], strict=True)}
         out["dbs"][db] = {"runs": proto.runs, "failed": failed,
                           "seconds": sum(o.seconds for _, o in outs)}
         out["lr_scale"][db] = _lr_scale_of(saved)
-    out["curves"] = pd.concat(curve_rows, ignore_index=True)
+        by_db[db] = []
+    if todo:  # a worker killed while writing a checkpoint leaves its temporary file
+        for tmp in (run.path / "checkpoints").glob(".*.pt.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    out["dbs"] = {db: out["dbs"][db] for db in order if db in out["dbs"]}
+    out["lr_scale"] = {db: out["lr_scale"][db] for db in order if db in out["lr_scale"]}
+    out["curves"] = pd.concat([curves[db] for db in order if db in curves], ignore_index=True)
     return out
+
+
+def train_group(feats: torch.Tensor, labels: torch.Tensor, plans: list[RunPlan],
+                proto: Protocol, *, n_classes: int, device: str, checkpoints: Path,
+                name: str, checkpoint_every: int = 500, progress: ProgressFn | None = None,
+                label: str = "train") -> list[tuple[list[RunPlan], TrainOutcome, Path]]:
+    """Train a group of one database's runs: one work unit of the engine (a Ray task).
+
+    The runs are trained together by the batched trainer, in as many sub-groups as the
+    device's memory needs, each resuming from (and checkpointing to)
+    ``checkpoints/{name}_runs{first}-{last}.pt``. A run's numbers do not depend on the
+    runs beside it, so any grouping gives the same heads.
+
+    Returns
+    -------
+    list of tuple
+        ``(plans, outcome with its heads on the CPU, checkpoint file)`` per sub-group.
+    """
+    # writable index arrays (a Ray task gets them read-only from the object store)
+    plans = [dataclasses.replace(p, train_idx=np.array(p.train_idx), val_idx=np.array(p.val_idx))
+             for p in plans]
+    group = _runs_per_group(feats.shape[2], proto.hidden, device, len(plans))
+    outs = []
+    for g0 in range(0, len(plans), group):
+        chunk = plans[g0:g0 + group]
+        span = f"runs {chunk[0].run}-{chunk[-1].run}"
+        ck = checkpoints / f"{name}_runs{chunk[0].run}-{chunk[-1].run}.pt"
+        result = train_runs(
+            feats, labels, chunk, proto, n_classes=n_classes, device=device, checkpoint=ck,
+            checkpoint_every=checkpoint_every,
+            progress=(lambda d, t, _label=f"{label} {span}": progress(_label, d, t))
+            if progress else None)
+        result.head = result.head.cpu()
+        outs.append((chunk, result, ck))
+    return outs
 
 
 def heads_state(sig: str, tag: str, proto: Protocol, outs: list[tuple[list[RunPlan], Any]],
@@ -159,7 +235,9 @@ def heads_state(sig: str, tag: str, proto: Protocol, outs: list[tuple[list[RunPl
     state["train_loss"] = torch.from_numpy(np.concatenate([o.train_loss for _, o in outs], 1))
     state["train_correct"] = torch.from_numpy(
         np.concatenate([o.train_correct for _, o in outs], 1))
-    val = [row for _, o in outs for row in o.validation]
+    # by iteration, then run: the order of one group of every run, however they were grouped
+    val = sorted((row for _, o in outs for row in o.validation),
+                 key=lambda v: (v["iteration"], v["run"]))
     state["validation"] = torch.tensor(
         [[v["run"], v["iteration"], v["loss"], v["correct_rate"]] for v in val],
         dtype=torch.float64).reshape(-1, 4)

@@ -253,10 +253,7 @@ def extract_features(
     int
         Number of faces with variants computed (0 when all were cached).
     """
-    def need(k: str) -> Sequence[int]:
-        return variants[k] if isinstance(variants, Mapping) else variants
-
-    todo = [(k, m) for k in dict.fromkeys(face_keys) if (m := cache.missing(k, need(k)))]
+    todo = missing_variants(face_keys, cache, variants)
     if not todo:
         return 0
     if runner is None:
@@ -269,19 +266,8 @@ def extract_features(
     if progress:
         progress(0, total)
     done = 0
-    while done < total:
-        group, n = [], 0  # whole faces, about batch_size variants per pass
-        while done + len(group) < total and (not group or n + len(todo[done + len(group)][1])
-                                             <= batch_size):
-            group.append(todo[done + len(group)])
-            n += len(group[-1][1])
-        stack = []
-        for k, miss in group:
-            face = load_face(k)
-            stack.extend(variant(face, v, params) for v in miss)
-        x = backbone.to_input(np.stack(stack))
-        feats = np.concatenate([runner(x[i:i + batch_size])
-                                for i in range(0, len(x), batch_size)])
+    for group in feature_passes(todo, batch_size):
+        feats = compute_pass(group, load_face, backbone, params, runner, batch_size)
         at = 0
         for k, miss in group:
             cache.put(k, feats[at:at + len(miss)], miss)
@@ -290,3 +276,61 @@ def extract_features(
         if progress:
             progress(done, total)
     return total
+
+
+def missing_variants(face_keys: Sequence[str], cache: FeatureCache,
+                     variants: Sequence[int] | Mapping[str, Sequence[int]] = ALL_VARIANTS
+                     ) -> list[tuple[str, list[int]]]:
+    """``(face key, variants to compute)`` of every face with variants not cached yet.
+
+    Parameters
+    ----------
+    face_keys : sequence of str
+        The faces (a key listed twice counts once).
+    cache : FeatureCache
+        The cache to look in.
+    variants : sequence of int, or mapping of face key to sequence of int
+        The variants needed, for every face or per face.
+    """
+    def need(k: str) -> Sequence[int]:
+        return variants[k] if isinstance(variants, Mapping) else variants
+
+    return [(k, m) for k in dict.fromkeys(face_keys) if (m := cache.missing(k, need(k)))]
+
+
+def feature_passes(todo: Sequence[tuple[str, list[int]]], batch_size: int = 50
+                   ) -> list[list[tuple[str, list[int]]]]:
+    """Group the faces to compute into backbone passes of about ``batch_size`` variants.
+
+    Whole faces, in order; a pass holds at least one face. The features of a face do not
+    depend on which process computes its pass, so a cluster computing these passes (one
+    per Ray Data row) writes the same cache as one process.
+    """
+    passes: list[list[tuple[str, list[int]]]] = []
+    done, total = 0, len(todo)
+    while done < total:
+        group: list[tuple[str, list[int]]] = []
+        n = 0
+        while done + len(group) < total and (not group or n + len(todo[done + len(group)][1])
+                                             <= batch_size):
+            group.append(todo[done + len(group)])
+            n += len(group[-1][1])
+        passes.append(group)
+        done += len(group)
+    return passes
+
+
+def compute_pass(group: Sequence[tuple[str, Sequence[int]]],
+                 load_face: Callable[[str], np.ndarray], backbone: Backbone,
+                 params: PreprocessParams, runner: FeatureRunner,
+                 batch_size: int = 50) -> np.ndarray:
+    """The features of one pass (:func:`feature_passes`): ``(sum of variants, D)`` float32.
+
+    Rows are the faces' variants in the order of ``group``.
+    """
+    stack = []
+    for k, miss in group:
+        face = load_face(k)
+        stack.extend(variant(face, v, params) for v in miss)
+    x = backbone.to_input(np.stack(stack))
+    return np.concatenate([runner(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

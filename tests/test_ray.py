@@ -1,0 +1,367 @@
+"""The Ray engine (issue 18): same tables as a local run, a killed worker, a killed driver.
+
+One Ray cluster of two nodes on loopback (one CPU each) serves the module. A small study
+(two synthetic cultures of 4 posers, 2 runs per database) runs once locally and once on
+Ray with the feature cache emptied, so Ray Data computes every feature and Ray tasks
+train every head. Also: sweeps (locally defined, run as Ray tasks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from facedialect import compute
+from facedialect.api import Study
+from facedialect.cli import app
+from facedialect.compute.ray_engine import ComputeError
+from facedialect.config import ComputeConfig, parse_study
+from facedialect.errors import InputError, StudyFileError
+from facedialect.pipeline import run_stages
+from facedialect.stages.base import Context
+from facedialect.sweep import load_sweep, mean_interval, run_sweep
+from test_stages_contract import documented_columns
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+UP_TO_FEATURES = ["ingest", "preprocess", "features"]
+STAGES = [*UP_TO_FEATURES, "train", "evaluate"]
+
+STUDY = """
+[study]
+name = "ray"
+output = "{output}"
+seed = 11
+cache_dir = "cache"
+
+[[databases]]
+name = "A"
+preset = "manifest"
+root = "data/A"
+
+[[databases]]
+name = "B"
+preset = "manifest"
+root = "data/B"
+
+[model]
+backbone = "mobilenet_v2"
+
+[training]
+protocol = "quick"
+runs = 2
+iterations = 40
+"""
+
+
+def _study(root: Path, output: str, compute_section: str = "") -> Study:
+    path = root / f"{output}.toml"
+    path.write_text(STUDY.format(output=output) + compute_section, encoding="utf-8")
+    return Study.from_toml(path)
+
+
+RAY = '\n[compute]\nengine = "ray"\n'
+
+
+def _digests(run_dir: Path) -> dict[str, str]:
+    files = [*sorted((run_dir / "tables").glob("*.csv")), *sorted((run_dir / "heads")
+                                                                  .glob("*.pt"))]
+    return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files}
+
+
+def _temporary_files(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.rglob("*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A two-node Ray cluster on loopback, one CPU per node (two in all), for the module.
+
+    ``ray.cluster_utils.Cluster`` starts a head and a second node on this machine, each
+    with its own raylet and object store, as `ray start --head` and `ray start --address`
+    would: tasks and feature actors run on both, so results travel between nodes.
+    """
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized()
+    nodes = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": 200 * 2**20, "include_dashboard": False})
+    nodes.add_node(num_cpus=1, object_store_memory=200 * 2**20)
+    ray.init(address=nodes.address, logging_level="ERROR",
+             runtime_env={"env_vars": {"PYTHONPATH": str(SRC)}})
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    yield ray
+    compute._ENGINES.clear()
+    ray.shutdown()
+    nodes.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """The study run locally: the reference tables and heads."""
+    root = tmp_path_factory.mktemp("ray")
+    res = CliRunner().invoke(app, ["synth", "--preset", "east-west", "--subjects", "4",
+                                   "--renderer", "builtin", "--out", str(root / "data")])
+    assert res.exit_code == 0, res.output
+    study = _study(root, "local")
+    run_stages(study, STAGES, ctx=Context(device="cpu"))
+    return root, _digests(root / "local")
+
+
+# ------------------------------------------------------------------------------ config
+def test_compute_defaults_to_local(tmp_path):
+    (tmp_path / "db").mkdir()
+    study = parse_study({"study": {"name": "x", "output": "out"},
+                         "databases": [{"name": "A", "preset": "folder", "root": "db"}]},
+                        tmp_path)
+    assert study.compute == ComputeConfig()
+    assert compute.get_engine(study.compute).name == "local"
+
+
+def test_address_without_ray_engine_is_a_study_file_error(tmp_path):
+    (tmp_path / "db").mkdir()
+    with pytest.raises(StudyFileError, match=r"compute.*address 'auto' is for engine = 'ray'"):
+        parse_study({"study": {"name": "x", "output": "out"},
+                     "databases": [{"name": "A", "preset": "folder", "root": "db"}],
+                     "compute": {"address": "auto"}}, tmp_path)
+    with pytest.raises(StudyFileError, match=r"compute\.engine"):
+        parse_study({"study": {"name": "x", "output": "out"},
+                     "databases": [{"name": "A", "preset": "folder", "root": "db"}],
+                     "compute": {"engine": "dask"}}, tmp_path)
+
+
+def test_missing_ray_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if not installed
+    monkeypatch.setattr(compute, "_ENGINES", {})
+    with pytest.raises(InputError, match=r'pip install "facedialect\[ray\]"'):
+        compute.get_engine(ComputeConfig(engine="ray"))
+    (tmp_path / "db").mkdir()
+    study = parse_study({"study": {"name": "x", "output": "out"},
+                         "databases": [{"name": "A", "preset": "folder", "root": "db"}],
+                         "compute": {"engine": "ray"}}, tmp_path)
+    with pytest.raises(InputError, match=r'pip install "facedialect\[ray\]"'):
+        run_stages(study)
+    assert not (tmp_path / "out").exists()  # said before any work
+
+
+def test_a_task_whose_worker_always_dies_is_one_clear_error(cluster):
+    def die() -> None:
+        os._exit(1)
+
+    engine = compute.get_engine(ComputeConfig(engine="ray", max_retries=1))
+    with pytest.raises(ComputeError, match=r"a Ray task \(die\) failed 2 time\(s\).*resume"):
+        list(engine.map(die, [{}]))
+
+
+def test_a_bad_input_in_a_task_is_the_same_one_line_error(cluster):
+    def bad(n: int) -> int:
+        if n == 2:
+            raise InputError("face 2 is missing: run `facedialect preprocess`")
+        return n
+
+    engine = compute.get_engine(ComputeConfig(engine="ray"))
+    with pytest.raises(InputError) as info:
+        list(engine.map(bad, [{"n": 1}, {"n": 2}]))
+    assert str(info.value) == "face 2 is missing: run `facedialect preprocess`"
+    assert list(engine.map(bad, [{"n": 1}, {"n": 3}])) == [1, 3]
+
+
+# ------------------------------------------------------------------------------ same tables
+def test_ray_run_has_the_local_tables_and_heads(cluster, local_run):
+    root, reference = local_run
+    shutil.rmtree(root / "cache" / "features")  # Ray Data computes every feature again
+    summaries = run_stages(_study(root, "onray", RAY), STAGES, ctx=Context(device="cpu"))
+    by_stage = {s.stage: s for s in summaries}
+    assert by_stage["features"].facts["computed"] == by_stage["features"].facts["faces"] > 0
+    assert by_stage["train"].facts["dbs"].keys() == {"A", "B"}
+    assert all("skipped" not in d for d in by_stage["train"].facts["dbs"].values())
+    assert _digests(root / "onray") == reference
+    manifest = (root / "onray" / "manifest.json").read_text()
+    assert '"engine": "ray"' in manifest
+    assert not _temporary_files(root / "onray")
+
+
+# ------------------------------------------------------------------------------ faults
+def _train_group_pids() -> list[int]:
+    """Processes of this machine running the training task (Ray titles them ray::NAME)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmd.startswith(b"ray::train_group"):
+                out.append(int(proc.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process in /proc")
+def test_worker_killed_mid_task_is_retried_with_the_same_tables(cluster, local_run):
+    root, reference = local_run
+    study = _study(root, "killed", RAY)
+    run_stages(study, UP_TO_FEATURES, ctx=Context(device="cpu"))
+    result: dict = {}
+
+    def train() -> None:
+        try:
+            result["summaries"] = run_stages(study, ["train", "evaluate"], ctx=Context(
+                device="cpu", options={"checkpoint_every": 2}))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    checkpoints = root / "killed" / "checkpoints"
+    while killed is None and thread.is_alive() and time.monotonic() < deadline:
+        pids = _train_group_pids()
+        if pids and checkpoints.is_dir() and any(checkpoints.glob("*.pt")):
+            os.kill(pids[0], signal.SIGKILL)  # mid-task: it has written a checkpoint
+            killed = pids[0]
+        time.sleep(0.02)
+    thread.join(timeout=300)
+    assert "error" not in result, result.get("error")
+    assert killed is not None, "the training tasks ended before one could be killed"
+    assert _digests(root / "killed") == reference
+    assert not _temporary_files(root / "killed")
+    assert not list(checkpoints.glob("*.pt"))
+
+
+def test_killed_driver_resumes_from_what_is_complete(cluster, local_run):
+    root, reference = local_run
+    address = ray.get_runtime_context().gcs_address
+    study = _study(root, "driver", f'{RAY}address = "{address}"\n')
+    run_stages(study, UP_TO_FEATURES, ctx=Context(device="cpu"))
+    heads = root / "driver" / "heads"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    driver = subprocess.Popen([sys.executable, "-m", "facedialect.cli", "train",
+                               str(root / "driver.toml"), "--device", "cpu"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while driver.poll() is None and time.monotonic() < deadline:
+        if (heads / "A.pt").exists():  # database A complete, B's tasks under way
+            driver.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    driver.wait(timeout=60)
+    err = driver.stderr.read().decode() if driver.stderr else ""
+    assert driver.returncode == -signal.SIGKILL, err
+    assert not (heads / "B.pt").exists()
+    summaries = run_stages(study, ["train", "evaluate"], ctx=Context(device="cpu"))
+    dbs = summaries[0].facts["dbs"]
+    assert dbs["A"].get("skipped") == "up to date" and "skipped" not in dbs["B"]
+    assert _digests(root / "driver") == reference
+    assert not _temporary_files(root / "driver")
+
+
+# ------------------------------------------------------------------------------ sweeps
+SWEEP = """
+[sweep]
+name = "grid"
+study = "local.toml"
+output = "{output}"
+seeds = [11, 12]
+pairs = [["A", "B"]]
+stages = ["ingest", "preprocess", "features", "train", "evaluate"]
+"""
+
+
+def test_sweep_grid_is_the_product_of_its_values(local_run):
+    root, _ = local_run
+    path = root / "grid.toml"
+    path.write_text(SWEEP.format(output="grid") + 'backbones = ["mobilenet_v2", "alexnet"]\n'
+                    'protocols = ["quick", "paper"]\n', encoding="utf-8")
+    # the keys after [sweep]'s table are still in it (TOML), so the grid is 2 x 2 x 1 x 2
+    sweep = load_sweep(path)
+    assert len(sweep.points) == 8 == len({s.study.output for s in sweep.studies})
+    study = sweep.studies[-1]
+    assert (study.model.backbone, study.training.protocol, study.study.seed) == (
+        "alexnet", "paper", 12)
+    assert study.training.runs == 2  # the base study's own settings stay
+    assert [d.name for d in study.databases] == ["A", "B"]
+    assert study.compute.engine == "local"
+    assert study.study.output == root / "grid" / "runs" / "alexnet-paper-A-B-seed12"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('pairs = [["A", "Z"]]', r"\['Z'\] not among the databases of local.toml \(A, B\)"),
+    ("colour = 1", r"sweep.colour: Extra inputs are not permitted"),
+    ('stages = ["trian"]', r"unknown stage\(s\) \['trian'\]"),
+])
+def test_bad_sweep_file_is_a_clear_error(local_run, text, message):
+    root, _ = local_run
+    path = root / "bad.toml"
+    key = text.split(" ")[0]
+    lines = [line for line in SWEEP.format(output="bad").splitlines()
+             if not line.startswith(f"{key} ")]
+    path.write_text("\n".join([*lines, text, ""]), encoding="utf-8")
+    with pytest.raises(StudyFileError, match=message):
+        load_sweep(path)
+    res = CliRunner().invoke(app, ["sweep", str(path)])
+    assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+
+
+def test_mean_interval():
+    assert mean_interval([0.5]) == (0.5, *([pytest.approx(float("nan"), nan_ok=True)] * 2))
+    mean, low, high = mean_interval([0.6, 0.8])  # t(0.975, 1) = 12.706, SE = 0.1
+    assert mean == pytest.approx(0.7)
+    assert (low, high) == (pytest.approx(0.7 - 1.27062), pytest.approx(0.7 + 1.27062))
+
+
+def test_sweep_on_ray_runs_every_study_and_summarises_the_grid(cluster, local_run):
+    root, reference = local_run
+    path = root / "onray-grid.toml"
+    path.write_text(SWEEP.format(output="onray-grid") + RAY, encoding="utf-8")
+    sweep = load_sweep(path)
+    result = run_sweep(sweep, device="cpu")
+    out = root / "onray-grid"
+    # the seed-11 study is the local study: the same tables and heads, run as a Ray task
+    assert _digests(out / "runs" / "mobilenet_v2-quick-A-B-seed11") == reference
+    runs = pd.read_csv(out / "tables" / "sweep_runs.csv")
+    assert list(runs["status"]) == ["ok", "ok"] and list(runs["seed"]) == [11, 12]
+    assert (runs["networks"] == 4).all()  # 2 databases x 2 runs
+    summary = pd.read_csv(out / "tables" / "sweep_summary.csv")
+    assert len(summary) == 1 and summary["seeds"].iat[0] == 2
+    assert summary["matched_mean"].iat[0] == pytest.approx(runs["matched"].mean())
+    assert summary["matched_low"].iat[0] < summary["matched_mean"].iat[0] < summary[
+        "matched_high"].iat[0]
+    docs = documented_columns()
+    assert list(runs.columns) == docs["sweep_runs"]
+    assert list(summary.columns) == docs["sweep_summary"]
+    assert result.report.is_file() and "sweep_summary" in result.report.read_text()
+    # a second sweep resumes: every study is up to date
+    again = []
+    run_sweep(sweep, device="cpu", on_point=lambda point, outcome: again.append(outcome))
+    assert all(dict(o["stages"])["train"] == "up to date" for o in again)
+    assert pd.read_csv(out / "tables" / "sweep_runs.csv").equals(runs)
+
+
+def test_a_failed_study_is_a_row_not_the_end_of_the_sweep(local_run):
+    root, _ = local_run
+    path = root / "failing.toml"  # the meaning stage needs ratings the base study lacks
+    path.write_text(SWEEP.format(output="failing").replace(
+        'stages = ["ingest", "preprocess", "features", "train", "evaluate"]',
+        'stages = ["meaning"]'), encoding="utf-8")
+    outcomes = []
+    result = run_sweep(load_sweep(path), device="cpu",
+                       on_point=lambda point, outcome: outcomes.append(outcome))
+    assert len(outcomes) == 2
+    assert all(s.startswith("failed: ") and "ratings" in s for s in result.runs["status"])
+    assert (result.runs["networks"] == 0).all() and result.runs["matched"].isna().all()
+    assert result.summary["seeds"].tolist() == [0]
+    assert "2 study(ies) failed" in result.report.read_text()
