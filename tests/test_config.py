@@ -70,6 +70,12 @@ def test_round_trip_of_resolved_toml(tmp_path):
         (GOOD + "\n[preprocess]\nsize = -4\n", ["preprocess.size"]),
         (GOOD + "\n[training]\nprotocol = 'fast'\n", ["training.protocol", "paper"]),
         (GOOD.replace('name = "KDEF"', 'name = "my db/../x"'), ["databases[0].name"]),
+        (GOOD + "\n[mental_models]\nsides = true\n", ["mental_models", "faces = FOLDER",
+                                                      "no one-sided AUs"]),
+        (GOOD + "\n[mental_models]\nshow_on = ['trials', 'avg']\n",
+         ["mental_models.show_on", "avg"]),
+        (GOOD + "\n[saliency]\nmodify_method = 'pixels'\n",
+         ["saliency.modify_method", "visible"]),
     ],
 )
 def test_invalid_study_names_file_key_and_fix(tmp_path, text, fragments):

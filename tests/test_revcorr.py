@@ -4,7 +4,9 @@ import pytest
 from scipy import stats
 
 from facedialect.stats.revcorr import (
+    au_label,
     au_models,
+    au_order,
     model_distinctness,
     model_similarity,
     model_test,
@@ -292,3 +294,43 @@ def test_maximize_aus_finds_a_planted_optimum_within_bounds():
     np.testing.assert_array_equal(x, again)  # same seed, same search
     sparse, _ = maximize_aus(objective, np.full(5, 0.5), evaluations=300, sparsity=0.5, seed=1)
     assert sparse.sum() < x.sum()  # the penalty shrinks the intensities
+
+
+def test_sided_trials_keep_the_two_sided_draws_and_split_the_sides():
+    plain = sample_trials(3000, [4, 12, 26], seed=5)
+    sided = sample_trials(3000, [4, 12, 26], seed=5, sided=[12])
+    assert list(sided.columns) == ["trial", "AU4", "AU12L", "AU12R", "AU26"]
+    np.testing.assert_array_equal(sided["AU4"], plain["AU4"])  # same AUs, same intensities
+    np.testing.assert_array_equal(np.maximum(sided["AU12L"], sided["AU12R"]), plain["AU12"])
+    active = plain["AU12"] > 0
+    both = (sided["AU12L"] > 0) & (sided["AU12R"] > 0)
+    left = (sided["AU12L"] > 0) & (sided["AU12R"] == 0)
+    right = (sided["AU12R"] > 0) & (sided["AU12L"] == 0)
+    assert (both | left | right)[active].all() and not (both | left | right)[~active].any()
+    for part in (both, left, right):  # equal chances
+        assert abs(part[active].mean() - 1 / 3) < 0.05
+    assert au_label("AU12L") == "12L" and au_label("AU12") == 12
+    assert sorted(["12R", 4, "12L", 12], key=au_order) == [4, 12, "12L", "12R"]
+    with pytest.raises(ValueError, match="not among"):
+        sample_trials(10, [4, 12], sided=[26])
+
+
+def test_a_one_sided_model_is_found_on_its_side():
+    trials = sample_trials(3000, [1, 6, 12, 26], seed=2, sided=[6, 12])
+    # a unit that answers to the smile on the subject's left only
+    resp = pd.DataFrame({"trial": trials["trial"], "unit": "left smile",
+                         "response": 0.05 + 0.9 * (trials["AU12L"] > 0.3)})
+    m = au_models(trials, resp).set_index("au")["weight"]
+    assert m.idxmax() == "12L"
+    # the right half only shares the two-sided trials
+    assert m["12L"] > 3 * abs(m["12R"])
+
+
+def test_render_aus_joins_equal_halves_and_merges_sides_for_the_builtin_face():
+    from facedialect.stages.mental_models import render_aus
+
+    assert render_aus({"12L": 0.5, "12R": 0.5, 4: 0.2}) == {12: 0.5, 4: 0.2}
+    assert render_aus({"12L": 0.5, "12R": 0.0, "6": 0.3}) == {"12L": 0.5, 6: 0.3}
+    assert render_aus({"12L": 0.5, "12R": 0.2}) == {"12L": 0.5, "12R": 0.2}
+    assert render_aus({"12L": 0.5, "12R": 0.2}, sides=False) == {12: 0.5}
+    assert render_aus({"1": -0.2, 2: 0.0}) == {}

@@ -480,6 +480,10 @@ class MentalModelsConfig(_Section):
                                     "judged per search.")
     modify_sparsity: float = Field(0.02, ge=0.0, description="Penalty per unit of summed AU "
                                    "intensity (fewer, weaker AUs).")
+    sides: bool = Field(False, description="Also show one-sided AUs: each active AU whose "
+                        "3-D recipe has left and right halves is shown on both sides, the "
+                        "left only or the right only (equal chances), and modelled per side "
+                        "(needs faces = FOLDER: the built-in face has no one-sided AUs).")
     show_on: list[str] = Field(default_factory=lambda: ["trials", "average"], min_length=1,
                                description="Faces the models and the AU vectors found are "
                                "rendered on, one figure each: 'trials' (the first face of the "
@@ -510,6 +514,9 @@ class MentalModelsConfig(_Section):
     def _aus_per_trial(self) -> MentalModelsConfig:
         if self.min_aus > self.max_aus:
             raise ValueError(f"min_aus ({self.min_aus}) is above max_aus ({self.max_aus})")
+        if self.sides and self.faces == "builtin":
+            raise ValueError("sides = true needs faces = FOLDER (photo-textured 3-D faces): "
+                             "the built-in face has no one-sided AUs")
         return self
 
 

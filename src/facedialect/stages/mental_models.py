@@ -49,7 +49,10 @@ from facedialect.stages.base import (
     trained_heads,
 )
 from facedialect.stats.revcorr import (
+    AULabel,
+    au_label,
     au_models,
+    au_order,
     maximize_aus,
     model_distinctness,
     model_similarity,
@@ -107,13 +110,58 @@ def face_photos(study: Study) -> list[Path]:
                   if p.suffix.lower() in IMAGE_SUFFIXES)[:cfg.identities]
 
 
+def sided_aus(study: Study) -> list[int]:
+    """The AUs also shown one-sided (``[mental_models] sides``): the 3-D model has halves."""
+    from facedialect.faces.model3d.recipes import AU_CATALOGUE
+
+    cfg = study.mental_models
+    if not cfg.sides:
+        return []
+    return [a for a in cfg.aus if a in AU_CATALOGUE and AU_CATALOGUE[a].sided]
+
+
 def trial_table(study: Study) -> pd.DataFrame:
-    """The trials (wide: ``trial`` and ``AU{n}``) with the identity each is shown on."""
+    """The trials (wide: ``trial`` and ``AU{n}``) with the identity each is shown on.
+
+    With ``[mental_models] sides`` a sided AU has ``AU{n}L`` and ``AU{n}R`` columns instead.
+    """
     cfg = study.mental_models
     trials = sample_trials(cfg.trials, cfg.aus, min_aus=cfg.min_aus, max_aus=cfg.max_aus,
-                           seed=study.study.seed)
+                           seed=study.study.seed, sided=sided_aus(study))
     trials.insert(1, "identity", trials["trial"] % cfg.identities)
     return trials
+
+
+def _au_rank(label: AULabel) -> int:
+    """A number that sorts AU labels like :func:`~facedialect.stats.revcorr.au_order`."""
+    n, side = au_order(label)
+    return 3 * n + " LR".index(side or " ")
+
+
+def render_aus(weights: dict[AULabel, float], sides: bool = True) -> dict[int | str, float]:
+    """AU intensities for a renderer from AU labels (``12``, ``"12"``, ``"12L"``, ``"12R"``).
+
+    Both halves of an AU at the same intensity are the two-sided AU. Without ``sides``
+    (a renderer without one-sided AUs, e.g. the built-in face) a half counts as the whole
+    AU at its intensity (the larger of the two).
+    """
+    out: dict[int | str, float] = {}
+    halves: dict[int, dict[str, float]] = {}
+    for label, v in weights.items():
+        text = str(label)
+        if text.isdigit():
+            out[int(text)] = max(out.get(int(text), 0.0), float(v))
+        else:
+            halves.setdefault(int(text[:-1]), {})[text[-1]] = float(v)
+    for n, h in halves.items():
+        left, right = h.get("L", 0.0), h.get("R", 0.0)
+        if not sides or (left > 0 and right > 0 and abs(left - right) < 1e-9):
+            out[n] = max(out.get(n, 0.0), left, right)
+        else:
+            for side, v in (("L", left), ("R", right)):
+                if v > 0:
+                    out[f"{n}{side}"] = v
+    return {k: v for k, v in out.items() if v > 0}
 
 
 def render_trials(study: Study, trials: pd.DataFrame, faces: list[tuple[str, Renderer]],
@@ -134,10 +182,10 @@ def render_trials(study: Study, trials: pd.DataFrame, faces: list[tuple[str, Ren
     keys, reasons = [], []
     for n, row in enumerate(trials.itertuples(index=False), 1):
         desc, renderer = faces[int(row.identity)]
-        aus = {int(c[2:]): round(float(getattr(row, c)), 6) for c in au_cols
-               if getattr(row, c) > 0}
-        key = hashlib.sha256(json.dumps([RENDER_VERSION, desc, cfg.size, sorted(aus.items())]
-                                        ).encode()).hexdigest()
+        aus = render_aus({au_label(c): round(float(getattr(row, c)), 6) for c in au_cols
+                          if getattr(row, c) > 0})
+        key = hashlib.sha256(json.dumps([RENDER_VERSION, desc, cfg.size, sorted(
+            aus.items(), key=lambda kv: au_order(kv[0]))]).encode()).hexdigest()
         hit = renders.get(key, required=("image",))
         image = hit["image"] if hit is not None else renderer(aus)
         if hit is None:
@@ -195,10 +243,12 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
         tables = model_tables(wide, responses, study)
         long_trials = trials.melt(id_vars=["trial", "identity"], value_vars=au_cols,
                                   var_name="au", value_name="intensity")
-        long_trials["au"] = long_trials["au"].str[2:].astype(int)
+        long_trials["au"] = long_trials["au"].map(au_label)
         long_trials["detected"] = long_trials["trial"].map(dict(zip(trials["trial"], used,
                                                                     strict=True)))
-        run.write_table("mm_trials", long_trials.sort_values(["trial", "au"])[TRIAL_COLUMNS])
+        run.write_table("mm_trials", long_trials.sort_values(
+            ["trial", "au"], key=lambda col: col.map(_au_rank) if col.name == "au" else col
+        )[TRIAL_COLUMNS])
         run.write_table("mm_responses", responses[RESPONSE_COLUMNS])
         if cfg.modify:
             tables.update(au_modification(study, heads, tables["mm_model_summary"],
@@ -211,8 +261,10 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
             shown=[name for name, _ in shown])
     draw(run, "mm_models", models_figure, tables["mm_model_summary"])
     for name, renderer in shown:
+        # every face but the built-in one is the 3-D model: it draws one-sided AUs
+        sides = name != "builtin" and (name != "trials" or cfg.faces != "builtin")
         draw(run, f"mm_faces_{name}", model_faces_figure, tables["mm_model_summary"],
-             renderer, fmt="png")
+             renderer, sides, fmt="png")
         if "mm_modification" in tables:
             draw(run, f"mm_modified_faces_{name}", modified_faces_figure,
                  tables["mm_modification"], renderer, fmt="png")
@@ -336,8 +388,10 @@ def au_modification(study: Study, heads: dict[str, TrainedHeads], summary: pd.Da
         def judge(xs: np.ndarray, _th: TrainedHeads = th, _k: int = k) -> np.ndarray:
             return _target_probability(xs, aus, renderer, study, backbone, runner, _th, _k)
 
-        m = summary[(summary["db"] == db) & (summary["unit"] == unit)].set_index("au")
-        w = m.reindex(aus)["mean"].fillna(0.0).clip(lower=0.0).to_numpy()
+        m = summary[(summary["db"] == db) & (summary["unit"] == unit)]
+        # a one-sided model (``sides``) starts the two-sided AU at the mean of its halves
+        by_au = m.groupby(m["au"].map(lambda a: int(str(a).rstrip("LR"))))["mean"].mean()
+        w = by_au.reindex(aus).fillna(0.0).clip(lower=0.0).to_numpy()
         x0 = w / w.max() if w.max() > 0 else np.zeros(len(aus))
         start = float(judge(x0[None])[0])
         found, value = maximize_aus(judge, x0, evaluations=cfg.modify_evaluations,
@@ -376,8 +430,8 @@ def _target_probability(xs: np.ndarray, aus: list[int], renderer: Renderer, stud
 @figure_function
 def modified_faces_figure(modification: pd.DataFrame, renderer: Renderer) -> bytes | None:
     """The AU vectors found for each database (rows) and expression (columns), rendered."""
-    cells = {(str(db), str(unit)): {int(a): float(v) for a, v in zip(g["au"], g["found"],
-                                                                     strict=True) if v > 1e-3}
+    cells = {(str(db), str(unit)): render_aus({a: float(v) for a, v in zip(
+        g["au"], g["found"], strict=True) if v > 1e-3})
              for (db, unit), g in modification.groupby(["db", "unit"], sort=False)}
     return _face_grid(cells, renderer)
 
@@ -411,7 +465,7 @@ def models_figure(summary: pd.DataFrame) -> bytes | None:
     if summary.empty:
         return None
     dbs = list(dict.fromkeys(summary["db"]))
-    aus = sorted(summary["au"].unique())
+    aus = sorted(summary["au"].unique(), key=au_order)
     units = in_order(summary["unit"])
     lim = float(np.nanmax(np.abs(summary["mean"]))) or 1.0
     fig, axes = plt.subplots(1, len(dbs), figsize=(0.32 * len(aus) * len(dbs) + 1.5,
@@ -435,18 +489,20 @@ def models_figure(summary: pd.DataFrame) -> bytes | None:
 
 
 @figure_function
-def model_faces_figure(summary: pd.DataFrame, renderer: Renderer) -> bytes | None:
+def model_faces_figure(summary: pd.DataFrame, renderer: Renderer, sides: bool = False
+                       ) -> bytes | None:
     """Each database's model of each expression rendered as a face (positive weights).
 
     A unit's positive weights, scaled to its largest, are its AU intensities; a unit
-    without a positive weight shows the neutral face.
+    without a positive weight shows the neutral face. ``sides``: the renderer draws
+    one-sided AUs (else a half counts as the whole AU, :func:`render_aus`).
     """
     cells = {}
     for (db, unit), g in summary.groupby(["db", "unit"], sort=False):
         pos = g[g["mean"] > 0]
         top = float(pos["mean"].max()) if len(pos) else 1.0
-        cells[str(db), str(unit)] = {int(a): float(w / top) for a, w in
-                                     zip(pos["au"], pos["mean"], strict=True)}
+        cells[str(db), str(unit)] = render_aus(
+            {a: float(w / top) for a, w in zip(pos["au"], pos["mean"], strict=True)}, sides)
     return _face_grid(cells, renderer)
 
 

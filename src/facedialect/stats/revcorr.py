@@ -41,15 +41,37 @@ DISTINCTNESS_COLUMNS = ["unit", "trials", "correct_rate"]
 #: Intensity range of an active AU in :func:`sample_trials`.
 INTENSITY_RANGE: tuple[float, float] = (0.1, 1.0)
 
-_AU_COLUMN = re.compile(r"^AU(\d+)$")
+_AU_COLUMN = re.compile(r"^AU(\d+)([LR]?)$")
+#: An AU of a trials table: its number, or ``"12L"`` / ``"12R"`` for one side of it.
+AULabel = int | str
 _METHODS = ("weighted", "ridge")
 
 
 # --------------------------------------------------------------------------- trials
 
 
+def au_label(column: str) -> AULabel:
+    """The AU of a trials column: ``"AU12"`` -> 12, ``"AU12L"`` -> ``"12L"``.
+
+    Raises
+    ------
+    ValueError
+        For a column not named like ``AU12`` or ``AU12L``.
+    """
+    m = _AU_COLUMN.match(column)
+    if m is None:
+        raise ValueError(f"{column!r} is not an AU column (AU12, AU12L or AU12R)")
+    return int(m.group(1)) if not m.group(2) else f"{int(m.group(1))}{m.group(2)}"
+
+
+def au_order(label: AULabel) -> tuple[int, str]:
+    """Sort key of AU labels: by number, the two-sided AU before its left and right."""
+    text = str(label)
+    return (int(text.rstrip("LR")), text[len(text.rstrip("LR")):])
+
+
 def sample_trials(n_trials: int, aus: Sequence[int], *, min_aus: int = 1, max_aus: int = 6,
-                  seed: int = 0) -> pd.DataFrame:
+                  seed: int = 0, sided: Sequence[int] = ()) -> pd.DataFrame:
     """Random AU combinations, one row per trial.
 
     Per trial, a number k of active AUs is drawn uniformly from ``[min_aus, max_aus]``
@@ -66,11 +88,18 @@ def sample_trials(n_trials: int, aus: Sequence[int], *, min_aus: int = 1, max_au
         Fewest and most active AUs per trial.
     seed : int
         Seed of :func:`numpy.random.default_rng`; the same seed gives the same table.
+    sided : sequence of int
+        AUs of ``aus`` that can be shown on one side of the face: each active one is shown
+        on both sides, the left only or the right only, with equal chances (Jack et al.'s
+        face grammar). Drawn after everything else, so the AUs and intensities are those
+        of the same seed without ``sided``.
 
     Returns
     -------
     pandas.DataFrame
-        ``trial`` (0 .. n_trials - 1) and ``AU{n}`` for each AU (float intensities).
+        ``trial`` (0 .. n_trials - 1) and ``AU{n}`` for each AU (float intensities); a
+        sided AU has two columns instead, ``AU{n}L`` and ``AU{n}R`` (the subject's left and
+        right), both set when it is shown on both sides.
     """
     aus = [int(a) for a in aus]
     if n_trials < 0:
@@ -89,7 +118,21 @@ def sample_trials(n_trials: int, aus: Sequence[int], *, min_aus: int = 1, max_au
     active = ranks < k[:, None]
     intensity = rng.uniform(*INTENSITY_RANGE, size=(n_trials, n_au))
     x = np.where(active, intensity, 0.0)
-    out = pd.DataFrame(x, columns=[f"AU{a}" for a in aus])
+    bad = sorted(set(int(a) for a in sided) - set(aus))
+    if bad:
+        raise ValueError(f"sided AUs {bad} are not among the trials' AUs {aus}")
+    if not sided:
+        out = pd.DataFrame(x, columns=[f"AU{a}" for a in aus])
+    else:
+        side = rng.integers(0, 3, size=(n_trials, n_au))  # 0 both, 1 left, 2 right
+        cols: dict[str, np.ndarray] = {}
+        for j, a in enumerate(aus):
+            if a in set(int(b) for b in sided):
+                cols[f"AU{a}L"] = np.where(side[:, j] != 2, x[:, j], 0.0)
+                cols[f"AU{a}R"] = np.where(side[:, j] != 1, x[:, j], 0.0)
+            else:
+                cols[f"AU{a}"] = x[:, j]
+        out = pd.DataFrame(cols)
     out.insert(0, "trial", np.arange(n_trials))
     return out
 
@@ -97,7 +140,7 @@ def sample_trials(n_trials: int, aus: Sequence[int], *, min_aus: int = 1, max_au
 # --------------------------------------------------------------------------- inputs
 
 
-def _au_matrix(trials: pd.DataFrame) -> tuple[np.ndarray, list[int], np.ndarray]:
+def _au_matrix(trials: pd.DataFrame) -> tuple[np.ndarray, list[AULabel], np.ndarray]:
     """Trial ids, AU numbers and the trials x AUs intensity matrix of a trials table."""
     if "trial" not in trials.columns:
         raise ValueError("trials has no 'trial' column (see sample_trials)")
@@ -111,8 +154,7 @@ def _au_matrix(trials: pd.DataFrame) -> tuple[np.ndarray, list[int], np.ndarray]
     x = trials[cols].to_numpy(dtype=np.float64)
     if not np.isfinite(x).all():
         raise ValueError("trials has missing or infinite AU intensities")
-    aus = [int(_AU_COLUMN.match(c).group(1)) for c in cols]  # type: ignore[union-attr]
-    return ids, aus, x
+    return ids, [au_label(c) for c in cols], x
 
 
 def _response_matrix(responses: pd.DataFrame, trial_ids: np.ndarray,
@@ -188,10 +230,12 @@ def _fit(x: np.ndarray, r: np.ndarray, method: str, alpha: float) -> np.ndarray:
     return (_ridge_operator(x, alpha) @ r).T
 
 
-def _long(units: list[str], aus: list[int], values: dict[str, np.ndarray]) -> pd.DataFrame:
+def _long(units: list[str], aus: list[AULabel], values: dict[str, np.ndarray]
+          ) -> pd.DataFrame:
     """A long table ``unit, au, <values>`` from units x AUs arrays."""
     out = pd.DataFrame({"unit": np.repeat(np.asarray(units, dtype=object), len(aus)),
-                        "au": np.tile(np.asarray(aus), len(units))})
+                        "au": np.tile(np.asarray(aus, dtype=None if all(
+                            isinstance(a, int) for a in aus) else object), len(units))})
     for name, v in values.items():
         out[name] = np.asarray(v, dtype=np.float64).ravel()
     return out
