@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -192,6 +193,26 @@ def test_ray_run_has_the_local_tables_and_heads(cluster, local_run):
     manifest = (root / "onray" / "manifest.json").read_text()
     assert '"engine": "ray"' in manifest
     assert not _temporary_files(root / "onray")
+
+
+def test_modification_grid_runs_one_task_per_database(cluster, local_run):
+    from facedialect.run.store import RunDir
+    from facedialect.stages.saliency import modification_grid
+
+    root, _ = local_run
+    small = "\n[saliency]\nmodify_steps = 2\nmodify_variants = 2\n"
+    tables = {}
+    for name, compute_section in (("local", ""), ("ray", RAY)):
+        study = _study(root, "local", small + compute_section)
+        modification_grid(RunDir(root / "local"), study)
+        run = RunDir(root / "local")
+        tables[name] = (run.read_table("modification"), run.read_table("modification_transfer"))
+        assert run.read_manifest()["stages"]["modification"]["engine"] == (
+            "local" if name == "local" else "ray")
+    for local, onray in zip(tables["local"], tables["ray"], strict=True):
+        num = local.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(local.drop(columns=num), onray.drop(columns=num))
+        np.testing.assert_allclose(local[num], onray[num], atol=2e-3)
 
 
 # ------------------------------------------------------------------------------ faults

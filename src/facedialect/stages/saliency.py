@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from facedialect.compute import get_engine
 from facedialect.config import Study
 from facedialect.errors import InputError
 from facedialect.files import atomic_write_bytes
@@ -349,7 +350,7 @@ def _transfer_rows(db: str, image: str, targets: list[str], method: str, res: Mo
     units = heads[db].expressions
 
     def other(images: np.ndarray) -> list[float]:
-        x = torch.as_tensor(images, device=device)
+        x = torch.tensor(images, device=device)  # a copy: Ray hands read-only arrays
         feats = backbone(gray_to_input(x, backbone))
         probs: list[list[float]] = [[] for _ in targets]
         for name, h in heads.items():
@@ -417,6 +418,34 @@ def _grid_face(run: RunDir, study: Study) -> tuple[str, np.ndarray]:
     return path, load_face(key, preprocess_cache(study.study.cache_dir))
 
 
+def modify_database(heads: TrainedHeads | tuple[Path, str], face: np.ndarray, study: Study,
+                    device: str = "cpu") -> tuple[ModifyResult, list[int], list[int]]:
+    """Change ``face`` toward every expression of one database's networks: one work unit.
+
+    Parameters
+    ----------
+    heads : TrainedHeads or tuple
+        The database's networks, or ``(run directory, database)`` to read them from.
+    face : numpy.ndarray
+        The pre-processed face.
+    study : Study
+        ``[saliency]``'s modification settings, ``[preprocess]``, ``[model]``.
+    device : str
+        Where to compute.
+
+    Returns
+    -------
+    tuple
+        The result (targets in the order of the database's units), the runs optimised
+        and the runs held out.
+    """
+    if isinstance(heads, tuple):
+        heads = trained_heads(RunDir(heads[0]), [heads[1]], device=device)[heads[1]]
+    units = heads.expressions
+    return _modify(_backbone(study, device), heads, np.stack([face] * len(units)),
+                   list(range(len(units))), study, device)
+
+
 def modification_grid(run: RunDir, study: Study, *, device: str = "cpu",
                       progress: ProgressFn | None = None) -> dict[str, Any]:
     """Convert one neutral face to every expression with each database's networks.
@@ -435,6 +464,8 @@ def modification_grid(run: RunDir, study: Study, *, device: str = "cpu",
     """
     cfg = study.saliency
     trained_backbone(run, study.model.backbone)
+    engine = get_engine(study.compute)
+    work_device = engine.device(device, device)
     heads = trained_heads(run, [d.name for d in study.databases], device=device)
     image, face = _grid_face(run, study)
     backbone = _backbone(study, device)
@@ -444,12 +475,16 @@ def modification_grid(run: RunDir, study: Study, *, device: str = "cpu",
     with run.stage("modification", method=cfg.modify_method, steps=cfg.modify_steps,
                    step_size=cfg.modify_step_size,
                    tv_weight=tv_weight_of(study, cfg.modify_method),
-                   held_out=cfg.modify_held_out) as info:
+                   held_out=cfg.modify_held_out, engine=engine.name) as info:
         atomic_write_bytes(grid / "original.png", _png(face))
-        for n, (db, h) in enumerate(heads.items(), 1):
+        # one work unit per database (a Ray task with [compute] engine = "ray"; a worker
+        # reads the heads file itself from the run directory)
+        jobs = ({"heads": heads[db] if engine.name == "local" else (run.path, db),
+                 "face": face, "study": study, "device": work_device} for db in heads)
+        results = engine.map(modify_database, jobs, device=work_device)
+        for n, ((db, h), (res, opt, held)) in enumerate(zip(heads.items(), results,
+                                                            strict=True), 1):
             units = h.expressions
-            res, opt, held = _modify(backbone, h, np.stack([face] * len(units)),
-                                     list(range(len(units))), study, device)
             rows.append(_modification_rows(db, image, units, units, res))
             transfer.append(_transfer_rows(db, image, units, cfg.modify_method, res, opt,
                                            held, heads, backbone, study, device))
