@@ -422,6 +422,26 @@ def _saliency_outputs(run: RunDir, func: Callable, per_pair: bool = False) -> li
 
 
 #: name -> what the stage calls with the run's tables (a list: one per call)
+def _sweep_summary(run: RunDir) -> pd.DataFrame:
+    """A sweep summary (docs/outputs.md) of two backbones, from the run's correct rates:
+    one seed (no interval) for the first, the second's with an interval."""
+    acc = _read(run, "accuracy")
+    acc = acc[acc["variants"] == "all"] if "variants" in acc.columns else acc
+    dbs = "+".join(dict.fromkeys(acc["train_db"].astype(str))) if len(acc) else ""
+    rows = []
+    for k, backbone in enumerate(("mobilenet_v2", "alexnet")):
+        row = {"backbone": backbone, "protocol": "quick", "databases": dbs,
+               "seeds": 0 if acc.empty else 1 + 2 * k}
+        for cond in ("matched", "swapped"):
+            mean = float(acc.loc[acc["condition"] == cond, "correct_rate"].mean()) \
+                if len(acc) else float("nan")
+            row[f"{cond}_mean"] = mean
+            row[f"{cond}_low"] = mean - 0.05 if k else float("nan")
+            row[f"{cond}_high"] = mean + 0.05 if k else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 FIGURES: dict[str, Callable[[RunDir], list]] = {
     "contact_sheet": lambda run: draw_contact_sheets(
         run, ArrayCache(run.path.parent / "cache")),
@@ -450,6 +470,7 @@ FIGURES: dict[str, Callable[[RunDir], list]] = {
     "accuracy_figure": lambda run: [
         meaning_figures.accuracy_figure(_read(run, "rating_accuracy"))],
     "ppca_figure": lambda run: [meaning_figures.ppca_figure(_read(run, "ppca_components"))],
+    "sweep_figure": lambda run: [plot_figures.sweep_figure(_sweep_summary(run))],
     "loadings_figure": lambda run: [
         meaning_figures.loadings_figure(_read(run, "ppca_loadings"),
                                         _read(run, "ppca_components"), pair)
