@@ -139,17 +139,8 @@ def modify_faces(
         On bad shapes, a target outside 0..6, negative steps, step size or TV weight, or
         an unknown objective.
     """
-    arr = np.asarray(faces, dtype=np.float32)
+    arr, tgt = _check_faces(backbone, head, faces, targets)
     size = backbone.spec.input_size
-    if arr.ndim != 3 or arr.shape[1:] != (size, size):
-        raise InputError(f"modification needs a (B, {size}, {size}) batch of faces, got "
-                         f"shape {arr.shape}")
-    tgt = np.asarray(targets, dtype=np.int64).reshape(-1)
-    n_out = head.w3.shape[2]
-    if len(tgt) != len(arr):
-        raise InputError(f"{len(arr)} faces but {len(tgt)} targets")
-    if len(tgt) and (tgt.min() < 0 or tgt.max() >= n_out):
-        raise InputError(f"targets must lie in 0..{n_out - 1}")
     if objective not in OBJECTIVES:
         raise InputError(f"unknown objective {objective!r}; use one of {list(OBJECTIVES)}")
     if steps < 0 or step_size < 0 or tv_weight < 0:
@@ -196,6 +187,23 @@ def modify_faces(
             held_probs.append(_probabilities(backbone, head, x, held))
     return ModifyResult(np.stack(images).astype(np.float32), np.stack(probs),
                         np.stack(objs), np.stack(held_probs) if held else None)
+
+
+def _check_faces(backbone: Backbone, head: MultiRunHead, faces: np.ndarray,
+                 targets: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The faces as float32 ``(B, S, S)`` and the targets as int64 ``(B,)``, checked."""
+    arr = np.asarray(faces, dtype=np.float32)
+    size = backbone.spec.input_size
+    if arr.ndim != 3 or arr.shape[1:] != (size, size):
+        raise InputError(f"modification needs a (B, {size}, {size}) batch of faces, got "
+                         f"shape {arr.shape}")
+    tgt = np.asarray(targets, dtype=np.int64).reshape(-1)
+    n_out = head.w3.shape[2]
+    if len(tgt) != len(arr):
+        raise InputError(f"{len(arr)} faces but {len(tgt)} targets")
+    if len(tgt) and (tgt.min() < 0 or tgt.max() >= n_out):
+        raise InputError(f"targets must lie in 0..{n_out - 1}")
+    return arr, tgt
 
 
 def _check_runs(runs: Sequence[int], held_out: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -347,17 +355,11 @@ def modify_faces_visible(
         On bad shapes or targets, a run both optimised and held out, or settings out of
         range.
     """
-    arr = np.asarray(faces, dtype=np.float32)
+    arr, tgt = _check_faces(backbone, head, faces, targets)
     size = backbone.spec.input_size
-    if arr.ndim != 3 or arr.shape[1:] != (size, size) or params.size != size:
-        raise InputError(f"modification needs a (B, {size}, {size}) batch of faces "
-                         f"(pre-processing size {params.size}), got shape {arr.shape}")
-    tgt = np.asarray(targets, dtype=np.int64).reshape(-1)
-    n_out = head.w3.shape[2]
-    if len(tgt) != len(arr):
-        raise InputError(f"{len(arr)} faces but {len(tgt)} targets")
-    if len(tgt) and (tgt.min() < 0 or tgt.max() >= n_out):
-        raise InputError(f"targets must lie in 0..{n_out - 1}")
+    if params.size != size:
+        raise InputError(f"the faces are pre-processed to {params.size} px, the backbone "
+                         f"takes {size} px")
     if steps < 0 or step_size <= 0 or tv_weight < 0 or not 1 <= cell <= size \
             or not 1 <= variants_per_step <= N_VARIANTS:
         raise InputError(f"steps ({steps}) and TV weight ({tv_weight}) must not be "
