@@ -22,8 +22,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import pandas as _pd
+
 from facedialect._meta import __version__
 from facedialect.vocab import EXPRESSIONS, STUDY_AUS, VOCABULARY
+
+# File names that are not UTF-8 reach pandas as lone surrogates, which pandas 3's pyarrow
+# string storage (used whenever pyarrow is installed, e.g. by the ray extra) cannot hold:
+# keep Python string storage, so every install reads and writes the same tables.
+_pd.set_option("mode.string_storage", "python")
 
 #: Public name -> the module that defines it.
 _LAZY: dict[str, str] = {
