@@ -33,11 +33,18 @@ import numpy as np
 
 from facedialect.errors import ImageReadError
 from facedialect.faces.mathutil import smoothstep
+from facedialect.faces.model3d.creases import crease_shading
 from facedialect.faces.model3d.fit import PhotoFit, as_rgb, fit_photo, load_photo
 from facedialect.faces.model3d.model import VERTEX_RANGES, FaceModel3D, load_model
 from facedialect.faces.model3d.raster import rasterize, vertex_normals
 from facedialect.faces.model3d.recipes import au_weights
-from facedialect.faces.model3d.render import IRIS_R, PUPIL_R, Appearance, prepare_model
+from facedialect.faces.model3d.render import (
+    IRIS_R,
+    PUPIL_R,
+    Appearance,
+    mouth_interior,
+    prepare_model,
+)
 from facedialect.landmarks import LANDMARK_GROUPS, NoFaceDetectedError
 
 __all__ = [
@@ -250,15 +257,17 @@ class PhotoFace:
         sh, sw = ras.side
         v = self.vertices(aus)
         if full:
-            img, mask = self._compose(ras, v, (0, 0, sw, sh))
+            img, mask = self._compose(ras, v, (0, 0, sw, sh), aus)
         else:
-            img, mask = self._render_changed(ras, v)
+            img, mask = self._render_changed(ras, v, aus)
         if ss > 1:
             img = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
             mask = cv2.resize(mask, (out_w, out_h), interpolation=cv2.INTER_AREA)
         return np.clip(img, 0.0, 1.0), mask
 
-    def _render_changed(self, ras: _Raster, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _render_changed(self, ras: _Raster, v: np.ndarray,
+                        aus: Mapping[int | str, float] | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """The null composite with only the region the moved mesh touches redone."""
         sh, sw = ras.side
         moved = np.abs(v - self.identity_vertices).max(axis=1) > 1e-7
@@ -282,7 +291,7 @@ class PhotoFace:
         win = box(lo, hi, 2 * reach)
         if r2[2] <= r2[0] or r2[3] <= r2[1]:
             return ras.base.copy(), ras.base_mask.copy()
-        img_w, mask_w = self._compose(ras, v, win)
+        img_w, mask_w = self._compose(ras, v, win, aus)
         img, mask = ras.base.copy(), ras.base_mask.copy()
         ys, xs = slice(r2[1], r2[3]), slice(r2[0], r2[2])
         ly, lx = slice(r2[1] - win[1], r2[3] - win[1]), slice(r2[0] - win[0], r2[2] - win[0])
@@ -290,11 +299,13 @@ class PhotoFace:
         mask[ys, xs] = mask_w[ly, lx]
         return img, mask
 
-    def _compose(self, ras: _Raster, v: np.ndarray, win: tuple[int, int, int, int]
+    def _compose(self, ras: _Raster, v: np.ndarray, win: tuple[int, int, int, int],
+                 aus: Mapping[int | str, float] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Render vertices ``v`` in the raster window ``(x0, y0, x1, y1)`` over the photo.
 
-        Returns the window's RGB image (float32 0..1) and its soft face mask.
+        Returns the window's RGB image (float32 0..1) and its soft face mask. ``aus``
+        (the AUs that made ``v``) shade their wrinkles and furrows on the skin.
         """
         x0, y0, x1, y1 = win
         ww, wh = x1 - x0, y1 - y0
@@ -316,7 +327,7 @@ class PhotoFace:
         # depth, and when the mesh moved its posed position and both sets of normals
         cols = [(self.uv + 0.5) * ras.k - 0.5, self.depth0[:, None] * ras.k]
         if moved:
-            cols += [v, self._normals(v), self._normals0]
+            cols += [v, self._normals(v), self._normals0, self.model.neutral[:, :2]]
         attrs = np.concatenate(cols, axis=1, dtype=np.float32)
         l0f, l1f = l0.astype(np.float32)[:, None], l1.astype(np.float32)[:, None]
         f = (l0f * attrs[tv[:, 0]] + l1f * attrs[tv[:, 1]]
@@ -339,6 +350,10 @@ class PhotoFace:
             ratio = np.clip((self._shade(na) / self._shade(n0)) ** _RATIO_POWER,
                             *_RATIO_RANGE)
             col[skin] *= ratio[skin, None].astype(np.float32)
+            # wrinkles and furrows of the AUs (generic neutral frame, moving with the skin)
+            creases = crease_shading(f[skin, 12:14], aus) if aus else None
+            if creases is not None:
+                col[skin] *= creases[:, None]
         else:
             pos = None
         # surface hidden in the photo: eyeballs painted in the photo's eye colours, the
@@ -352,8 +367,9 @@ class PhotoFace:
             if np.any(hid_eye):
                 col[hid_eye] = self._paint_eyes(v, tri[hid_eye], pos[hid_eye])
             if np.any(hid_in):
+                bary = np.stack([l0, l1, 1.0 - l0 - l1], axis=1)[hid_in]
                 col[hid_in] = self._paint_mouth(v, tri[hid_in], pos[hid_in],
-                                                None if na is None else na[hid_in])
+                                                None if na is None else na[hid_in], bary)
         base = ras.texture[y0:y1, x0:x1]
         img = base.reshape(-1, 3).copy()
         img[pix] = col
@@ -386,19 +402,16 @@ class PhotoFace:
         return out
 
     def _paint_mouth(self, v: np.ndarray, tri: np.ndarray, pos: np.ndarray,
-                     normals: np.ndarray | None) -> np.ndarray:
+                     normals: np.ndarray | None, bary: np.ndarray) -> np.ndarray:
         tv = self.prep.tris[tri]
-        tw = self.prep.teeth[tv].mean(axis=1)[:, None]
-        col = tw * np.array([0.93, 0.91, 0.85]) + (1 - tw) * np.array([0.55, 0.28, 0.28])
-        z_front = float(v[self.prep.teeth, 2].max())
-        dark = np.exp(-np.maximum(z_front - pos[:, 2], 0.0) / 2.2)[:, None]
+        col = mouth_interior(self.prep, v, tv, bary, pos[:, 2])
         if normals is not None:
             n = normals.copy()
             n[n[:, 2] < 0] *= -1.0
             shade = self._shade(n)
         else:
             shade = np.full(len(tri), float(self._shade(np.array([[0.0, 0.0, 1.0]]))[0]))
-        return (col * dark * (0.55 + 0.45 * shade)[:, None] * self._mouth_light
+        return (col * (0.55 + 0.45 * shade)[:, None] * self._mouth_light
                 ).astype(np.float32)
 
 

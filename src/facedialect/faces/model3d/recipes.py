@@ -80,17 +80,31 @@ def _both(shape: str, w: float) -> dict[str, float]:
 AU_CATALOGUE: Final[dict[int, AUEntry]] = {
     1: AUEntry(1, "inner brow raiser", _both("browInnerUp", 1.0)),
     2: AUEntry(2, "outer brow raiser", _both("browOuterUp", 1.0)),
-    4: AUEntry(4, "brow lowerer", _both("browDown", 2.0),
-               "model table; weight 2.0 (browDown reads weakly at 1.0)"),
+    4: AUEntry(4, "brow lowerer", {**_both("browDown", 2.0), **_both("browInnerUp", -0.4)},
+               "model table; weight 2.0 (browDown reads weakly at 1.0; it lowers the brows "
+               "and draws them together) + browInnerUp -0.4: FACS AU4 lowers the inner brow "
+               "most, browDown mostly its middle. Glabellar furrows and a nasion crease are "
+               "shaded (model3d.creases)"),
     5: AUEntry(5, "upper lid raiser", _both("eyeWide", 1.3),
                "model table; weight 1.3 so the sclera shows above the iris"),
     6: AUEntry(6, "cheek raiser", _both("cheekSquint", 1.4),
                "model table; weight 1.4 so the cheeks visibly lift in a smile"),
     7: AUEntry(7, "lid tightener", _both("eyeSquint", 1.6),
                "model table; weight 1.6 (eyeSquint is subtle at 1.0 and AU5 cancels it)"),
-    9: AUEntry(9, "nose wrinkler", _both("noseSneer", 1.0)),
-    10: AUEntry(10, "upper lip raiser", {"mouthShrugUpper": 1.0, **_both("mouthUpperUp", 0.3)},
-                "model table (mouthShrugUpper) + mouthUpperUp 0.3 so the lip visibly rises"),
+    9: AUEntry(9, "nose wrinkler",
+               {**_both("noseSneer", 1.0), "mouthShrugUpper": -0.5, **_both("browDown", 0.6),
+                **_both("cheekSquint", 0.6), **_both("eyeSquint", 0.5)},
+               "model table (noseSneer: nose wings and the skin beside the nose pulled up) + "
+               "FACS E appearance: the medial brow lowered (browDown 0.6), the infraorbital "
+               "triangle raised and the eye narrowed (cheekSquint 0.6, eyeSquint 0.5); "
+               "noseSneer alone also raises the upper lip's middle 3.5 mm, parting the lips "
+               "into a teeth show, which is AU10's: mouthShrugUpper -0.5 keeps 0.7 mm of it. "
+               "Nose wrinkles, nasion crease, infraorbital and nasolabial furrows are "
+               "shaded (model3d.creases)"),
+    10: AUEntry(10, "upper lip raiser", {"mouthShrugUpper": 1.0, **_both("mouthUpperUp", 0.6)},
+                "model table (mouthShrugUpper) + mouthUpperUp 0.6: FACS E raises the upper "
+                "lip's centre and its sides (an angular upper lip), raises the nose wings and "
+                "deepens the nasolabial furrow (shaded, model3d.creases)"),
     11: AUEntry(11, "nasolabial deepener", _both("mouthUpperUp", 0.6),
                 "model table at 0.6 (kept below AU10's upper-lip lift)"),
     12: AUEntry(12, "lip corner puller", _both("mouthSmile", 1.0)),
@@ -122,10 +136,15 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
                 {"jawOpen": 0.08, **_both("mouthLowerDown", 0.45), **_both("mouthUpperUp", 0.2)},
                 "composed: lips apart with the jaw nearly closed (jawOpen 0.08, lower lip "
                 "down 0.45, upper lip up 0.2)"),
-    26: AUEntry(26, "jaw drop", {"jawOpen": 0.45, **_both("mouthLowerDown", 0.2)},
+    26: AUEntry(26, "jaw drop",
+                {"jawOpen": 0.45, **_both("mouthLowerDown", 0.2), **_both("mouthUpperUp", 0.15)},
                 "composed: jaw half open (jawOpen 0.45) with the lips relaxed apart "
-                "(mouthLowerDown 0.2)"),
-    27: AUEntry(27, "mouth stretch", {"jawOpen": 1.0}),
+                "(mouthLowerDown 0.2, mouthUpperUp 0.15: the upper teeth's edges show, as "
+                "in a relaxed open mouth; the model's upper lip otherwise covers them)"),
+    27: AUEntry(27, "mouth stretch",
+                {"jawOpen": 1.0, **_both("mouthUpperUp", 0.3), **_both("mouthLowerDown", 0.3)},
+                "model table (jawOpen) + the lips stretched open over the teeth (FACS E): "
+                "mouthUpperUp 0.3, mouthLowerDown 0.3"),
     28: AUEntry(28, "lip suck", {"mouthRollLower": 1.0, "mouthRollUpper": 1.0}),
     45: AUEntry(45, "blink", _both("eyeBlink", 1.0)),
 }
