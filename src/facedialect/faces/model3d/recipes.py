@@ -87,8 +87,11 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
                "shaded (model3d.creases)"),
     5: AUEntry(5, "upper lid raiser", _both("eyeWide", 1.3),
                "model table; weight 1.3 so the sclera shows above the iris"),
-    6: AUEntry(6, "cheek raiser", _both("cheekSquint", 1.4),
-               "model table; weight 1.4 so the cheeks visibly lift in a smile"),
+    6: AUEntry(6, "cheek raiser", _both("cheekSquint", 1.31),
+               "model table; weight 1.31 calibrated on the London set's 102 smiles "
+               "(model3d.calibrate, bench/results/smile_calibration.json: intensity 1 is the "
+               "95th-percentile smile). Crow's feet, infraorbital and nasolabial furrows "
+               "shaded (model3d.creases)"),
     7: AUEntry(7, "lid tightener", _both("eyeSquint", 1.6),
                "model table; weight 1.6 (eyeSquint is subtle at 1.0 and AU5 cancels it)"),
     9: AUEntry(9, "nose wrinkler",
@@ -107,7 +110,12 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
                 "deepens the nasolabial furrow (shaded, model3d.creases)"),
     11: AUEntry(11, "nasolabial deepener", _both("mouthUpperUp", 0.6),
                 "model table at 0.6 (kept below AU10's upper-lip lift)"),
-    12: AUEntry(12, "lip corner puller", _both("mouthSmile", 1.0)),
+    12: AUEntry(12, "lip corner puller",
+                {**_both("mouthSmile", 0.73), **_both("mouthUpperUp", 0.303)},
+                "calibrated on the London set's 102 neutral/smiling pairs (model3d.calibrate, "
+                "bench/results/smile_calibration.json): the people's mean mix of mouthSmile "
+                "and mouthUpperUp (the corners pulled up and out, the upper lip lifted with "
+                "them), intensity 1 = the 95th-percentile smile. Nasolabial furrow shaded"),
     14: AUEntry(14, "dimpler", _both("mouthDimple", 1.0)),
     15: AUEntry(15, "lip corner depressor", _both("mouthFrown", 1.6),
                 "model table; weight 1.6 (mouthFrown at 1.0 barely turns the corners down: "
