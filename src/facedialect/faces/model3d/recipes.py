@@ -80,11 +80,12 @@ def _both(shape: str, w: float) -> dict[str, float]:
 AU_CATALOGUE: Final[dict[int, AUEntry]] = {
     1: AUEntry(1, "inner brow raiser", _both("browInnerUp", 1.0)),
     2: AUEntry(2, "outer brow raiser", _both("browOuterUp", 1.0)),
-    4: AUEntry(4, "brow lowerer", {**_both("browDown", 2.0), **_both("browInnerUp", -0.4)},
-               "model table; weight 2.0 (browDown reads weakly at 1.0; it lowers the brows "
-               "and draws them together) + browInnerUp -0.4: FACS AU4 lowers the inner brow "
-               "most, browDown mostly its middle. Glabellar furrows and a nasion crease are "
-               "shaded (model3d.creases)"),
+    4: AUEntry(4, "brow lowerer", {**_both("browDown", 2.4), **_both("browInnerUp", -0.5)},
+               "model table; weight 2.4 for FACS E (browDown reads weakly at 1.0; at 2.4 it "
+               "lowers the brow's middle 9 mm and draws the brows 8 mm together) + "
+               "browInnerUp -0.5: FACS AU4 lowers the inner brow most, browDown mostly its "
+               "middle (inner end 2 mm down, now 4 mm). Glabellar furrows and a nasion "
+               "crease are shaded (model3d.creases)"),
     5: AUEntry(5, "upper lid raiser", _both("eyeWide", 1.3),
                "model table; weight 1.3 so the sclera shows above the iris"),
     6: AUEntry(6, "cheek raiser", _both("cheekSquint", 1.31),
@@ -92,16 +93,18 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
                "(model3d.calibrate, bench/results/smile_calibration.json: intensity 1 is the "
                "95th-percentile smile). Crow's feet, infraorbital and nasolabial furrows "
                "shaded (model3d.creases)"),
-    7: AUEntry(7, "lid tightener", _both("eyeSquint", 1.6),
-               "model table; weight 1.6 (eyeSquint is subtle at 1.0 and AU5 cancels it)"),
+    7: AUEntry(7, "lid tightener", _both("eyeSquint", 2.2),
+               "model table; weight 2.2 for FACS E: the lower lid raised 4.6 mm and "
+               "straightened (eyeSquint is subtle at 1.0 and AU5 cancels part of it)"),
     9: AUEntry(9, "nose wrinkler",
-               {**_both("noseSneer", 1.0), "mouthShrugUpper": -0.5, **_both("browDown", 0.6),
-                **_both("cheekSquint", 0.6), **_both("eyeSquint", 0.5)},
-               "model table (noseSneer: nose wings and the skin beside the nose pulled up) + "
-               "FACS E appearance: the medial brow lowered (browDown 0.6), the infraorbital "
-               "triangle raised and the eye narrowed (cheekSquint 0.6, eyeSquint 0.5); "
-               "noseSneer alone also raises the upper lip's middle 3.5 mm, parting the lips "
-               "into a teeth show, which is AU10's: mouthShrugUpper -0.5 keeps 0.7 mm of it. "
+               {**_both("noseSneer", 1.3), "mouthShrugUpper": -0.4, **_both("browDown", 0.8),
+                **_both("cheekSquint", 1.0), **_both("eyeSquint", 0.8)},
+               "model table (noseSneer, 1.3 for FACS E: nose wings and the skin beside the "
+               "nose pulled up) + FACS appearance: the medial brow lowered (browDown 0.8), "
+               "the infraorbital triangle raised and the eye narrowed (cheekSquint 1.0, "
+               "eyeSquint 0.8); noseSneer also raises the upper lip's middle (4.6 mm at "
+               "1.3), parting the lips into a teeth show, which is AU10's: mouthShrugUpper "
+               "-0.4 keeps 2.3 mm of it (FACS: AU9 raises the upper lip a little). "
                "Nose wrinkles, nasion crease, infraorbital and nasolabial furrows are "
                "shaded (model3d.creases)"),
     10: AUEntry(10, "upper lip raiser", {"mouthShrugUpper": 1.0, **_both("mouthUpperUp", 0.6)},
