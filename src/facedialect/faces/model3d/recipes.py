@@ -126,7 +126,9 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
     16: AUEntry(16, "lower lip depressor", _both("mouthLowerDown", 1.0)),
     17: AUEntry(17, "chin raiser", {"mouthShrugLower": 1.0}),
     18: AUEntry(18, "lip pucker", {"mouthPucker": 1.0}),
-    20: AUEntry(20, "lip stretcher", _both("mouthStretch", 1.0)),
+    20: AUEntry(20, "lip stretcher", _both("mouthStretch", 1.5),
+                "model table; weight 1.5 for FACS E: the lip corners pulled 1 cm outward "
+                "(and slightly down), the lips flattened and stretched"),
     22: AUEntry(22, "lip funneler", {"mouthFunnel": 1.0}),
     23: AUEntry(23, "lip tightener",
                 {"mouthRollUpper": 0.55, "mouthRollLower": 0.55, "mouthPucker": 0.25},
