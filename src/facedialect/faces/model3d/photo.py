@@ -281,7 +281,7 @@ class PhotoFace:
         lo = np.floor(both.min(axis=0)).astype(int) - 1
         hi = np.ceil(both.max(axis=0)).astype(int) + 2
         # the soft mask reaches this far: erosion radius + 4 sigma of the blur
-        reach = int(ras.edge) + int(np.ceil(2.0 * ras.edge)) + 2
+        reach = _reach(ras)
 
         def box(a: np.ndarray, b: np.ndarray, m: int) -> tuple[int, int, int, int]:
             return (max(0, int(a[0]) - m), max(0, int(a[1]) - m),
@@ -371,6 +371,8 @@ class PhotoFace:
                 col[hid_in] = self._paint_mouth(v, tri[hid_in], pos[hid_in],
                                                 None if na is None else na[hid_in], bary)
         base = ras.texture[y0:y1, x0:x1]
+        if moved:
+            base = self._carry_jaw(ras, v, win, base)
         img = base.reshape(-1, 3).copy()
         img[pix] = col
         img = img.reshape(wh, ww, 3)
@@ -382,6 +384,55 @@ class PhotoFace:
         mask = cv2.GaussianBlur(cv2.erode(cover.reshape(wh, ww), ker), (0, 0), e / 2)
         img = mask[:, :, None] * img + (1 - mask[:, :, None]) * base
         return img, mask
+
+    def _carry_jaw(self, ras: _Raster, v: np.ndarray, win: tuple[int, int, int, int],
+                   base: np.ndarray) -> np.ndarray:
+        """The photo around the face, moved with the mesh's jaw contour.
+
+        When the jaw drops, the mesh's jaw edge moves while the photo's own jaw line
+        (just outside the blended face region) would stay: two jaw lines. The photo is
+        warped near the jaw contour by the contour's displacement (landmarks 0-16,
+        densified), with a weight that falls to 0 within :func:`_reach` of the moved
+        contour, so the region render still equals the full one.
+        """
+        jaw = self.model.landmarks68[:17]
+        old = (self.uv[jaw] + 0.5) * ras.k
+        new = (self.fit.project(v[jaw])[0] + 0.5) * ras.k
+        if np.abs(new - old).max() < 0.25:
+            return base
+        t = np.linspace(0.0, 1.0, 8, endpoint=False)
+        dense_old = np.concatenate([old[:-1] + t[:, None, None] * np.diff(old, axis=0)[None]
+                                    ]).reshape(-1, 2)
+        dense_new = np.concatenate([new[:-1] + t[:, None, None] * np.diff(new, axis=0)[None]
+                                    ]).reshape(-1, 2)
+        x0, y0, x1, y1 = win
+        radius = float(_reach(ras))
+        lo = dense_new.min(axis=0) - radius
+        hi = dense_new.max(axis=0) + radius
+        bx0, by0 = max(x0, int(np.floor(lo[0]))), max(y0, int(np.floor(lo[1])))
+        bx1, by1 = min(x1, int(np.ceil(hi[0])) + 1), min(y1, int(np.ceil(hi[1])) + 1)
+        if bx1 <= bx0 or by1 <= by0:
+            return base
+        gy, gx = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
+        pts = np.stack([gx.ravel() + 0.5, gy.ravel() + 0.5], axis=1)
+        disp = (dense_new - dense_old).astype(np.float32)
+        acc = np.zeros((len(pts), 2), np.float32)
+        wsum = np.zeros(len(pts), np.float32)
+        for c, d in zip(dense_new.astype(np.float32), disp, strict=True):
+            r2 = ((pts - c) ** 2).sum(axis=1) / np.float32(radius * radius)
+            w = np.clip(1.0 - r2, 0.0, None) ** 2
+            acc += w[:, None] * d
+            wsum += w
+        field_ = acc / np.maximum(wsum, 1.0)[:, None]
+        if not np.any(np.abs(field_) > 1e-3):
+            return base
+        src = pts - 0.5 - field_
+        out = base.copy()
+        warped = cv2.remap(ras.texture, src[:, 0].reshape(gx.shape).astype(np.float32),
+                           src[:, 1].reshape(gx.shape).astype(np.float32), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        out[by0 - y0:by1 - y0, bx0 - x0:bx1 - x0] = warped
+        return out
 
     def _paint_eyes(self, v: np.ndarray, tri: np.ndarray, pos: np.ndarray) -> np.ndarray:
         out = np.empty((len(tri), 3), np.float32)
@@ -413,6 +464,11 @@ class PhotoFace:
             shade = np.full(len(tri), float(self._shade(np.array([[0.0, 0.0, 1.0]]))[0]))
         return (col * (0.55 + 0.45 * shade)[:, None] * self._mouth_light
                 ).astype(np.float32)
+
+
+def _reach(ras: _Raster) -> int:
+    """How far (raster pixels) the soft face mask reaches beyond the mesh."""
+    return int(ras.edge) + int(np.ceil(2.0 * ras.edge)) + 2
 
 
 def _sample(texture: np.ndarray, xy: np.ndarray) -> np.ndarray:
