@@ -58,11 +58,14 @@ __all__ = [
 #: Soft mask: the face region is eroded by this fraction of the eye distance, then
 #: blurred with a Gaussian of the same size, before it is blended over the photo.
 _MASK_EDGE: Final = 0.08
-#: The shading ratio (expressed / neutral Lambert shading) is softened by this power and
-#: clipped: the photo already holds the real shading, and a raw ratio over-brightens
-#: skin that turns to the light (raised brows lit the upper lids orange at 1.7x).
-_RATIO_POWER: Final = 0.6
-_RATIO_RANGE: Final = (0.55, 1.35)
+#: The shading ratio (expressed / neutral Lambert shading) is applied in full (power 1:
+#: the relit skin of a Lambertian surface) and clipped: down to 0.45 (a lowered brow, a
+#: raised cheek, folds darken as the geometry says), up to 1.15 only: the photo already
+#: holds its highlights, and a large ratio over-brightens skin that turns to the light
+#: (raised brows lit the upper lids orange at 1.7x). Until issue 16 the ratio was
+#: softened (power 0.6, clip 0.55..1.35), which muted every AU's shading.
+_RATIO_POWER: Final = 1.0
+_RATIO_RANGE: Final = (0.45, 1.15)
 
 
 # ---------------------------------------------------------------------------------------
