@@ -19,15 +19,18 @@ needs_model = pytest.mark.skipif(not MODEL.is_file(), reason="ICT model not in .
 
 
 def test_crease_strengths_follow_sides():
-    assert crease_strengths({4: 0.5, 1: 1.0}) == {4: (0.5, 0.5)}      # AU1 does not crease
+    assert crease_strengths({4: 0.5, 5: 1.0}) == {4: (0.5, 0.5)}      # AU5 does not crease
     assert crease_strengths({"12L": 0.8}) == {12: (0.8, 0.0)}
     assert crease_strengths({}) == {}
 
 
 def test_crease_shading_darkens_the_right_places():
     glabella, nose, cheek = (0.44, 5.5), (0.0, 3.0), (5.0, -3.0)
-    xy = np.array([glabella, nose, cheek, (-0.44, 5.5)])
-    assert crease_shading(xy, {1: 1.0}) is None                       # nothing to shade
+    xy = np.array([glabella, nose, cheek, (-0.44, 5.5), (0.5, 7.85), (3.0, 7.8)])
+    assert crease_shading(xy, {5: 1.0}) is None                       # nothing to shade
+    s1, s2 = crease_shading(xy, {1: 1.0}), crease_shading(xy, {2: 1.0})
+    assert s1[4] < 0.9 and s1[5] == pytest.approx(1.0)                # forehead: centre
+    assert s2[5] < 0.9 and s2[4] == pytest.approx(1.0)                # forehead: sides
     s4 = crease_shading(xy, {4: 1.0})
     assert s4[0] < 0.8 and s4[3] < 0.8                                 # furrows between brows
     assert s4[2] == pytest.approx(1.0)                                 # cheek untouched

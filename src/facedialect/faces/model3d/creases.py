@@ -20,6 +20,8 @@ infraorbital furrow        AU9, AU6: deepened below the lower lid
 nasolabial furrow          AU9, AU10, AU11, AU12, AU6: deepened from the nose wing to
                            beyond the lip corner, with the cheek bulging beside it
 crow's feet                AU6: wrinkles fanning out from the eye's outer corner
+forehead wrinkles          AU1: horizontal, in the forehead's centre; AU2: in its
+                           lateral parts (both: across the forehead)
 chin boss                  AU17: the chin's skin wrinkled (dimpled)
 =========================  ==========================================================
 
@@ -94,6 +96,10 @@ CREASES: Final[tuple[Crease, ...]] = (
            {9: 0.6, 10: 0.8, 11: 1.0, 12: 0.7, 6: 0.25}),
     *(Crease("crow's feet", pts, 0.07, 0.2, {6: 1.0})
       for pts in _fan(4.95, 3.45, 0.75, (28.0, 0.0, -28.0))),
+    *(Crease("forehead wrinkle, centre", ((0.0, y), (1.1, y + 0.05), (2.2, y - 0.1)), 0.09,
+             0.2, {1: 1.0}) for y in (7.25, 7.85, 8.45)),
+    *(Crease("forehead wrinkle, side", ((1.6, y), (3.0, y + 0.05), (4.3, y - 0.3)), 0.09,
+             0.2, {2: 1.0}) for y in (7.15, 7.75, 8.35)),
     Crease("chin boss", ((0.0, -5.9), (0.55, -5.95), (0.9, -6.2)), 0.3, 0.14, {17: 1.0}),
 )
 

@@ -44,6 +44,7 @@ from facedialect.faces.model3d.render import (
     Appearance,
     mouth_interior,
     prepare_model,
+    skin_occlusion,
 )
 from facedialect.landmarks import LANDMARK_GROUPS, NoFaceDetectedError
 
@@ -130,6 +131,7 @@ class PhotoFace:
         lm = self.fit.landmarks
         self.eye_distance = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
         self._normals0 = self._normals(self.identity_vertices)
+        self._occlusion0 = skin_occlusion(self.model, self.identity_vertices)
         self._colours = self._eye_colours()
         # teeth and mouth lit like the photo: brighter photos, brighter teeth
         lum = float(np.median(cv2.cvtColor(self.photo, cv2.COLOR_RGB2GRAY))) / 255.0
@@ -330,7 +332,9 @@ class PhotoFace:
         # depth, and when the mesh moved its posed position and both sets of normals
         cols = [(self.uv + 0.5) * ras.k - 0.5, self.depth0[:, None] * ras.k]
         if moved:
-            cols += [v, self._normals(v), self._normals0, self.model.neutral[:, :2]]
+            occ = skin_occlusion(self.model, v) / self._occlusion0
+            cols += [v, self._normals(v), self._normals0, self.model.neutral[:, :2],
+                     occ[:, None]]
         attrs = np.concatenate(cols, axis=1, dtype=np.float32)
         l0f, l1f = l0.astype(np.float32)[:, None], l1.astype(np.float32)[:, None]
         f = (l0f * attrs[tv[:, 0]] + l1f * attrs[tv[:, 1]]
@@ -350,7 +354,9 @@ class PhotoFace:
             pos, na, n0 = f[:, 3:6], f[:, 6:9], f[:, 9:12]
             na /= np.maximum(np.linalg.norm(na, axis=1, keepdims=True), 1e-12)
             n0 /= np.maximum(np.linalg.norm(n0, axis=1, keepdims=True), 1e-12)
-            ratio = np.clip((self._shade(na) / self._shade(n0)) ** _RATIO_POWER,
+            # and skin moved into a recess (under a lowered brow, in a fold) gets less
+            # light: the ratio of its occlusion to the neutral's
+            ratio = np.clip((self._shade(na) / self._shade(n0)) ** _RATIO_POWER * f[:, 14],
                             *_RATIO_RANGE)
             col[skin] *= ratio[skin, None].astype(np.float32)
             # wrinkles and furrows of the AUs (generic neutral frame, moving with the skin)

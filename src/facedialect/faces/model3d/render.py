@@ -47,6 +47,7 @@ __all__ = [
     "project_landmarks",
     "render_face_3d",
     "render_model",
+    "skin_occlusion",
 ]
 
 _SCLERA = 0.78
@@ -183,7 +184,7 @@ def _paint_weights(model: FaceModel3D) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 #: Mouth-interior albedo (RGB 0..1): teeth, gums, tongue, the socket's walls.
 MOUTH_COLOURS: Final[dict[str, tuple[float, float, float]]] = {
-    "teeth": (0.93, 0.91, 0.85),
+    "teeth": (0.86, 0.83, 0.76),
     "gums": (0.78, 0.42, 0.42),
     "tongue": (0.80, 0.45, 0.44),
     "socket": (0.50, 0.22, 0.22),
@@ -245,6 +246,67 @@ def mouth_interior(prep: ModelPrep, v: np.ndarray, tv: np.ndarray, bary: np.ndar
     lit = (tooth * (0.5 + 0.5 * np.exp(-depth / 2.0))
            + (1 - tooth) * (0.25 + 0.75 * np.exp(-depth / 2.5)))
     return (rgb * lit[:, None]).astype(np.float32)
+
+
+#: Occlusion: the face's depth map (model frame, this many cm per pixel) is blurred with
+#: a Gaussian of ``_OCC_SIGMA`` cm; skin deeper than its blurred surroundings by ``d`` cm
+#: receives ``exp(-d / _OCC_SCALE)`` of the ambient light.
+_OCC_RES: Final = 0.1
+_OCC_SIGMA: Final = 0.6
+_OCC_SCALE: Final = 1.0
+_OCC_CAP: Final = 1.5
+
+
+def skin_occlusion(model: FaceModel3D, vertices: np.ndarray) -> np.ndarray:
+    """How open each face vertex is to the light (1 flat or bulging, less in a recess).
+
+    A recess: the eye socket under a lowered brow, a fold.
+    A screen-space ambient occlusion in the model's frontal frame: the face's depth map is
+    blurred, and a vertex below its blurred surroundings by ``d`` cm gets
+    ``exp(-d / 1 cm)``. Used as a ratio (expressed / neutral) on photo textures, whose own
+    shading already holds the neutral face's occlusion.
+
+    Parameters
+    ----------
+    model : FaceModel3D
+        The model.
+    vertices : numpy.ndarray
+        ``(V, 3)`` unposed vertices (cm).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(V,)`` float32 in (0, 1]; 1 for every vertex outside the face range.
+    """
+    v = np.asarray(vertices, np.float64)
+    nf = VERTEX_RANGES["face"][1] + 1
+    prep = prepare_model(model)
+    tris = prep.tris[(prep.tris < nf).all(axis=1)]
+    # a fixed grid (the same pixels for every expression, so unchanged skin keeps its value)
+    lo, hi = np.array([-12.0, -14.0]), np.array([12.0, 12.0])
+    w, h = (int(round(x)) for x in (hi - lo) / _OCC_RES)
+    p = np.zeros((len(v), 2))
+    p[:, 0] = (v[:, 0] - lo[0]) / _OCC_RES
+    p[:, 1] = (hi[1] - v[:, 1]) / _OCC_RES
+    pix, tri, l0, l1 = rasterize(p, v[:, 2], tris, w, h)
+    tv = tris[tri]
+    z = np.zeros(w * h, np.float32)
+    cover = np.zeros(w * h, np.float32)
+    z[pix] = l0 * v[tv[:, 0], 2] + l1 * v[tv[:, 1], 2] + (1.0 - l0 - l1) * v[tv[:, 2], 2]
+    cover[pix] = 1.0
+    sigma = _OCC_SIGMA / _OCC_RES
+    zb = cv2.GaussianBlur(z.reshape(h, w), (0, 0), sigma)
+    cb = cv2.GaussianBlur(cover.reshape(h, w), (0, 0), sigma)
+    around = (zb / np.maximum(cb, 1e-6)).astype(np.float32)
+    q = (p[:nf] - 0.5).astype(np.float32)
+    at = cv2.remap(around, q[:, 0].reshape(1, -1), q[:, 1].reshape(1, -1), cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_REPLICATE).ravel()
+    # skin hidden behind the front surface (under the chin, beside the nose) is not lit
+    # from the front at all: its depth is capped so that it keeps its value
+    depth = np.clip(at - v[:nf, 2], 0.0, _OCC_CAP)
+    out = np.ones(len(v), np.float32)
+    out[:nf] = np.exp(-depth / _OCC_SCALE)
+    return out
 
 
 def prepare_model(model: FaceModel3D) -> ModelPrep:
