@@ -80,12 +80,15 @@ def _both(shape: str, w: float) -> dict[str, float]:
 AU_CATALOGUE: Final[dict[int, AUEntry]] = {
     1: AUEntry(1, "inner brow raiser", _both("browInnerUp", 1.0)),
     2: AUEntry(2, "outer brow raiser", _both("browOuterUp", 1.0)),
-    4: AUEntry(4, "brow lowerer", {**_both("browDown", 2.4), **_both("browInnerUp", -0.5)},
-               "model table; weight 2.4 for FACS E (browDown reads weakly at 1.0; at 2.4 it "
-               "lowers the brow's middle 9 mm and draws the brows 8 mm together) + "
-               "browInnerUp -0.5: FACS AU4 lowers the inner brow most, browDown mostly its "
-               "middle (inner end 2 mm down, now 4 mm). Glabellar furrows and a nasion "
-               "crease are shaded (model3d.creases)"),
+    4: AUEntry(4, "brow lowerer", {**_both("browDown", 2.0), **_both("browInnerUp", -1.0)},
+               "model table; weight 2.0 (browDown reads weakly at 1.0; it lowers the brow's "
+               "middle more than its inner end) + browInnerUp -1.0: FACS AU4 pulls the inner "
+               "brow down most and together, so that at E the brows slope down toward the "
+               "nose (inner end and middle 10 mm down, the outer end 3 mm, the inner ends 9 mm "
+               "closer together). Glabellar "
+               "furrows and a nasion crease are shaded (model3d.creases). Limit: added to "
+               "AU1 (1+4 in sadness and fear), the negative browInnerUp takes back part of "
+               "AU1's raise (FACS scores 1+4 as raised and drawn together)"),
     5: AUEntry(5, "upper lid raiser", _both("eyeWide", 1.3),
                "model table; weight 1.3 so the sclera shows above the iris"),
     6: AUEntry(6, "cheek raiser", _both("cheekSquint", 1.31),
