@@ -165,6 +165,12 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
     45: AUEntry(45, "blink", _both("eyeBlink", 1.0)),
 }
 
+#: The 1+4 rule (FACS: with AU1, AU4 draws the raised inner brows together instead of
+#: lowering them): AU4's ``browInnerUp`` part is scaled by ``1 - AU1`` on each side.
+_YIELDS: Final = 4
+_YIELD_FROM: Final = 1
+_YIELDING_SHAPE: Final = "browInnerUp"
+
 #: Every FACS number the model supports, ascending.
 MODEL_AUS: Final[tuple[int, ...]] = tuple(sorted(AU_CATALOGUE))
 
@@ -217,7 +223,9 @@ def au_weights(aus: Mapping[int | str, float]) -> np.ndarray:
     -------
     numpy.ndarray
         ``(53,)`` float32 weights in :data:`BLENDSHAPE_NAMES` order; linear in the
-        intensities.
+        intensities, except one FACS combination rule: with AU1, AU4's inner-brow
+        lowering (its negative ``browInnerUp``) is scaled by ``1 - AU1`` on each side, so
+        that 1+4 raises the inner brows and draws them together.
 
     Raises
     ------
@@ -228,6 +236,9 @@ def au_weights(aus: Mapping[int | str, float]) -> np.ndarray:
     if not isinstance(aus, Mapping):
         raise ValueError(f"aus must be a mapping AU -> intensity, got {type(aus).__name__}")
     w = np.zeros(len(BLENDSHAPE_NAMES), np.float64)
+    # the 1+4 rule: AU4's inner-brow lowering gives way to AU1's raise, per side
+    held: dict[str, float] = {}
+    raised = {"L": 0.0, "R": 0.0}
     for key, value in aus.items():
         number, side = parse_au_key(key)
         try:
@@ -238,8 +249,16 @@ def au_weights(aus: Mapping[int | str, float]) -> np.ndarray:
             raise ValueError(f"AU{key} intensity must be in 0..1, got {value!r}")
         if x == 0.0:
             continue
+        if number == _YIELD_FROM:
+            for sd in (side,) if side else ("L", "R"):
+                raised[sd] += x
         for shape, weight in AU_CATALOGUE[number].recipe.items():
             if side and not shape.endswith("_" + side):
                 continue
+            if number == _YIELDS and shape.startswith(_YIELDING_SHAPE):
+                held[shape] = held.get(shape, 0.0) + x * weight
+                continue
             w[_INDEX[shape]] += x * weight
+    for shape, value in held.items():
+        w[_INDEX[shape]] += value * (1.0 - min(1.0, raised[shape[-1]]))
     return w.astype(np.float32)
