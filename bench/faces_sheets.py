@@ -3,10 +3,11 @@
     python bench/faces_sheets.py --out docs/img            # both sheets
     python bench/faces_sheets.py --out /tmp/x --photos 3   # fewer faces
 
-Writes ``photo_aus_sheet.png`` (London photos, rows; neutral and each AU at intensity 1,
-columns) and ``photo_prototypes_sheet.png`` (London photos, rows; culture A's classic
-prototypes at their preset intensity, columns), each labelled, and prints the judge's
-call of each prototype image when the judge is installed.
+Writes ``photo_aus_sheet.png`` (faces, rows; no AU and each AU at intensity 1, columns)
+and ``photo_prototypes_sheet.png`` (faces, rows; culture A's classic prototypes at their
+preset intensity, columns), each labelled. The faces are the London set's composite
+(average) faces by default (``--set neutral``: the individual neutral photos). Face
+Research Lab London Set, DeBruine & Jones (2017), CC BY 4.0.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from facedialect.faces.model3d.photo import PhotoFace, photo_face  # noqa: E402
 from facedialect.synthetic.cultures import PROTOTYPES_A  # noqa: E402
 
-LONDON = ROOT.parent / "shared" / "datasets" / "london-frl" / "neutral"
-SHEET_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 16, 17, 20, 23, 24, 25, 26, 27)
+LONDON = ROOT.parent / "shared" / "datasets" / "london-frl"
+SHEET_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 17, 20, 23, 24, 25, 26, 27)
 
 
 def sheet(rows: list[list[np.ndarray]], labels: list[str], tile: int) -> np.ndarray:
@@ -58,12 +59,15 @@ def main() -> None:
     """Render the sheets."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    ap.add_argument("--photos", type=int, default=4, help="London photos (rows)")
+    ap.add_argument("--photos", type=int, default=4, help="faces (rows)")
+    ap.add_argument("--set", choices=["composite", "neutral"], default="composite",
+                    help="the London composites or individual neutral photos")
     ap.add_argument("--size", type=int, default=512, help="render width")
-    ap.add_argument("--tile", type=int, default=160)
+    ap.add_argument("--tile", type=int, default=128)
     ap.add_argument("--only", choices=["aus", "prototypes"], help="one sheet only")
     args = ap.parse_args()
-    photos = sorted(LONDON.glob("*.jpg"))[: 40: max(1, 40 // args.photos)][: args.photos]
+    found = sorted((LONDON / args.set).glob("*.jpg"))
+    photos = found[:: max(1, len(found) // args.photos)][: args.photos]
     faces = [photo_face(p) for p in photos]
     args.out.mkdir(parents=True, exist_ok=True)
     if args.only != "prototypes":
@@ -71,13 +75,15 @@ def main() -> None:
                 + [crop(f.render({a: 1.0}, size=args.size, color=True), f) for a in SHEET_AUS]
                 for f in faces]
         img = sheet(rows, ["AU 0"] + [f"AU{a}" for a in SHEET_AUS], args.tile)
-        cv2.imwrite(str(args.out / "photo_aus_sheet.png"), img[:, :, ::-1])
+        cv2.imwrite(str(args.out / "photo_aus_sheet.png"), img[:, :, ::-1],
+                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if args.only != "aus":
         names = list(PROTOTYPES_A)
         rows = [[crop(f.render(PROTOTYPES_A[e], size=args.size, color=True), f) for e in names]
                 for f in faces]
         img = sheet(rows, names, args.tile)
-        cv2.imwrite(str(args.out / "photo_prototypes_sheet.png"), img[:, :, ::-1])
+        cv2.imwrite(str(args.out / "photo_prototypes_sheet.png"), img[:, :, ::-1],
+                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"wrote sheets to {args.out}")
 
 
