@@ -23,6 +23,10 @@ crow's feet                AU6: wrinkles fanning out from the eye's outer corner
 forehead wrinkles          AU1: horizontal, in the forehead's centre; AU2: in its
                            lateral parts (both: across the forehead)
 chin boss                  AU17: the chin's skin wrinkled (dimpled)
+mentolabial furrow         AU17: a depression below the middle of the pushed-up lower
+                           lip
+lip corner furrow, bulge   AU15: a furrow running down from the lowered lip corner, the
+                           skin bulging beside it, below the corner
 =========================  ==========================================================
 
 Each crease has a darkening depth at full strength and a width; the AU weights set its
@@ -101,6 +105,12 @@ CREASES: Final[tuple[Crease, ...]] = (
     *(Crease("forehead wrinkle, side", ((1.6, y), (3.0, y + 0.05), (4.3, y - 0.3)), 0.09,
              0.2, {2: 1.0}) for y in (7.15, 7.75, 8.35)),
     Crease("chin boss", ((0.0, -5.9), (0.55, -5.95), (0.9, -6.2)), 0.3, 0.14, {17: 1.0}),
+    Crease("mentolabial furrow", ((0.0, -5.0), (0.65, -5.02), (1.15, -4.85)), 0.12, 0.16,
+           {17: 1.0}),
+    Crease("lip corner furrow", ((2.85, -3.95), (3.0, -4.45), (3.1, -5.05)), 0.12, 0.18,
+           {15: 1.0}),
+    Crease("lip corner bulge", ((2.5, -4.15), (2.6, -4.55), (2.65, -5.0)), 0.22, -0.06,
+           {15: 1.0}),
 )
 
 #: The AUs that crease the skin.

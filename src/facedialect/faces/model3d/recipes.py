@@ -123,11 +123,20 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
                 "and mouthUpperUp (the corners pulled up and out, the upper lip lifted with "
                 "them), intensity 1 = the 95th-percentile smile. Nasolabial furrow shaded"),
     14: AUEntry(14, "dimpler", _both("mouthDimple", 1.0)),
-    15: AUEntry(15, "lip corner depressor", _both("mouthFrown", 1.6),
+    15: AUEntry(15, "lip corner depressor",
+                {**_both("mouthFrown", 1.6), **_both("mouthStretch", 0.25),
+                 **_both("mouthLowerDown", 0.15)},
                 "model table; weight 1.6 (mouthFrown at 1.0 barely turns the corners down: "
-                "a classic sad face was confused with neutral)"),
+                "a classic sad face was confused with neutral) + FACS E: the lower lip "
+                "stretched laterally (mouthStretch 0.25) and pulled down slightly "
+                "(mouthLowerDown 0.15; mouthFrown alone pushes the lower lip's middle up, "
+                "AU17's movement). Bulges and a furrow below the lip corners are shaded "
+                "(model3d.creases)"),
     16: AUEntry(16, "lower lip depressor", _both("mouthLowerDown", 1.0)),
-    17: AUEntry(17, "chin raiser", {"mouthShrugLower": 1.0}),
+    17: AUEntry(17, "chin raiser", {"mouthShrugLower": 1.0},
+                "model table (chin boss and lower lip pushed up, the mouth an inverted U "
+                "through the lower lip, corners not pulled down); the chin's wrinkling and "
+                "the depression below the lower lip's middle are shaded (model3d.creases)"),
     18: AUEntry(18, "lip pucker", {"mouthPucker": 1.0}),
     20: AUEntry(20, "lip stretcher", _both("mouthStretch", 1.5),
                 "model table; weight 1.5 for FACS E: the lip corners pulled 1 cm outward "
