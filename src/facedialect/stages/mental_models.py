@@ -64,7 +64,7 @@ from facedialect.training.features import extract_features, feature_cache_and_ru
 from facedialect.vocab import in_order
 
 #: Bumped when the rendering of trials changes (part of the render cache key).
-RENDER_VERSION = "mm-render-1"
+RENDER_VERSION = "mm-render-2"
 #: Columns of ``tables/mm_trials.csv`` (long: one row per trial and AU).
 TRIAL_COLUMNS = ["trial", "identity", "au", "intensity", "detected"]
 #: Columns of ``tables/mm_responses.csv``.

@@ -33,11 +33,19 @@ import numpy as np
 
 from facedialect.errors import ImageReadError
 from facedialect.faces.mathutil import smoothstep
+from facedialect.faces.model3d.creases import crease_shading
 from facedialect.faces.model3d.fit import PhotoFit, as_rgb, fit_photo, load_photo
 from facedialect.faces.model3d.model import VERTEX_RANGES, FaceModel3D, load_model
 from facedialect.faces.model3d.raster import rasterize, vertex_normals
 from facedialect.faces.model3d.recipes import au_weights
-from facedialect.faces.model3d.render import IRIS_R, PUPIL_R, Appearance, prepare_model
+from facedialect.faces.model3d.render import (
+    IRIS_R,
+    PUPIL_R,
+    Appearance,
+    mouth_interior,
+    prepare_model,
+    skin_occlusion,
+)
 from facedialect.landmarks import LANDMARK_GROUPS, NoFaceDetectedError
 
 __all__ = [
@@ -51,11 +59,14 @@ __all__ = [
 #: Soft mask: the face region is eroded by this fraction of the eye distance, then
 #: blurred with a Gaussian of the same size, before it is blended over the photo.
 _MASK_EDGE: Final = 0.08
-#: The shading ratio (expressed / neutral Lambert shading) is softened by this power and
-#: clipped: the photo already holds the real shading, and a raw ratio over-brightens
-#: skin that turns to the light (raised brows lit the upper lids orange at 1.7x).
-_RATIO_POWER: Final = 0.6
-_RATIO_RANGE: Final = (0.55, 1.35)
+#: The shading ratio (expressed / neutral Lambert shading) is applied in full (power 1:
+#: the relit skin of a Lambertian surface) and clipped: down to 0.45 (a lowered brow, a
+#: raised cheek, folds darken as the geometry says), up to 1.15 only: the photo already
+#: holds its highlights, and a large ratio over-brightens skin that turns to the light
+#: (raised brows lit the upper lids orange at 1.7x). Until issue 16 the ratio was
+#: softened (power 0.6, clip 0.55..1.35), which muted every AU's shading.
+_RATIO_POWER: Final = 1.0
+_RATIO_RANGE: Final = (0.45, 1.15)
 
 
 # ---------------------------------------------------------------------------------------
@@ -120,6 +131,7 @@ class PhotoFace:
         lm = self.fit.landmarks
         self.eye_distance = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
         self._normals0 = self._normals(self.identity_vertices)
+        self._occlusion0 = skin_occlusion(self.model, self.identity_vertices)
         self._colours = self._eye_colours()
         # teeth and mouth lit like the photo: brighter photos, brighter teeth
         lum = float(np.median(cv2.cvtColor(self.photo, cv2.COLOR_RGB2GRAY))) / 255.0
@@ -250,15 +262,17 @@ class PhotoFace:
         sh, sw = ras.side
         v = self.vertices(aus)
         if full:
-            img, mask = self._compose(ras, v, (0, 0, sw, sh))
+            img, mask = self._compose(ras, v, (0, 0, sw, sh), aus)
         else:
-            img, mask = self._render_changed(ras, v)
+            img, mask = self._render_changed(ras, v, aus)
         if ss > 1:
             img = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
             mask = cv2.resize(mask, (out_w, out_h), interpolation=cv2.INTER_AREA)
         return np.clip(img, 0.0, 1.0), mask
 
-    def _render_changed(self, ras: _Raster, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _render_changed(self, ras: _Raster, v: np.ndarray,
+                        aus: Mapping[int | str, float] | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """The null composite with only the region the moved mesh touches redone."""
         sh, sw = ras.side
         moved = np.abs(v - self.identity_vertices).max(axis=1) > 1e-7
@@ -272,7 +286,7 @@ class PhotoFace:
         lo = np.floor(both.min(axis=0)).astype(int) - 1
         hi = np.ceil(both.max(axis=0)).astype(int) + 2
         # the soft mask reaches this far: erosion radius + 4 sigma of the blur
-        reach = int(ras.edge) + int(np.ceil(2.0 * ras.edge)) + 2
+        reach = _reach(ras)
 
         def box(a: np.ndarray, b: np.ndarray, m: int) -> tuple[int, int, int, int]:
             return (max(0, int(a[0]) - m), max(0, int(a[1]) - m),
@@ -282,7 +296,7 @@ class PhotoFace:
         win = box(lo, hi, 2 * reach)
         if r2[2] <= r2[0] or r2[3] <= r2[1]:
             return ras.base.copy(), ras.base_mask.copy()
-        img_w, mask_w = self._compose(ras, v, win)
+        img_w, mask_w = self._compose(ras, v, win, aus)
         img, mask = ras.base.copy(), ras.base_mask.copy()
         ys, xs = slice(r2[1], r2[3]), slice(r2[0], r2[2])
         ly, lx = slice(r2[1] - win[1], r2[3] - win[1]), slice(r2[0] - win[0], r2[2] - win[0])
@@ -290,11 +304,13 @@ class PhotoFace:
         mask[ys, xs] = mask_w[ly, lx]
         return img, mask
 
-    def _compose(self, ras: _Raster, v: np.ndarray, win: tuple[int, int, int, int]
+    def _compose(self, ras: _Raster, v: np.ndarray, win: tuple[int, int, int, int],
+                 aus: Mapping[int | str, float] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Render vertices ``v`` in the raster window ``(x0, y0, x1, y1)`` over the photo.
 
-        Returns the window's RGB image (float32 0..1) and its soft face mask.
+        Returns the window's RGB image (float32 0..1) and its soft face mask. ``aus``
+        (the AUs that made ``v``) shade their wrinkles and furrows on the skin.
         """
         x0, y0, x1, y1 = win
         ww, wh = x1 - x0, y1 - y0
@@ -316,7 +332,9 @@ class PhotoFace:
         # depth, and when the mesh moved its posed position and both sets of normals
         cols = [(self.uv + 0.5) * ras.k - 0.5, self.depth0[:, None] * ras.k]
         if moved:
-            cols += [v, self._normals(v), self._normals0]
+            occ = skin_occlusion(self.model, v) / self._occlusion0
+            cols += [v, self._normals(v), self._normals0, self.model.neutral[:, :2],
+                     occ[:, None]]
         attrs = np.concatenate(cols, axis=1, dtype=np.float32)
         l0f, l1f = l0.astype(np.float32)[:, None], l1.astype(np.float32)[:, None]
         f = (l0f * attrs[tv[:, 0]] + l1f * attrs[tv[:, 1]]
@@ -336,9 +354,15 @@ class PhotoFace:
             pos, na, n0 = f[:, 3:6], f[:, 6:9], f[:, 9:12]
             na /= np.maximum(np.linalg.norm(na, axis=1, keepdims=True), 1e-12)
             n0 /= np.maximum(np.linalg.norm(n0, axis=1, keepdims=True), 1e-12)
-            ratio = np.clip((self._shade(na) / self._shade(n0)) ** _RATIO_POWER,
+            # and skin moved into a recess (under a lowered brow, in a fold) gets less
+            # light: the ratio of its occlusion to the neutral's
+            ratio = np.clip((self._shade(na) / self._shade(n0)) ** _RATIO_POWER * f[:, 14],
                             *_RATIO_RANGE)
             col[skin] *= ratio[skin, None].astype(np.float32)
+            # wrinkles and furrows of the AUs (generic neutral frame, moving with the skin)
+            creases = crease_shading(f[skin, 12:14], aus) if aus else None
+            if creases is not None:
+                col[skin] *= creases[:, None]
         else:
             pos = None
         # surface hidden in the photo: eyeballs painted in the photo's eye colours, the
@@ -352,9 +376,12 @@ class PhotoFace:
             if np.any(hid_eye):
                 col[hid_eye] = self._paint_eyes(v, tri[hid_eye], pos[hid_eye])
             if np.any(hid_in):
+                bary = np.stack([l0, l1, 1.0 - l0 - l1], axis=1)[hid_in]
                 col[hid_in] = self._paint_mouth(v, tri[hid_in], pos[hid_in],
-                                                None if na is None else na[hid_in])
+                                                None if na is None else na[hid_in], bary)
         base = ras.texture[y0:y1, x0:x1]
+        if moved:
+            base = self._carry_jaw(ras, v, win, base)
         img = base.reshape(-1, 3).copy()
         img[pix] = col
         img = img.reshape(wh, ww, 3)
@@ -366,6 +393,55 @@ class PhotoFace:
         mask = cv2.GaussianBlur(cv2.erode(cover.reshape(wh, ww), ker), (0, 0), e / 2)
         img = mask[:, :, None] * img + (1 - mask[:, :, None]) * base
         return img, mask
+
+    def _carry_jaw(self, ras: _Raster, v: np.ndarray, win: tuple[int, int, int, int],
+                   base: np.ndarray) -> np.ndarray:
+        """The photo around the face, moved with the mesh's jaw contour.
+
+        When the jaw drops, the mesh's jaw edge moves while the photo's own jaw line
+        (just outside the blended face region) would stay: two jaw lines. The photo is
+        warped near the jaw contour by the contour's displacement (landmarks 0-16,
+        densified), with a weight that falls to 0 within :func:`_reach` of the moved
+        contour, so the region render still equals the full one.
+        """
+        jaw = self.model.landmarks68[:17]
+        old = (self.uv[jaw] + 0.5) * ras.k
+        new = (self.fit.project(v[jaw])[0] + 0.5) * ras.k
+        if np.abs(new - old).max() < 0.25:
+            return base
+        t = np.linspace(0.0, 1.0, 8, endpoint=False)
+        dense_old = np.concatenate([old[:-1] + t[:, None, None] * np.diff(old, axis=0)[None]
+                                    ]).reshape(-1, 2)
+        dense_new = np.concatenate([new[:-1] + t[:, None, None] * np.diff(new, axis=0)[None]
+                                    ]).reshape(-1, 2)
+        x0, y0, x1, y1 = win
+        radius = float(_reach(ras))
+        lo = dense_new.min(axis=0) - radius
+        hi = dense_new.max(axis=0) + radius
+        bx0, by0 = max(x0, int(np.floor(lo[0]))), max(y0, int(np.floor(lo[1])))
+        bx1, by1 = min(x1, int(np.ceil(hi[0])) + 1), min(y1, int(np.ceil(hi[1])) + 1)
+        if bx1 <= bx0 or by1 <= by0:
+            return base
+        gy, gx = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
+        pts = np.stack([gx.ravel() + 0.5, gy.ravel() + 0.5], axis=1)
+        disp = (dense_new - dense_old).astype(np.float32)
+        acc = np.zeros((len(pts), 2), np.float32)
+        wsum = np.zeros(len(pts), np.float32)
+        for c, d in zip(dense_new.astype(np.float32), disp, strict=True):
+            r2 = ((pts - c) ** 2).sum(axis=1) / np.float32(radius * radius)
+            w = np.clip(1.0 - r2, 0.0, None) ** 2
+            acc += w[:, None] * d
+            wsum += w
+        field_ = acc / np.maximum(wsum, 1.0)[:, None]
+        if not np.any(np.abs(field_) > 1e-3):
+            return base
+        src = pts - 0.5 - field_
+        out = base.copy()
+        warped = cv2.remap(ras.texture, src[:, 0].reshape(gx.shape).astype(np.float32),
+                           src[:, 1].reshape(gx.shape).astype(np.float32), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        out[by0 - y0:by1 - y0, bx0 - x0:bx1 - x0] = warped
+        return out
 
     def _paint_eyes(self, v: np.ndarray, tri: np.ndarray, pos: np.ndarray) -> np.ndarray:
         out = np.empty((len(tri), 3), np.float32)
@@ -386,20 +462,22 @@ class PhotoFace:
         return out
 
     def _paint_mouth(self, v: np.ndarray, tri: np.ndarray, pos: np.ndarray,
-                     normals: np.ndarray | None) -> np.ndarray:
+                     normals: np.ndarray | None, bary: np.ndarray) -> np.ndarray:
         tv = self.prep.tris[tri]
-        tw = self.prep.teeth[tv].mean(axis=1)[:, None]
-        col = tw * np.array([0.93, 0.91, 0.85]) + (1 - tw) * np.array([0.55, 0.28, 0.28])
-        z_front = float(v[self.prep.teeth, 2].max())
-        dark = np.exp(-np.maximum(z_front - pos[:, 2], 0.0) / 2.2)[:, None]
+        col = mouth_interior(self.prep, v, tv, bary, pos[:, 2])
         if normals is not None:
             n = normals.copy()
             n[n[:, 2] < 0] *= -1.0
             shade = self._shade(n)
         else:
             shade = np.full(len(tri), float(self._shade(np.array([[0.0, 0.0, 1.0]]))[0]))
-        return (col * dark * (0.55 + 0.45 * shade)[:, None] * self._mouth_light
+        return (col * (0.55 + 0.45 * shade)[:, None] * self._mouth_light
                 ).astype(np.float32)
+
+
+def _reach(ras: _Raster) -> int:
+    """How far (raster pixels) the soft face mask reaches beyond the mesh."""
+    return int(ras.edge) + int(np.ceil(2.0 * ras.edge)) + 2
 
 
 def _sample(texture: np.ndarray, xy: np.ndarray) -> np.ndarray:

@@ -80,28 +80,67 @@ def _both(shape: str, w: float) -> dict[str, float]:
 AU_CATALOGUE: Final[dict[int, AUEntry]] = {
     1: AUEntry(1, "inner brow raiser", _both("browInnerUp", 1.0)),
     2: AUEntry(2, "outer brow raiser", _both("browOuterUp", 1.0)),
-    4: AUEntry(4, "brow lowerer", _both("browDown", 2.0),
-               "model table; weight 2.0 (browDown reads weakly at 1.0)"),
+    4: AUEntry(4, "brow lowerer", {**_both("browDown", 2.0), **_both("browInnerUp", -1.0)},
+               "model table; weight 2.0 (browDown reads weakly at 1.0; it lowers the brow's "
+               "middle more than its inner end) + browInnerUp -1.0: FACS AU4 pulls the inner "
+               "brow down most and together, so that at E the brows slope down toward the "
+               "nose (inner end and middle 10 mm down, the outer end 3 mm, the inner ends 9 mm "
+               "closer together). Glabellar "
+               "furrows and a nasion crease are shaded (model3d.creases). Limit: added to "
+               "AU1 (1+4 in sadness and fear), the negative browInnerUp takes back part of "
+               "AU1's raise (FACS scores 1+4 as raised and drawn together)"),
     5: AUEntry(5, "upper lid raiser", _both("eyeWide", 1.3),
                "model table; weight 1.3 so the sclera shows above the iris"),
-    6: AUEntry(6, "cheek raiser", _both("cheekSquint", 1.4),
-               "model table; weight 1.4 so the cheeks visibly lift in a smile"),
-    7: AUEntry(7, "lid tightener", _both("eyeSquint", 1.6),
-               "model table; weight 1.6 (eyeSquint is subtle at 1.0 and AU5 cancels it)"),
-    9: AUEntry(9, "nose wrinkler", _both("noseSneer", 1.0)),
-    10: AUEntry(10, "upper lip raiser", {"mouthShrugUpper": 1.0, **_both("mouthUpperUp", 0.3)},
-                "model table (mouthShrugUpper) + mouthUpperUp 0.3 so the lip visibly rises"),
+    6: AUEntry(6, "cheek raiser", _both("cheekSquint", 1.31),
+               "model table; weight 1.31 calibrated on the London set's 102 smiles "
+               "(model3d.calibrate, bench/results/smile_calibration.json: intensity 1 is the "
+               "95th-percentile smile). Crow's feet, infraorbital and nasolabial furrows "
+               "shaded (model3d.creases)"),
+    7: AUEntry(7, "lid tightener", _both("eyeSquint", 2.2),
+               "model table; weight 2.2 for FACS E: the lower lid raised 4.6 mm and "
+               "straightened (eyeSquint is subtle at 1.0 and AU5 cancels part of it)"),
+    9: AUEntry(9, "nose wrinkler",
+               {**_both("noseSneer", 1.3), "mouthShrugUpper": -0.4, **_both("browDown", 0.8),
+                **_both("cheekSquint", 1.0), **_both("eyeSquint", 0.8)},
+               "model table (noseSneer, 1.3 for FACS E: nose wings and the skin beside the "
+               "nose pulled up) + FACS appearance: the medial brow lowered (browDown 0.8), "
+               "the infraorbital triangle raised and the eye narrowed (cheekSquint 1.0, "
+               "eyeSquint 0.8); noseSneer also raises the upper lip's middle (4.6 mm at "
+               "1.3), parting the lips into a teeth show, which is AU10's: mouthShrugUpper "
+               "-0.4 keeps 2.3 mm of it (FACS: AU9 raises the upper lip a little). "
+               "Nose wrinkles, nasion crease, infraorbital and nasolabial furrows are "
+               "shaded (model3d.creases)"),
+    10: AUEntry(10, "upper lip raiser", {"mouthShrugUpper": 1.0, **_both("mouthUpperUp", 0.6)},
+                "model table (mouthShrugUpper) + mouthUpperUp 0.6: FACS E raises the upper "
+                "lip's centre and its sides (an angular upper lip), raises the nose wings and "
+                "deepens the nasolabial furrow (shaded, model3d.creases)"),
     11: AUEntry(11, "nasolabial deepener", _both("mouthUpperUp", 0.6),
                 "model table at 0.6 (kept below AU10's upper-lip lift)"),
-    12: AUEntry(12, "lip corner puller", _both("mouthSmile", 1.0)),
+    12: AUEntry(12, "lip corner puller",
+                {**_both("mouthSmile", 0.73), **_both("mouthUpperUp", 0.303)},
+                "calibrated on the London set's 102 neutral/smiling pairs (model3d.calibrate, "
+                "bench/results/smile_calibration.json): the people's mean mix of mouthSmile "
+                "and mouthUpperUp (the corners pulled up and out, the upper lip lifted with "
+                "them), intensity 1 = the 95th-percentile smile. Nasolabial furrow shaded"),
     14: AUEntry(14, "dimpler", _both("mouthDimple", 1.0)),
-    15: AUEntry(15, "lip corner depressor", _both("mouthFrown", 1.6),
+    15: AUEntry(15, "lip corner depressor",
+                {**_both("mouthFrown", 1.6), **_both("mouthStretch", 0.25),
+                 **_both("mouthLowerDown", 0.15)},
                 "model table; weight 1.6 (mouthFrown at 1.0 barely turns the corners down: "
-                "a classic sad face was confused with neutral)"),
+                "a classic sad face was confused with neutral) + FACS E: the lower lip "
+                "stretched laterally (mouthStretch 0.25) and pulled down slightly "
+                "(mouthLowerDown 0.15; mouthFrown alone pushes the lower lip's middle up, "
+                "AU17's movement). Bulges and a furrow below the lip corners are shaded "
+                "(model3d.creases)"),
     16: AUEntry(16, "lower lip depressor", _both("mouthLowerDown", 1.0)),
-    17: AUEntry(17, "chin raiser", {"mouthShrugLower": 1.0}),
+    17: AUEntry(17, "chin raiser", {"mouthShrugLower": 1.0},
+                "model table (chin boss and lower lip pushed up, the mouth an inverted U "
+                "through the lower lip, corners not pulled down); the chin's wrinkling and "
+                "the depression below the lower lip's middle are shaded (model3d.creases)"),
     18: AUEntry(18, "lip pucker", {"mouthPucker": 1.0}),
-    20: AUEntry(20, "lip stretcher", _both("mouthStretch", 1.0)),
+    20: AUEntry(20, "lip stretcher", _both("mouthStretch", 1.5),
+                "model table; weight 1.5 for FACS E: the lip corners pulled 1 cm outward "
+                "(and slightly down), the lips flattened and stretched"),
     22: AUEntry(22, "lip funneler", {"mouthFunnel": 1.0}),
     23: AUEntry(23, "lip tightener",
                 {"mouthRollUpper": 0.55, "mouthRollLower": 0.55, "mouthPucker": 0.25},
@@ -122,13 +161,24 @@ AU_CATALOGUE: Final[dict[int, AUEntry]] = {
                 {"jawOpen": 0.08, **_both("mouthLowerDown", 0.45), **_both("mouthUpperUp", 0.2)},
                 "composed: lips apart with the jaw nearly closed (jawOpen 0.08, lower lip "
                 "down 0.45, upper lip up 0.2)"),
-    26: AUEntry(26, "jaw drop", {"jawOpen": 0.45, **_both("mouthLowerDown", 0.2)},
+    26: AUEntry(26, "jaw drop",
+                {"jawOpen": 0.45, **_both("mouthLowerDown", 0.2), **_both("mouthUpperUp", 0.15)},
                 "composed: jaw half open (jawOpen 0.45) with the lips relaxed apart "
-                "(mouthLowerDown 0.2)"),
-    27: AUEntry(27, "mouth stretch", {"jawOpen": 1.0}),
+                "(mouthLowerDown 0.2, mouthUpperUp 0.15: the upper teeth's edges show, as "
+                "in a relaxed open mouth; the model's upper lip otherwise covers them)"),
+    27: AUEntry(27, "mouth stretch",
+                {"jawOpen": 1.0, **_both("mouthUpperUp", 0.3), **_both("mouthLowerDown", 0.3)},
+                "model table (jawOpen) + the lips stretched open over the teeth (FACS E): "
+                "mouthUpperUp 0.3, mouthLowerDown 0.3"),
     28: AUEntry(28, "lip suck", {"mouthRollLower": 1.0, "mouthRollUpper": 1.0}),
     45: AUEntry(45, "blink", _both("eyeBlink", 1.0)),
 }
+
+#: The 1+4 rule (FACS: with AU1, AU4 draws the raised inner brows together instead of
+#: lowering them): AU4's ``browInnerUp`` part is scaled by ``1 - AU1`` on each side.
+_YIELDS: Final = 4
+_YIELD_FROM: Final = 1
+_YIELDING_SHAPE: Final = "browInnerUp"
 
 #: Every FACS number the model supports, ascending.
 MODEL_AUS: Final[tuple[int, ...]] = tuple(sorted(AU_CATALOGUE))
@@ -182,7 +232,9 @@ def au_weights(aus: Mapping[int | str, float]) -> np.ndarray:
     -------
     numpy.ndarray
         ``(53,)`` float32 weights in :data:`BLENDSHAPE_NAMES` order; linear in the
-        intensities.
+        intensities, except one FACS combination rule: with AU1, AU4's inner-brow
+        lowering (its negative ``browInnerUp``) is scaled by ``1 - AU1`` on each side, so
+        that 1+4 raises the inner brows and draws them together.
 
     Raises
     ------
@@ -193,6 +245,9 @@ def au_weights(aus: Mapping[int | str, float]) -> np.ndarray:
     if not isinstance(aus, Mapping):
         raise ValueError(f"aus must be a mapping AU -> intensity, got {type(aus).__name__}")
     w = np.zeros(len(BLENDSHAPE_NAMES), np.float64)
+    # the 1+4 rule: AU4's inner-brow lowering gives way to AU1's raise, per side
+    held: dict[str, float] = {}
+    raised = {"L": 0.0, "R": 0.0}
     for key, value in aus.items():
         number, side = parse_au_key(key)
         try:
@@ -203,8 +258,16 @@ def au_weights(aus: Mapping[int | str, float]) -> np.ndarray:
             raise ValueError(f"AU{key} intensity must be in 0..1, got {value!r}")
         if x == 0.0:
             continue
+        if number == _YIELD_FROM:
+            for sd in (side,) if side else ("L", "R"):
+                raised[sd] += x
         for shape, weight in AU_CATALOGUE[number].recipe.items():
             if side and not shape.endswith("_" + side):
                 continue
+            if number == _YIELDS and shape.startswith(_YIELDING_SHAPE):
+                held[shape] = held.get(shape, 0.0) + x * weight
+                continue
             w[_INDEX[shape]] += x * weight
+    for shape, value in held.items():
+        w[_INDEX[shape]] += value * (1.0 - min(1.0, raised[shape[-1]]))
     return w.astype(np.float32)

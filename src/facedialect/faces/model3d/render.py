@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from facedialect.faces.mathutil import smoothstep
+from facedialect.faces.model3d.creases import crease_shading
 from facedialect.faces.model3d.model import VERTEX_RANGES, FaceModel3D, load_model
 from facedialect.faces.model3d.raster import rasterize, vertex_normals
 from facedialect.faces.model3d.recipes import au_weights
@@ -32,6 +33,7 @@ from facedialect.faces.procedural.shape import IDENTITY_MODES
 __all__ = [
     "IDENTITY_MAP",
     "IRIS_R",
+    "MOUTH_COLOURS",
     "PUPIL_R",
     "Appearance",
     "Camera",
@@ -39,11 +41,13 @@ __all__ = [
     "appearance_of",
     "default_model",
     "identity_coefficients",
+    "mouth_interior",
     "pose_vertices",
     "prepare_model",
     "project_landmarks",
     "render_face_3d",
     "render_model",
+    "skin_occlusion",
 ]
 
 _SCLERA = 0.78
@@ -117,6 +121,7 @@ class ModelPrep:
     two_sided: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     sclera_l: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     sclera_r: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    mouth_rgb: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
 
     @functools.cached_property
     def paint(self) -> np.ndarray:
@@ -177,6 +182,133 @@ def _paint_weights(model: FaceModel3D) -> tuple[np.ndarray, np.ndarray, np.ndarr
             w_lash.astype(np.float32))
 
 
+#: Mouth-interior albedo (RGB 0..1): teeth, gums, tongue, the socket's walls.
+MOUTH_COLOURS: Final[dict[str, tuple[float, float, float]]] = {
+    "teeth": (0.86, 0.83, 0.76),
+    "gums": (0.78, 0.42, 0.42),
+    "tongue": (0.80, 0.45, 0.44),
+    "socket": (0.50, 0.22, 0.22),
+}
+
+
+def _mouth_albedo(model: FaceModel3D) -> np.ndarray:
+    """Per-vertex albedo of the mouth interior (zero elsewhere).
+
+    The model's gums and tongue share one vertex range: gum is what lies within 3 mm of a
+    tooth, the rest is tongue.
+    """
+    out = np.zeros((model.n_vertices, 3), np.float32)
+    a, b = VERTEX_RANGES["mouth_socket"]
+    out[a: b + 1] = MOUTH_COLOURS["socket"]
+    ta, tb = VERTEX_RANGES["teeth"]
+    out[ta: tb + 1] = MOUTH_COLOURS["teeth"]
+    ga, gb = VERTEX_RANGES["gums_tongue"]
+    gt = model.neutral[ga: gb + 1].astype(np.float64)
+    teeth = model.neutral[ta: tb + 1: 4].astype(np.float64)
+    near = np.zeros(len(gt))
+    for i in range(0, len(gt), 512):
+        d = np.linalg.norm(gt[i: i + 512, None, :] - teeth[None], axis=2)
+        near[i: i + 512] = d.min(axis=1)
+    out[ga: gb + 1] = np.where((near < 0.3)[:, None], MOUTH_COLOURS["gums"],
+                               MOUTH_COLOURS["tongue"])
+    return out
+
+
+def mouth_interior(prep: ModelPrep, v: np.ndarray, tv: np.ndarray, bary: np.ndarray,
+                   pos_z: np.ndarray) -> np.ndarray:
+    """Albedo of mouth-interior fragments, darkened with depth behind the front teeth.
+
+    Light enters through the open lips, so the cavity darkens with depth but stays lit
+    (to 25 % at the back); the teeth, at the front, darken less.
+
+    Parameters
+    ----------
+    prep : ModelPrep
+        The model's preparation (its ``mouth_rgb``).
+    v : numpy.ndarray
+        ``(V, 3)`` vertices (model frame, z toward the viewer).
+    tv : numpy.ndarray
+        ``(N, 3)`` vertex ids of each fragment's triangle.
+    bary : numpy.ndarray
+        ``(N, 3)`` barycentric weights of the fragments.
+    pos_z : numpy.ndarray
+        ``(N,)`` model-frame depth of the fragments.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 3)`` float32 RGB.
+    """
+    rgb = np.einsum("nk,nkc->nc", bary, prep.mouth_rgb[tv])
+    tooth = np.einsum("nk,nk->n", bary, prep.teeth[tv].astype(np.float32))
+    z_front = float(v[prep.teeth, 2].max())
+    depth = np.maximum(z_front - pos_z, 0.0)
+    lit = (tooth * (0.5 + 0.5 * np.exp(-depth / 2.0))
+           + (1 - tooth) * (0.25 + 0.75 * np.exp(-depth / 2.5)))
+    return (rgb * lit[:, None]).astype(np.float32)
+
+
+#: Occlusion: the face's depth map (model frame, this many cm per pixel) is blurred with
+#: a Gaussian of ``_OCC_SIGMA`` cm; skin deeper than its blurred surroundings by ``d`` cm
+#: receives ``exp(-d / _OCC_SCALE)`` of the ambient light.
+_OCC_RES: Final = 0.1
+_OCC_SIGMA: Final = 0.6
+_OCC_SCALE: Final = 1.0
+_OCC_CAP: Final = 1.5
+
+
+def skin_occlusion(model: FaceModel3D, vertices: np.ndarray) -> np.ndarray:
+    """How open each face vertex is to the light (1 flat or bulging, less in a recess).
+
+    A recess: the eye socket under a lowered brow, a fold.
+    A screen-space ambient occlusion in the model's frontal frame: the face's depth map is
+    blurred, and a vertex below its blurred surroundings by ``d`` cm gets
+    ``exp(-d / 1 cm)``. Used as a ratio (expressed / neutral) on photo textures, whose own
+    shading already holds the neutral face's occlusion.
+
+    Parameters
+    ----------
+    model : FaceModel3D
+        The model.
+    vertices : numpy.ndarray
+        ``(V, 3)`` unposed vertices (cm).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(V,)`` float32 in (0, 1]; 1 for every vertex outside the face range.
+    """
+    v = np.asarray(vertices, np.float64)
+    nf = VERTEX_RANGES["face"][1] + 1
+    prep = prepare_model(model)
+    tris = prep.tris[(prep.tris < nf).all(axis=1)]
+    # a fixed grid (the same pixels for every expression, so unchanged skin keeps its value)
+    lo, hi = np.array([-12.0, -14.0]), np.array([12.0, 12.0])
+    w, h = (int(round(x)) for x in (hi - lo) / _OCC_RES)
+    p = np.zeros((len(v), 2))
+    p[:, 0] = (v[:, 0] - lo[0]) / _OCC_RES
+    p[:, 1] = (hi[1] - v[:, 1]) / _OCC_RES
+    pix, tri, l0, l1 = rasterize(p, v[:, 2], tris, w, h)
+    tv = tris[tri]
+    z = np.zeros(w * h, np.float32)
+    cover = np.zeros(w * h, np.float32)
+    z[pix] = l0 * v[tv[:, 0], 2] + l1 * v[tv[:, 1], 2] + (1.0 - l0 - l1) * v[tv[:, 2], 2]
+    cover[pix] = 1.0
+    sigma = _OCC_SIGMA / _OCC_RES
+    zb = cv2.GaussianBlur(z.reshape(h, w), (0, 0), sigma)
+    cb = cv2.GaussianBlur(cover.reshape(h, w), (0, 0), sigma)
+    around = (zb / np.maximum(cb, 1e-6)).astype(np.float32)
+    q = (p[:nf] - 0.5).astype(np.float32)
+    at = cv2.remap(around, q[:, 0].reshape(1, -1), q[:, 1].reshape(1, -1), cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_REPLICATE).ravel()
+    # skin hidden behind the front surface (under the chin, beside the nose) is not lit
+    # from the front at all: its depth is capped so that it keeps its value
+    depth = np.clip(at - v[:nf, 2], 0.0, _OCC_CAP)
+    out = np.ones(len(v), np.float32)
+    out[:nf] = np.exp(-depth / _OCC_SCALE)
+    return out
+
+
 def prepare_model(model: FaceModel3D) -> ModelPrep:
     """The :class:`ModelPrep` of ``model`` (computed once, cached while the model lives)."""
     if model in _PREP:
@@ -209,14 +341,15 @@ def prepare_model(model: FaceModel3D) -> ModelPrep:
         ids[k] = np.unique(tris[kind == k])
     two_sided = interior[tris].min(axis=1) > 0.5     # mouth interior: drawn two-sided
     prep = ModelPrep(tris, kind, interior, teeth, socket_eye, w_brow, w_lips, w_lash,
-                     two_sided, ids[1], ids[2])
+                     two_sided, ids[1], ids[2], _mouth_albedo(model))
     _PREP[model] = prep
     return prep
 
 
 def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
                  color: bool = False, *, camera: Camera | None = None,
-                 appearance: Appearance | None = None, supersample: int = 2) -> np.ndarray:
+                 appearance: Appearance | None = None, supersample: int = 2,
+                 aus: Mapping[int | str, float] | None = None) -> np.ndarray:
     """Render posed model vertices.
 
     Parameters
@@ -235,6 +368,9 @@ def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
         Colours (default: mid skin tone on a mid-gray background).
     supersample : int
         Anti-aliasing factor (rendered at ``size * supersample``, reduced with INTER_AREA).
+    aus : Mapping, optional
+        The AU intensities that made ``vertices``: their wrinkles and furrows are shaded
+        on the skin (:func:`~facedialect.faces.model3d.creases.crease_shading`).
 
     Returns
     -------
@@ -259,11 +395,12 @@ def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
 
     normals = vertex_normals(v, prep.tris)
     # every per-vertex attribute interpolated at once: normal, position, paint weights
-    attrs = np.concatenate([normals, v, prep.paint], axis=1, dtype=np.float32)
+    attrs = np.concatenate([normals, v, prep.paint, model.neutral[:, :2]], axis=1,
+                           dtype=np.float32)
     f = (L0[:, None] * attrs[tv[:, 0]] + L1[:, None] * attrs[tv[:, 1]]
          + L2[:, None] * attrs[tv[:, 2]])
     n, pos = f[:, 0:3], f[:, 3:6]
-    w_lips, w_brow, w_lash, w_socket, inner, w_teeth = (f[:, 6 + i] for i in range(6))
+    w_lips, w_brow, w_lash, w_socket, inner = (f[:, 6 + i] for i in range(5))
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     flip = prep.two_sided[tri] & (n[:, 2] < 0)
     n[flip] *= -1.0
@@ -282,17 +419,16 @@ def render_model(model: FaceModel3D, vertices: np.ndarray, size: int = 256,
     albedo = albedo * (1 - wk) + np.asarray(look.brow) * 0.5 * wk
     es = w_socket[:, None]
     albedo = albedo * (1 - 0.75 * es)
+    # wrinkles and furrows of the AUs, on the skin
+    creases = crease_shading(f[:, 12:14], aus) if aus else None
+    if creases is not None:
+        albedo *= creases[:, None]
 
     # mouth interior: teeth white, gums/tongue/socket pinkish, darkened by depth
     is_in = inner > 0.5
     if np.any(is_in):
-        teeth_v = prep.teeth
-        z_front = float(v[teeth_v, 2].max())
-        tw = w_teeth[is_in][:, None]
-        col = tw * np.array([0.93, 0.91, 0.85]) + (1 - tw) * np.array([0.55, 0.28, 0.28])
-        depth = np.maximum(z_front - pos[is_in, 2], 0.0)
-        dark = np.exp(-depth / 2.2)[:, None]
-        albedo[is_in] = col * dark
+        bary = np.stack([L0, L1, L2], axis=1)[is_in]
+        albedo[is_in] = mouth_interior(prep, v, tv[is_in], bary, pos[is_in, 2])
         shade[is_in] = 0.55 + 0.45 * shade[is_in]
 
     # eyes: sclera shell with a painted iris and pupil
@@ -455,4 +591,4 @@ def render_face_3d(identity: FaceIdentity, aus: Mapping[int | str, float], size:
     cam = Camera(center=(base.center[0] - identity.shift[0] * field_cm,
                          base.center[1] + identity.shift[1] * field_cm), field=field_cm)
     return render_model(m, v, size=size, color=color, camera=cam,
-                        appearance=appearance or appearance_of(identity))
+                        appearance=appearance or appearance_of(identity), aus=aus)
