@@ -12,7 +12,8 @@ judge of bench/realism.py; not a facedialect network) on the final image:
     python bench/modification_transfer.py demo/study.toml [--targets happy,sad,angry]
 
 Writes bench/results/modification_transfer.json and, per method, a PNG strip of the final
-images (bench/results/modification_{method}.png).
+images (bench/results/modification_{method}.png, not kept in the repository;
+docs/img/saliency_modification_visible.png is the visible one, scaled to 2/3).
 """
 
 from __future__ import annotations

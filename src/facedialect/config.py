@@ -247,6 +247,14 @@ class EvaluationConfig(_Section):
         "same run index ('test', the paper's choice) or on all its included images ('all').")
 
 
+def _study_aus(v: list[int]) -> list[int]:
+    """``v`` when every AU is one of the study AUs, else a ValueError naming the valid ones."""
+    bad = [a for a in v if a not in STUDY_AUS]
+    if bad:
+        raise ValueError(f"unknown AU(s) {bad}; valid: {list(STUDY_AUS)}")
+    return v
+
+
 class TuningConfig(_Section):
     """``[tuning]``: AU stimuli and tuning analysis (docs/method.md §7)."""
 
@@ -279,10 +287,7 @@ class TuningConfig(_Section):
     @field_validator("aus")
     @classmethod
     def _aus_known(cls, v: list[int]) -> list[int]:
-        bad = [a for a in v if a not in STUDY_AUS]
-        if bad:
-            raise ValueError(f"unknown AU(s) {bad}; valid: {list(STUDY_AUS)}")
-        return v
+        return _study_aus(v)
 
 
 class MeaningConfig(_Section):
@@ -503,10 +508,7 @@ class MentalModelsConfig(_Section):
     @field_validator("aus")
     @classmethod
     def _aus_known(cls, v: list[int]) -> list[int]:
-        bad = [a for a in v if a not in STUDY_AUS]
-        if bad:
-            raise ValueError(f"unknown AU(s) {bad}; valid: {list(STUDY_AUS)}")
-        if len(set(v)) < 2:
+        if len(set(_study_aus(v))) < 2:
             raise ValueError("give at least 2 distinct AUs")
         return list(dict.fromkeys(v))
 
