@@ -42,6 +42,7 @@ from facedialect.saliency.figures import (
     region_shares_figure,
     saliency_grid_figure,
 )
+from facedialect.saliency.gradients import gray_to_input, head_logits
 from facedialect.saliency.maps import AlignedMaps, saliency_analysis
 from facedialect.saliency.modify import ModifyResult, modify_faces, modify_faces_visible
 from facedialect.saliency.stats import region_stats
@@ -342,8 +343,6 @@ def _transfer_rows(db: str, image: str, targets: list[str], method: str, res: Mo
                    opt: list[int], held: list[int], heads: dict[str, TrainedHeads],
                    backbone: Backbone, study: Study, device: str) -> pd.DataFrame:
     """Per target: the probability before and after for optimised, held-out, other networks."""
-    from facedialect.saliency.gradients import gray_to_input, head_logits
-
     mask = _mask(study) > 0.5
     before, after = res.images[0], res.images[-1]
     change = np.abs(after - before)[:, mask]
@@ -419,7 +418,8 @@ def _grid_face(run: RunDir, study: Study) -> tuple[str, np.ndarray]:
 
 
 def modify_database(heads: TrainedHeads | tuple[Path, str], face: np.ndarray, study: Study,
-                    device: str = "cpu") -> tuple[ModifyResult, list[int], list[int]]:
+                    device: str = "cpu", backbone: Backbone | None = None
+                    ) -> tuple[ModifyResult, list[int], list[int]]:
     """Change ``face`` toward every expression of one database's networks: one work unit.
 
     Parameters
@@ -432,6 +432,8 @@ def modify_database(heads: TrainedHeads | tuple[Path, str], face: np.ndarray, st
         ``[saliency]``'s modification settings, ``[preprocess]``, ``[model]``.
     device : str
         Where to compute.
+    backbone : Backbone, optional
+        The loaded backbone (a local run passes the driver's; a Ray worker loads its own).
 
     Returns
     -------
@@ -442,8 +444,8 @@ def modify_database(heads: TrainedHeads | tuple[Path, str], face: np.ndarray, st
     if isinstance(heads, tuple):
         heads = trained_heads(RunDir(heads[0]), [heads[1]], device=device)[heads[1]]
     units = heads.expressions
-    return _modify(_backbone(study, device), heads, np.stack([face] * len(units)),
-                   list(range(len(units))), study, device)
+    return _modify(backbone or _backbone(study, device), heads,
+                   np.stack([face] * len(units)), list(range(len(units))), study, device)
 
 
 def modification_grid(run: RunDir, study: Study, *, device: str = "cpu",
@@ -479,8 +481,10 @@ def modification_grid(run: RunDir, study: Study, *, device: str = "cpu",
         atomic_write_bytes(grid / "original.png", _png(face))
         # one work unit per database (a Ray task with [compute] engine = "ray"; a worker
         # reads the heads file itself from the run directory)
-        jobs = ({"heads": heads[db] if engine.name == "local" else (run.path, db),
-                 "face": face, "study": study, "device": work_device} for db in heads)
+        local = engine.name == "local"
+        jobs = ({"heads": heads[db] if local else (run.path, db), "face": face,
+                 "study": study, "device": work_device, "backbone": backbone if local else None}
+                for db in heads)
         results = engine.map(modify_database, jobs, device=work_device)
         for n, ((db, h), (res, opt, held)) in enumerate(zip(heads.items(), results,
                                                             strict=True), 1):
