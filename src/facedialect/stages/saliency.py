@@ -486,6 +486,8 @@ def modification_grid(run: RunDir, study: Study, *, device: str = "cpu",
                  "study": study, "device": work_device, "backbone": backbone if local else None}
                 for db in heads)
         results = engine.map(modify_database, jobs, device=work_device)
+        if progress:
+            progress("modification", 0, len(heads))  # the log shows it begin
         for n, ((db, h), (res, opt, held)) in enumerate(zip(heads.items(), results,
                                                             strict=True), 1):
             units = h.expressions
