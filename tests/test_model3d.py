@@ -135,15 +135,17 @@ def test_au_weights_combine_linearly():
 
 def test_au1_and_au4_combine_by_the_facs_rule():
     """FACS 1+4: the inner brows rise and come together; AU4's inner-brow lowering gives
-    way to AU1, side by side, and everything else still adds up."""
+    way to AU1 in proportion AU1 / AU4, side by side, and everything else still adds up."""
     inner = [BLENDSHAPE_NAMES.index(f"browInnerUp_{s}") for s in "LR"]
     down = [BLENDSHAPE_NAMES.index(f"browDown_{s}") for s in "LR"]
     a1, a4 = au_weights({1: 0.8}), au_weights({4: 0.8})
-    both = au_weights({1: 0.8, 4: 0.8})
     assert np.all(a4[inner] < 0)                                   # AU4 alone lowers them
-    np.testing.assert_allclose(both[inner], a1[inner] + 0.2 * a4[inner], atol=1e-6)
+    half = au_weights({1: 0.4, 4: 0.8})                            # AU1 half of AU4
+    np.testing.assert_allclose(half[inner], 0.5 * a1[inner] + 0.5 * a4[inner], atol=1e-6)
+    both = au_weights({1: 0.8, 4: 0.8})                            # AU1 as strong: gone
+    np.testing.assert_allclose(both[inner], a1[inner], atol=1e-6)
     np.testing.assert_allclose(both[down], a4[down], atol=1e-6)     # still drawn down/in
-    assert np.all(both[inner] > 0.5 * a1[inner])                   # raised
+    assert np.all(both[inner] > 0)                                 # raised
     left = au_weights({"1L": 1.0, 4: 0.8})
     np.testing.assert_allclose(left[inner[0]], a1[inner[0]] * 1.25, atol=1e-6)
     np.testing.assert_allclose(left[inner[1]], a4[inner[1]], atol=1e-6)
