@@ -80,13 +80,14 @@ def _both(shape: str, w: float) -> dict[str, float]:
 AU_CATALOGUE: Final[dict[int, AUEntry]] = {
     1: AUEntry(1, "inner brow raiser", _both("browInnerUp", 1.0)),
     2: AUEntry(2, "outer brow raiser", _both("browOuterUp", 1.0)),
-    4: AUEntry(4, "brow lowerer", {**_both("browDown", 2.0), **_both("browInnerUp", -2.5)},
+    4: AUEntry(4, "brow lowerer", {**_both("browDown", 2.0), **_both("browInnerUp", -2.0)},
                "model table; weight 2.0 (browDown reads weakly at 1.0; it lowers the brow's "
-               "middle more than its inner end) + browInnerUp -2.5: FACS AU4 pulls the inner "
+               "middle more than its inner end) + browInnerUp -2.0: FACS AU4 pulls the inner "
                "brow down most and together, so that at E the brows slope down toward the "
                "nose in a V. browInnerUp -1.0 left the brows nearly level and the expression "
                "judge read photo-textured angry faces as neutral (0.20 correct on 20 London "
-               "faces; 0.70 at -2.5, bench/realism.py). Glabellar furrows and a nasion "
+               "faces; 0.60 at -2.0, bench/realism.py; -2.5 made B's fearful unit tune to "
+               "AU20 in the planted-difference validation). Glabellar furrows and a nasion "
                "crease are shaded (model3d.creases). With AU1 (1+4 in sadness and fear) the "
                "inner-brow lowering gives way to AU1's raise (the 1+4 rule in au_weights)"),
     5: AUEntry(5, "upper lid raiser", _both("eyeWide", 1.3),
