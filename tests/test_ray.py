@@ -9,6 +9,8 @@ train every head. Also: sweeps (locally defined, run as Ray tasks).
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import shutil
 import signal
@@ -213,6 +215,88 @@ def test_modification_grid_runs_one_task_per_database(cluster, local_run):
         num = local.select_dtypes("number").columns
         pd.testing.assert_frame_equal(local.drop(columns=num), onray.drop(columns=num))
         np.testing.assert_allclose(local[num], onray[num], atol=2e-3)
+
+
+#: The stages after evaluation, as small as they go (tests/test_stages_contract.py).
+ANALYSES = """
+[tuning]
+base_face = "builtin"
+levels = 3
+aus = [1, 4, 12, 15]
+
+[saliency]
+enable = true
+methods = ["gradient"]
+images_per_class = 1
+resamples = 99
+modify = false
+
+[mental_models]
+enable = true
+trials = 60
+identities = 1
+permutations = 19
+bootstrap = 19
+size = 128
+modify = true
+modify_evaluations = 10
+
+[meaning]
+ratings = "ratings.csv"
+runs = 2
+hidden = 8
+dropout = 0.1
+iterations = 30
+folds = 3
+permutations = 19
+"""
+ANALYSIS_STAGES = ["tuning", "saliency", "meaning", "mental_models"]
+#: Tables a Ray worker computes with one thread, the driver with all its cores, and the
+#: absolute tolerance their numbers agree within: the float sums of the saliency
+#: gradients and of the tuning stimuli's (few) rows through the heads run in another
+#: order there (docs/scaling.md). Hedges' g of the saliency statistics divides region
+#: differences near 0 by the SD of 4 subjects, so it moves most.
+THREAD_TABLES = {"saliency_regions": 1e-4, "saliency_stats": 2e-3, "au_responses": 1e-5,
+                 "au_profiles": 1e-5, "pca": 1e-5, "pca_variance": 1e-5}
+
+
+def _tables(run_dir: Path) -> dict[str, bytes]:
+    return {p.stem: p.read_bytes() for p in sorted((run_dir / "tables").glob("*.csv"))}
+
+
+def test_analysis_stages_run_as_tasks_with_the_local_tables(cluster, local_run):
+    """Tuning, saliency maps, meaning and mental models: one Ray task per database (per
+    group of runs for meaning's heads); the driver writes the same tables."""
+    from facedialect.synthetic.raters import au_matrix, shared_dims_simulator, simulate_ratings
+
+    root, _ = local_run
+    truth = pd.read_csv(root / "data" / "A" / "truth.csv")
+    sim = shared_dims_simulator(1, 1, cultures=("X", "Y"), concepts=3, raters=4, seed=1)
+    simulate_ratings(au_matrix(truth), sim).ratings.assign(db="A").to_csv(
+        root / "ratings.csv", index=False)
+    out: dict[str, dict[str, bytes]] = {}
+    for name, compute_section in (("local", ""), ("ray", RAY)):
+        study = _study(root, "local", ANALYSES + compute_section)
+        summaries = run_stages(study, ANALYSIS_STAGES, ctx=Context(device="cpu", force=True))
+        assert [s.stage for s in summaries] == ANALYSIS_STAGES
+        assert all(s.skipped is None for s in summaries)
+        stages = (root / "local" / "manifest.json").read_text()
+        info = json.loads(stages)["stages"]
+        assert {info[s]["engine"] for s in ANALYSIS_STAGES} == {name}
+        out[name] = _tables(root / "local")
+    written = {"au_profiles", "pca", "saliency_regions", "saliency_stats", "rating_accuracy",
+               "ppca_summary", "meaning_training", "mm_model_summary", "mm_similarity",
+               "mm_modification_summary"}
+    assert written <= out["ray"].keys() == out["local"].keys()
+    differ = sorted(k for k in out["local"] if out["local"][k] != out["ray"][k])
+    assert set(differ) <= THREAD_TABLES.keys(), differ
+    for name in differ:
+        local = pd.read_csv(io.BytesIO(out["local"][name]))
+        onray = pd.read_csv(io.BytesIO(out["ray"][name]))
+        num = local.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(local.drop(columns=num), onray.drop(columns=num))
+        np.testing.assert_allclose(onray[num], local[num], atol=THREAD_TABLES[name], rtol=0,
+                                   err_msg=name)
 
 
 # ------------------------------------------------------------------------------ faults
