@@ -73,8 +73,8 @@ iterations = 40
 """
 
 
-def _study(root: Path, output: str, compute_section: str = "") -> Study:
-    path = root / f"{output}.toml"
+def _study(root: Path, output: str, compute_section: str = "", name: str = "") -> Study:
+    path = root / f"{name or output}.toml"
     path.write_text(STUDY.format(output=output) + compute_section, encoding="utf-8")
     return Study.from_toml(path)
 
@@ -280,7 +280,8 @@ def test_analysis_stages_run_as_tasks_with_the_local_tables(cluster, local_run):
         root / "ratings.csv", index=False)
     out: dict[str, dict[str, bytes]] = {}
     for name, compute_section in (("local", ""), ("ray", RAY)):
-        study = _study(root, "local", ANALYSES + compute_section)
+        # its own study file: the sweeps' base study (local.toml) has no ratings
+        study = _study(root, "local", ANALYSES + compute_section, name="analyses")
         summaries = run_stages(study, ANALYSIS_STAGES, ctx=Context(device="cpu", force=True))
         assert [s.stage for s in summaries] == ANALYSIS_STAGES
         assert all(s.skipped is None for s in summaries)
