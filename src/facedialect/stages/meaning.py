@@ -2,8 +2,9 @@
 
 Reads the ``[meaning]`` ratings (and raters) files, matches them to the study's
 pre-processed faces, extracts (cached) backbone features, trains every run's per-culture
-rating heads together, predicts the held-out images and writes the tables of
-docs/outputs.md ("Shared dimensions of meaning"). docs/method.md §9.
+rating heads together (locally all runs in one unit; with ``[compute] engine = "ray"``
+one Ray task per group of runs, :func:`rating_group`), predicts the held-out images and
+writes the tables of docs/outputs.md ("Shared dimensions of meaning"). docs/method.md §9.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ cached by content and shared by all networks and studies.
 Writes ``tables/mm_trials.csv``, ``mm_responses.csv``, ``mm_models.csv`` (per network),
 ``mm_model_summary.csv`` (per database, with permutation p values and bootstrap
 intervals), ``mm_similarity.csv`` and ``mm_distinctness.csv``, and the figures
-``figures/mm_models.svg`` and ``figures/mm_faces.png``.
+``figures/mm_models.svg`` and ``figures/mm_faces.png``. Each database's part is one work
+unit of the study's engine (:func:`database_models`: a Ray task with ``[compute] engine =
+"ray"``); the driver renders the trials, compares the databases and writes the tables.
 """
 
 from __future__ import annotations

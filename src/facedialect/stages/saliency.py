@@ -168,6 +168,11 @@ def saliency_maps(run: RunDir, study: Study, *,
                   ) -> dict[str, Any]:
     """Saliency maps of every test image, region shares, statistics and figures.
 
+    The landmarks and the mean face shape every map is warped to are found here; each
+    database's maps are one work unit of the study's engine (:func:`saliency_database`:
+    a Ray task with ``[compute] engine = "ray"``); the tables and figures are written
+    here.
+
     Parameters
     ----------
     run : RunDir
