@@ -243,6 +243,28 @@ def _plans(n, runs=3):
     return plans
 
 
+def test_groups_of_runs_give_the_numbers_of_all_runs_together():
+    """The meaning stage's work units (one Ray task per group of runs) equal one unit of
+    every run (a local study) byte for byte: the tables do not depend on the grouping."""
+    from facedialect.stages.meaning import prediction_chunk, rating_group
+
+    feats, targets, _, _ = _head_data(d=32)
+    plans = _plans(len(feats), runs=3)
+    s = HeadSettings(runs=3, iterations=40, batch_size=16, lr=2e-2, hidden=8, variants=3,
+                     dropout=0.1)
+    chunk = prediction_chunk(3, 3, feats.shape[2])
+    whole = rating_group(feats, targets, plans, [4, 2], s, chunk=chunk)
+    groups = [rating_group(feats, targets, part, [4, 2], s, chunk=chunk)
+              for part in (plans[:2], plans[2:])]
+    np.testing.assert_array_equal(np.concatenate([g[0] for g in groups]), whole[0])
+    np.testing.assert_array_equal(np.concatenate([g[1] for g in groups], axis=1), whole[1])
+    assert whole[0].shape == (3, len(feats), 2, 4) and whole[1].shape == (40, 3)
+    bad = targets.clone()
+    bad[:, 1] = float("nan")  # culture B rated nothing: a clear error, not a ValueError
+    with pytest.raises(InputError, match=r"\[meaning\] run 0: a culture rated none"):
+        rating_group(feats, bad, plans[:1], [4, 2], s)
+
+
 @pytest.mark.parametrize("hidden", [0, 16])
 def test_rating_heads_learn_and_runs_are_independent(hidden):
     feats, targets, ya, _ = _head_data()

@@ -8,12 +8,18 @@ train every head. Also: sweeps (locally defined, run as Ray tasks).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import json
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -67,8 +73,8 @@ iterations = 40
 """
 
 
-def _study(root: Path, output: str, compute_section: str = "") -> Study:
-    path = root / f"{output}.toml"
+def _study(root: Path, output: str, compute_section: str = "", name: str = "") -> Study:
+    path = root / f"{name or output}.toml"
     path.write_text(STUDY.format(output=output) + compute_section, encoding="utf-8")
     return Study.from_toml(path)
 
@@ -215,6 +221,89 @@ def test_modification_grid_runs_one_task_per_database(cluster, local_run):
         np.testing.assert_allclose(local[num], onray[num], atol=2e-3)
 
 
+#: The stages after evaluation, as small as they go (tests/test_stages_contract.py).
+ANALYSES = """
+[tuning]
+base_face = "builtin"
+levels = 3
+aus = [1, 4, 12, 15]
+
+[saliency]
+enable = true
+methods = ["gradient"]
+images_per_class = 1
+resamples = 99
+modify = false
+
+[mental_models]
+enable = true
+trials = 60
+identities = 1
+permutations = 19
+bootstrap = 19
+size = 128
+modify = true
+modify_evaluations = 10
+
+[meaning]
+ratings = "ratings.csv"
+runs = 2
+hidden = 8
+dropout = 0.1
+iterations = 30
+folds = 3
+permutations = 19
+"""
+ANALYSIS_STAGES = ["tuning", "saliency", "meaning", "mental_models"]
+#: Tables a Ray worker computes with one thread, the driver with all its cores, and the
+#: absolute tolerance their numbers agree within: the float sums of the saliency
+#: gradients and of the tuning stimuli's (few) rows through the heads run in another
+#: order there (docs/scaling.md). Hedges' g of the saliency statistics divides region
+#: differences near 0 by the SD of 4 subjects, so it moves most.
+THREAD_TABLES = {"saliency_regions": 1e-4, "saliency_stats": 2e-3, "au_responses": 1e-5,
+                 "au_profiles": 1e-5, "pca": 1e-5, "pca_variance": 1e-5}
+
+
+def _tables(run_dir: Path) -> dict[str, bytes]:
+    return {p.stem: p.read_bytes() for p in sorted((run_dir / "tables").glob("*.csv"))}
+
+
+def test_analysis_stages_run_as_tasks_with_the_local_tables(cluster, local_run):
+    """Tuning, saliency maps, meaning and mental models: one Ray task per database (per
+    group of runs for meaning's heads); the driver writes the same tables."""
+    from facedialect.synthetic.raters import au_matrix, shared_dims_simulator, simulate_ratings
+
+    root, _ = local_run
+    truth = pd.read_csv(root / "data" / "A" / "truth.csv")
+    sim = shared_dims_simulator(1, 1, cultures=("X", "Y"), concepts=3, raters=4, seed=1)
+    simulate_ratings(au_matrix(truth), sim).ratings.assign(db="A").to_csv(
+        root / "ratings.csv", index=False)
+    out: dict[str, dict[str, bytes]] = {}
+    for name, compute_section in (("local", ""), ("ray", RAY)):
+        # its own study file: the sweeps' base study (local.toml) has no ratings
+        study = _study(root, "local", ANALYSES + compute_section, name="analyses")
+        summaries = run_stages(study, ANALYSIS_STAGES, ctx=Context(device="cpu", force=True))
+        assert [s.stage for s in summaries] == ANALYSIS_STAGES
+        assert all(s.skipped is None for s in summaries)
+        stages = (root / "local" / "manifest.json").read_text()
+        info = json.loads(stages)["stages"]
+        assert {info[s]["engine"] for s in ANALYSIS_STAGES} == {name}
+        out[name] = _tables(root / "local")
+    written = {"au_profiles", "pca", "saliency_regions", "saliency_stats", "rating_accuracy",
+               "ppca_summary", "meaning_training", "mm_model_summary", "mm_similarity",
+               "mm_modification_summary"}
+    assert written <= out["ray"].keys() == out["local"].keys()
+    differ = sorted(k for k in out["local"] if out["local"][k] != out["ray"][k])
+    assert set(differ) <= THREAD_TABLES.keys(), differ
+    for name in differ:
+        local = pd.read_csv(io.BytesIO(out["local"][name]))
+        onray = pd.read_csv(io.BytesIO(out["ray"][name]))
+        num = local.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(local.drop(columns=num), onray.drop(columns=num))
+        np.testing.assert_allclose(onray[num], local[num], atol=THREAD_TABLES[name], rtol=0,
+                                   err_msg=name)
+
+
 # ------------------------------------------------------------------------------ faults
 def _train_group_pids() -> list[int]:
     """Processes of this machine running the training task (Ray titles them ray::NAME)."""
@@ -288,6 +377,113 @@ def test_killed_driver_resumes_from_what_is_complete(cluster, local_run):
     assert dbs["A"].get("skipped") == "up to date" and "skipped" not in dbs["B"]
     assert _digests(root / "driver") == reference
     assert not _temporary_files(root / "driver")
+
+
+# ------------------------------------------------------------------------------ `ray start`
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End one `ray start --block` process and what it started (by its ids, not `ray stop`)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # --block: it stops the processes it started
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: whatever is left of it
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def started_cluster():
+    """Two real Ray nodes from the command line: `ray start --head` and `ray start
+    --address`, one CPU each, each with its own temporary folder; yields the address and
+    the environment a driver of the cluster needs.
+
+    They run with ``--block`` in their own sessions and are stopped by their process ids
+    even when the test fails: `ray stop` would stop every Ray process of this user on the
+    machine (the module's cluster, another study's).
+    """
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.is_file():
+        pytest.skip(f"`ray start` cannot run here: no ray command beside {sys.executable}")
+    temp = Path(tempfile.mkdtemp(prefix="fdray-", dir="/tmp"))  # short: Ray's socket paths
+    port = _free_port()
+    # token authentication with a token of its own: `ray start --head` turns it on by
+    # itself when ~/.ray/auth_token exists, and a node or driver without it is refused
+    env = {**os.environ, "PYTHONPATH": str(SRC), "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    common = ["--num-cpus=1", "--object-store-memory=200000000", "--block",
+              "--disable-usage-stats"]
+    procs: list[subprocess.Popen] = []
+    logs = []
+
+    def start(*args: str, name: str) -> None:
+        log = (temp / f"{name}.log").open("wb")
+        logs.append(log)
+        procs.append(subprocess.Popen([str(ray_cli), "start", *args, *common], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+
+    address = f"127.0.0.1:{port}"
+    try:
+        start("--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+              "--include-dashboard=false", f"--temp-dir={temp / 'head'}", name="head")
+        if not _started(procs[0], temp / "head.log"):
+            pytest.skip("`ray start --head` cannot run here: "
+                        + (temp / "head.log").read_text(errors="replace")[-500:])
+        start(f"--address={address}", "--node-ip-address=127.0.0.1",
+              f"--temp-dir={temp / 'worker'}", name="worker")
+        assert _started(procs[1], temp / "worker.log"), (
+            (temp / "worker.log").read_text(errors="replace")[-3000:])
+        yield address, env
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        for log in logs:
+            log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _started(proc: subprocess.Popen, log: Path, timeout: float = 120) -> bool:
+    """Whether `ray start` said its node runs (False when it exited or timed out first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "Ray runtime started" in log.read_text(errors="replace"):
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.5)
+    return False
+
+
+def test_a_study_runs_on_two_ray_start_nodes(local_run, started_cluster):
+    """The issue's loopback cluster: `ray start --head --port`, a second `ray start
+    --address` with its own temporary folder; a study with ``[compute] address`` trains and
+    evaluates on it (a driver process of its own) with the local tables and heads."""
+    root, reference = local_run
+    address, env = started_cluster
+    study = root / "started.toml"
+    study.write_text(STUDY.format(output="started") + f'{RAY}address = "{address}"\n',
+                     encoding="utf-8")
+    driver = ("from facedialect.api import Study; from facedialect.pipeline import "
+              "run_stages; from facedialect.stages.base import Context; "
+              f"run_stages(Study.from_toml({str(study)!r}), {STAGES!r}, "
+              "ctx=Context(device='cpu')); import ray; "
+              "print('nodes', sum(1 for n in ray.nodes() if n['Alive']))")
+    res = subprocess.run([sys.executable, "-c", driver], env=env, capture_output=True,
+                         text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "nodes 2" in res.stdout  # the driver was connected to both nodes
+    assert _digests(root / "started") == reference
+    manifest = json.loads((root / "started" / "manifest.json").read_text())
+    assert manifest["stages"]["evaluate"]["engine"] == "ray"
+    assert not _temporary_files(root / "started")
 
 
 # ------------------------------------------------------------------------------ sweeps

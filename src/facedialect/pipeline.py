@@ -46,7 +46,8 @@ STAGES: tuple[Stage, ...] = (
 )
 
 #: The stages whose work runs on the ``[compute]`` engine (docs/scaling.md).
-ENGINE_STAGES: tuple[str, ...] = ("features", "train", "robustness")
+ENGINE_STAGES: tuple[str, ...] = ("features", "train", "evaluate", "tuning", "robustness",
+                                  "saliency", "meaning", "mental_models")
 
 #: Stage names, in order.
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)

@@ -2,12 +2,14 @@
 
 Reads the ``[meaning]`` ratings (and raters) files, matches them to the study's
 pre-processed faces, extracts (cached) backbone features, trains every run's per-culture
-rating heads together, predicts the held-out images and writes the tables of
-docs/outputs.md ("Shared dimensions of meaning"). docs/method.md §9.
+rating heads together (locally all runs in one unit; with ``[compute] engine = "ray"``
+one Ray task per group of runs, :func:`rating_group`), predicts the held-out images and
+writes the tables of docs/outputs.md ("Shared dimensions of meaning"). docs/method.md §9.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -217,10 +219,13 @@ def meaning_tables(run: RunDir, study: Study, *, device: str = "cpu",
     progress : ProgressFn, optional
         ``progress(label, done, total)``.
     engine : Engine, optional
-        Where the rated images' features are computed (default: here; on Ray, with Ray
-        Data, docs/scaling.md); the rating heads train here.
+        Where the rated images' features are computed and the rating heads trained
+        (default: here; on Ray, the features with Ray Data and the heads as one task per
+        group of runs, :func:`rating_group`; docs/scaling.md). The driver writes every
+        table.
     feature_device : str, optional
-        The engine's device for the features (default ``device``).
+        The engine's device for the features and a Ray task's heads (default
+        ``device``).
 
     Returns
     -------
@@ -271,7 +276,8 @@ def meaning_tables(run: RunDir, study: Study, *, device: str = "cpu",
                                "images": len(used),
                                "images_without_face": int((~matched["used"]).sum()),
                                "heads": settings.as_dict()}
-    with run.stage("meaning", device=device) as info:
+    with run.stage("meaning", device=device,
+                   engine=(engine or Engine()).name) as info:
         keys = list(used["cache_key"])
         use = variant_subset(settings.variants)
         tag, runtime, n_new = compute_features(
@@ -281,16 +287,30 @@ def meaning_tables(run: RunDir, study: Study, *, device: str = "cpu",
         summary["backbone"] = tag
         info.update(backbone=tag)
         feats = torch.from_numpy(fcache.load(keys, variants=use))
-        try:
-            out = train_rating_heads(
-                feats, torch.from_numpy(targets), plans, [len(concepts[c]) for c in cultures],
-                settings, device=device,
-                progress=(lambda d, t: progress("rating heads", d, t)) if progress else None)
-        except ValueError as exc:
-            raise InputError(f"[meaning] {exc}; use other groups or a larger test_share"
-                             ) from None
-        preds = predict_ratings(out.head, feats, settings.variants, device=device)
-        tables = _tables(used, matched, ratings, raters, plans, splits, preds, out.loss,
+        engine = engine or Engine()
+        local = engine.name == "local"
+        # the runs are independent (own seeds, streams and initialisation; every culture
+        # of a run trains in its batch as before): locally one unit of every run, on Ray
+        # one task per group of runs, with the same numbers (docs/scaling.md)
+        groups = 1 if local else min(settings.runs, engine.workers(feature_device or device))
+        size = -(-settings.runs // groups)
+        chunk = prediction_chunk(settings.runs, min(settings.variants, feats.shape[1]),
+                                 feats.shape[2])
+        shared, shared_targets = engine.share(feats), engine.share(torch.from_numpy(targets))
+        jobs = ({"feats": shared, "targets": shared_targets, "plans": plans[g:g + size],
+                 "n_concepts": [len(concepts[c]) for c in cultures], "settings": settings,
+                 "device": device if local else (feature_device or device), "chunk": chunk,
+                 "progress": ((lambda d, t: progress("rating heads", d, t))
+                              if progress and local else None)}
+                for g in range(0, settings.runs, size))
+        outs = list(engine.map(rating_group, jobs, device=feature_device or device,
+                               progress=((lambda d, t: progress("rating heads (ray tasks)",
+                                                                d, t))
+                                         if progress and not local else None)))
+        preds = np.concatenate([o[0] for o in outs], axis=0)
+        loss = np.concatenate([o[1] for o in outs], axis=1)
+        seconds = sum(o[2] for o in outs)
+        tables = _tables(used, matched, ratings, raters, plans, splits, preds, loss,
                          cultures, concepts, study)
         for name, df in tables.items():
             run.write_table(name, df)
@@ -299,11 +319,72 @@ def meaning_tables(run: RunDir, study: Study, *, device: str = "cpu",
         mean_pres = mean_preservation(tables["meaning_preservation"])
         summary.update(features_computed=n_new, n_shared=shared,
                        mean_preservation=None if np.isnan(mean_pres) else round(mean_pres, 3),
-                       seconds_training=round(out.seconds, 2))
+                       seconds_training=round(seconds, 2))
         info.update(images=len(used), cultures=len(cultures), runs=settings.runs,
                     features_computed=n_new)
     run.update_manifest(meaning={k: v for k, v in summary.items()})
     return summary
+
+
+def prediction_chunk(runs: int, variants: int, dim: int) -> int:
+    """Images per prediction pass of ``runs`` runs' heads (about 256 MB of float32).
+
+    Every unit of :func:`rating_group` predicts in passes of this size for the whole
+    study's runs, so a group of runs predicts exactly as all runs together would.
+    """
+    return max(1, int(2**26 // max(1, runs * variants * dim)))
+
+
+def rating_group(feats: torch.Tensor, targets: torch.Tensor, plans: list[RatingPlan],
+                 n_concepts: list[int], settings: HeadSettings, *, device: str = "cpu",
+                 chunk: int | None = None, progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Train a group of runs' rating heads and predict every image: one work unit.
+
+    Every culture's head of a run trains in one batch, as
+    :func:`~facedialect.meaning.heads.train_rating_heads` does; runs are independent
+    (own seeds, sample order, dropout and initialisation), so a run's numbers do not
+    depend on the runs beside it: the groups of a Ray study give the tables of a local
+    one, which trains all runs in one unit.
+
+    Parameters
+    ----------
+    feats : torch.Tensor
+        ``(N, V, D)`` features of the used rated images.
+    targets : torch.Tensor
+        ``(N, C, K)`` mean ratings (NaN where not rated).
+    plans : list of RatingPlan
+        The group's runs.
+    n_concepts : list of int
+        K of every culture.
+    settings : HeadSettings
+        The heads' settings.
+    device : str
+        Where to train.
+    chunk : int, optional
+        Images per prediction pass (:func:`prediction_chunk` of all runs).
+    progress : callable, optional
+        ``progress(iteration, iterations)``.
+
+    Returns
+    -------
+    tuple
+        Predictions ``(R_group, N, C, K)``, the training loss ``(iterations, R_group)``
+        and the seconds the training took.
+
+    Raises
+    ------
+    InputError
+        When a run has no training image rated by some culture.
+    """
+    try:
+        out = train_rating_heads(feats, targets, plans, n_concepts, settings, device=device,
+                                 progress=progress)
+    except ValueError as exc:
+        raise InputError(f"[meaning] {exc}; use other groups or a larger test_share"
+                         ) from None
+    preds = predict_ratings(out.head, feats, settings.variants, device=device, chunk=chunk)
+    return preds, out.loss, out.seconds
 
 
 def _matrix(long: pd.DataFrame, culture: str, concepts: list[str], value: str

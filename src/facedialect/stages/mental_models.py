@@ -10,7 +10,9 @@ cached by content and shared by all networks and studies.
 Writes ``tables/mm_trials.csv``, ``mm_responses.csv``, ``mm_models.csv`` (per network),
 ``mm_model_summary.csv`` (per database, with permutation p values and bootstrap
 intervals), ``mm_similarity.csv`` and ``mm_distinctness.csv``, and the figures
-``figures/mm_models.svg`` and ``figures/mm_faces.png``.
+``figures/mm_models.svg`` and ``figures/mm_faces.png``. Each database's part is one work
+unit of the study's engine (:func:`database_models`: a Ray task with ``[compute] engine =
+"ray"``); the driver renders the trials, compares the databases and writes the tables.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from facedialect.compute import Engine
 from facedialect.config import Study
 from facedialect.errors import FacedialectError, FacedialectWarning, InputError
 from facedialect.faces.procedural.identity import FaceIdentity
@@ -31,14 +35,14 @@ from facedialect.faces.stimuli import Renderer, builtin_renderer, photo_renderer
 from facedialect.files import ArrayCache, cache_root, sha256_bytes
 from facedialect.imageio import IMAGE_SUFFIXES
 from facedialect.models.backbones import Backbone
-from facedialect.models.runtime import FeatureRunner
+from facedialect.models.runtime import FeatureRunner, feature_runner
 from facedialect.models.weights import load_backbone
 from facedialect.plots.figures import figure_function, plt, render, safe_name
 from facedialect.preprocess.pipeline import preprocess_face
 from facedialect.progress import ProgressFn
 from facedialect.report.html import Section, Table, Text, figure_file
 from facedialect.run.caches import load_face, preprocess_cache, preprocess_key
-from facedialect.run.heads import trained_backbone
+from facedialect.run.heads import heads_path, trained_backbone
 from facedialect.run.store import RunDir
 from facedialect.stages.base import (
     Context,
@@ -47,6 +51,7 @@ from facedialect.stages.base import (
     TrainedHeads,
     draw,
     trained_heads,
+    work_engine,
 )
 from facedialect.stats.revcorr import (
     AULabel,
@@ -220,8 +225,9 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
         raise InputError(f"[mental_models]: a face was detected in {int(used.sum())} of "
                          f"{len(keys)} trials; use other faces (docs/mental-models.md)")
     au_cols = [c for c in trials.columns if c.startswith("AU")]
+    engine, work_device = work_engine(study, ctx)
     with run.stage("mental_models", trials=len(trials), used=int(used.sum()),
-                   faces=cfg.faces, method=cfg.method) as info:
+                   faces=cfg.faces, method=cfg.method, engine=engine.name) as info:
         backbone = load_backbone(study.model.backbone, study.model.weights,
                                  allow_download=study.model.allow_download)
         fcache, runner = feature_cache_and_runner(backbone, study.model.runtime,
@@ -237,10 +243,15 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
                                  runner=runner, progress=ctx.tick("mental models: features"))
         feats = torch.from_numpy(fcache.load(face_keys, [0])[:, 0, :].astype(np.float32))
         kept = trials[used].reset_index(drop=True)
-        heads = trained_heads(run, [d.name for d in study.databases])
-        responses = network_probabilities(heads, feats, kept["trial"].to_numpy())
         wide = kept[["trial", *au_cols]]
-        tables = model_tables(wide, responses, study)
+        dbs = [d.name for d in study.databases]
+        tables = network_models(run, dbs, feats, wide, study, engine=engine,
+                                device=work_device, modify=ModifyJob(
+                                    faces[0][1], runner.name,
+                                    backbone if engine.name == "local" else None,
+                                    runner if engine.name == "local" else None)
+                                if cfg.modify else None, progress=ctx.progress)
+        responses = tables.pop("mm_responses")
         long_trials = trials.melt(id_vars=["trial", "identity"], value_vars=au_cols,
                                   var_name="au", value_name="intensity")
         long_trials["au"] = long_trials["au"].map(au_label)
@@ -250,9 +261,6 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
             ["trial", "au"], key=lambda col: col.map(_au_rank) if col.name == "au" else col
         )[TRIAL_COLUMNS])
         run.write_table("mm_responses", responses[RESPONSE_COLUMNS])
-        if cfg.modify:
-            tables.update(au_modification(study, heads, tables["mm_model_summary"],
-                                          faces[0][1], backbone, runner, ctx.progress))
         for name, df in tables.items():
             run.write_table(name, df)
         shown = shown_faces(run, study, faces[0][1], ctx)
@@ -306,6 +314,144 @@ def shown_faces(run: RunDir, study: Study, first: Renderer, ctx: Context
             continue
         out.append((name, renderer))
     return out
+
+
+@dataclass
+class ModifyJob:
+    """What the AU modification (``[mental_models] modify``) of a work unit needs.
+
+    Parameters
+    ----------
+    renderer : Renderer
+        The first face of the trials (candidates are rendered on it).
+    runtime : str
+        The feature runtime of the driver's cache (a worker computes with the same one).
+    backbone : Backbone, optional
+        The loaded backbone (a local run passes the driver's; a Ray worker loads its own).
+    runner : FeatureRunner, optional
+        Its runner (with ``backbone``).
+    """
+
+    renderer: Renderer
+    runtime: str
+    backbone: Backbone | None = None
+    runner: FeatureRunner | None = None
+
+
+def network_models(run: RunDir, dbs: list[str], feats: torch.Tensor, trials: pd.DataFrame,
+                   study: Study, *, engine: Engine | None = None, device: str = "cpu",
+                   modify: ModifyJob | None = None, progress: ProgressFn | None = None
+                   ) -> dict[str, pd.DataFrame]:
+    """Every database's responses, models, tests and distinctness; their similarity.
+
+    Each database with a heads file is one work unit of ``engine``
+    (:func:`database_models`; a Ray task with ``[compute] engine = "ray"``, which reads
+    the heads file itself); the default computes here. The driver puts the databases'
+    tables together and compares their models (:func:`model_similarity`).
+
+    Parameters
+    ----------
+    run : RunDir
+        The trained run.
+    dbs : list of str
+        The study's databases (those without heads are left out).
+    feats : torch.Tensor
+        ``(T, D)`` float32 features of the used trials (rows of ``trials``).
+    trials : pandas.DataFrame
+        ``trial`` and the ``AU`` columns of the used trials.
+    study : Study
+        ``[mental_models]``, ``[preprocess]``, ``[model]``.
+    engine : Engine, optional
+        Where the units run.
+    device : str
+        The engine's device (the AU modification's backbone on a worker).
+    modify : ModifyJob, optional
+        Also search the AU vectors that raise each expression (:func:`au_modification`).
+    progress : ProgressFn, optional
+        ``progress(label, done, total)`` (locally: the modification's own).
+
+    Returns
+    -------
+    dict
+        ``mm_responses``, ``mm_models``, ``mm_model_summary``, ``mm_similarity``,
+        ``mm_distinctness`` and, with ``modify``, ``mm_modification`` and
+        ``mm_modification_summary``.
+    """
+    engine = engine or Engine()
+    present = [db for db in dbs if heads_path(run, db).exists()]
+    local = engine.name == "local"
+    heads: list[TrainedHeads | tuple[Path, str]] = (
+        list(trained_heads(run, present).values()) if local or not present
+        else [(run.path, db) for db in present])
+    shared, job = engine.share(feats), engine.share(modify)
+    jobs = ({"heads": h, "feats": shared, "trials": trials, "study": study,
+             "modify": job, "device": device,
+             "progress": progress if local else None} for h in heads)
+    parts = list(engine.map(database_models, jobs, device=device, progress=(
+        (lambda d, t: progress("mental models (ray tasks)", d, t))
+        if progress and not local else None)))
+    out = {name: pd.concat([p[name] for p in parts], ignore_index=True)
+           for name in parts[0]}
+    summary = out["mm_model_summary"]
+    names = list(dict.fromkeys(summary["db"]))
+    sims = [model_similarity(summary, a, b)
+            for i, a in enumerate(names) for b in names[i + 1:]]
+    out["mm_similarity"] = (pd.concat(sims, ignore_index=True) if sims else
+                            pd.DataFrame(columns=["db_a", "db_b", "unit", "spearman_r", "p"]))
+    order = ["mm_responses", "mm_models", "mm_model_summary", "mm_similarity",
+             "mm_distinctness", "mm_modification", "mm_modification_summary"]
+    return {name: out[name] for name in order if name in out}
+
+
+def database_models(heads: TrainedHeads | tuple[Path, str], feats: torch.Tensor,
+                    trials: pd.DataFrame, study: Study, *, modify: ModifyJob | None = None,
+                    device: str = "cpu", progress: ProgressFn | None = None
+                    ) -> dict[str, pd.DataFrame]:
+    """One database's mental models: one work unit of the engine (a Ray task).
+
+    Parameters
+    ----------
+    heads : TrainedHeads or tuple
+        The database's networks, or ``(run directory, database)`` to read them from.
+    feats : torch.Tensor
+        ``(T, D)`` features of the used trials.
+    trials : pandas.DataFrame
+        ``trial`` and the ``AU`` columns of the used trials.
+    study : Study
+        ``[mental_models]`` (and, for ``modify``, ``[preprocess]`` and ``[model]``).
+    modify : ModifyJob, optional
+        Also run :func:`au_modification` for this database.
+    device : str
+        Where a worker's backbone runs (for ``modify`` without a backbone).
+    progress : ProgressFn, optional
+        The modification's ``progress(label, done, total)``.
+
+    Returns
+    -------
+    dict
+        This database's rows of ``mm_responses``, ``mm_models``, ``mm_model_summary``
+        and ``mm_distinctness`` (:func:`model_tables` without the similarity), and with
+        ``modify`` of ``mm_modification`` and ``mm_modification_summary``.
+    """
+    if isinstance(heads, tuple):
+        heads = trained_heads(RunDir(heads[0]), [heads[1]])[heads[1]]
+    responses = network_probabilities({heads.db: heads}, feats, trials["trial"].to_numpy())
+    tables = {"mm_responses": responses, **model_tables(trials, responses, study)}
+    del tables["mm_similarity"]
+    if modify is not None:
+        backbone, runner = modify.backbone, modify.runner
+        if backbone is None or runner is None:
+            backbone = load_backbone(study.model.backbone, study.model.weights,
+                                     allow_download=study.model.allow_download)
+            runner = feature_runner(backbone, modify.runtime, device=device,
+                                    cache_dir=study.study.cache_dir)
+            if runner.name != modify.runtime:
+                raise InputError(f"mental models: the Ray worker computes with "
+                                 f"{runner.name}, the driver with {modify.runtime}; "
+                                 f"install the same facedialect extras on every node")
+        tables.update(au_modification(study, {heads.db: heads}, tables["mm_model_summary"],
+                                      modify.renderer, backbone, runner, progress))
+    return tables
 
 
 @torch.no_grad()

@@ -89,7 +89,9 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     stimuli = [read_gray(stim / Path(p).name) for p in table["path"]]
     with run.stage("robustness", subjects_all=every) as info:
         feats = stimulus_features(table, stimuli, study)
-        prof = tuning_profiles(network_responses(run, gain, feats, table, folder=HEADS))
+        prof = tuning_profiles(network_responses(
+            run, gain, feats, table, folder=HEADS, engine=engine,
+            device="cpu" if engine.name == "local" else device))
         run.write_table("robustness_profiles", prof)
         rob = profile_robustness(run.read_table("au_profiles"), prof, main, every)
         run.write_table("robustness", rob)

@@ -14,7 +14,7 @@ the files.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,15 @@ from facedialect.saliency.figures import (
     saliency_grid_figure,
 )
 from facedialect.saliency.gradients import gray_to_input, head_logits
-from facedialect.saliency.maps import AlignedMaps, saliency_analysis
+from facedialect.saliency.maps import (
+    AlignedMaps,
+    DatabaseSaliency,
+    MeanGeometry,
+    check_tests,
+    combine_saliency,
+    database_saliency,
+    mean_geometry,
+)
 from facedialect.saliency.modify import ModifyResult, modify_faces, modify_faces_visible
 from facedialect.saliency.stats import region_stats
 from facedialect.stages.base import (
@@ -160,6 +168,11 @@ def saliency_maps(run: RunDir, study: Study, *,
                   ) -> dict[str, Any]:
     """Saliency maps of every test image, region shares, statistics and figures.
 
+    The landmarks and the mean face shape every map is warped to are found here; each
+    database's maps are one work unit of the study's engine (:func:`saliency_database`:
+    a Ray task with ``[compute] engine = "ray"``); the tables and figures are written
+    here.
+
     Parameters
     ----------
     run : RunDir
@@ -188,6 +201,8 @@ def saliency_maps(run: RunDir, study: Study, *,
     """
     cfg = study.saliency
     trained_backbone(run, study.model.backbone)
+    engine = get_engine(study.compute)
+    work_device = device if engine.name == "local" else engine.device(device, device)
     splits = run.read_table("splits")
     faces_tab = included_faces(run)
     dbs = [d.name for d in study.databases]
@@ -199,7 +214,8 @@ def saliency_maps(run: RunDir, study: Study, *,
                          "tables/splits.csv")
     keys = dict(zip(faces_tab["path"], faces_tab["cache_key"], strict=True))
     pcache = preprocess_cache(study.study.cache_dir)
-    with run.stage("saliency", methods=list(cfg.methods), score=cfg.score) as info:
+    with run.stage("saliency", methods=list(cfg.methods), score=cfg.score,
+                   engine=engine.name) as info:
         images = list(dict.fromkeys(tests["image"]))
         faces: dict[str, np.ndarray] = {}
         marks: dict[str, np.ndarray] = {}
@@ -226,12 +242,33 @@ def saliency_maps(run: RunDir, study: Study, *,
         usable = tests[tests["image"].isin(list(marks))]
         if usable.empty:
             raise InputError("no test image has landmarks; see tables/saliency_images.csv")
-        backbone = _backbone(study, device)
-        result = saliency_analysis(
-            backbone, {db: (h.head, h.runs) for db, h in heads.items()}, usable, faces, marks,
-            units={db: h.expressions for db, h in heads.items()},
-            methods=cfg.methods, score=cfg.score, batch_size=cfg.batch_size, device=device,
-            progress=(lambda d, t: progress("saliency: maps", d, t)) if progress else None)
+        # the mean face shape all maps are warped to is made here, once; each database's
+        # maps are one work unit (a Ray task with [compute] engine = "ray": the worker
+        # reads the heads file itself and loads its own backbone)
+        geometry = mean_geometry(check_tests(usable, cfg.methods), faces, marks)
+        local = engine.name == "local"
+        backbone = _backbone(study, device) if local else None
+        owners = list(dict.fromkeys(usable["db"]))
+        total = len(usable) * len(cfg.methods)
+
+        def jobs() -> Iterator[dict[str, Any]]:
+            done = 0
+            for db in owners:
+                part = usable[usable["db"] == db]
+                shown = list(dict.fromkeys(part["image"]))
+                tick = ((lambda d, t, _o=done: progress("saliency: maps", _o + d, total))
+                        if progress and local else None)
+                done += len(part) * len(cfg.methods)
+                yield {"heads": heads[db] if local else (run.path, db), "tests": part,
+                       "faces": {i: faces[i] for i in shown},
+                       "landmarks": {i: marks[i] for i in shown}, "geometry": geometry,
+                       "study": study, "device": work_device, "backbone": backbone,
+                       "progress": tick}
+
+        parts = list(engine.map(saliency_database, jobs(), device=work_device, progress=(
+            (lambda d, t: progress("saliency: maps (ray tasks)", d, t))
+            if progress and not local else None)))
+        result = combine_saliency(parts, geometry, cfg.methods)
         stats = region_stats(result.regions, n_resamples=cfg.resamples,
                              seed=study.study.seed)
         run.write_table("saliency_regions", result.regions)
@@ -245,6 +282,50 @@ def saliency_maps(run: RunDir, study: Study, *,
             "without_landmarks": len(images) - len(marks),
             "significant": [f"{r.method} {r.expression} {r.region}: {r.db_a}-{r.db_b} "
                             f"{r.diff:+.3f} (p_fdr {r.p_fdr:.3g})" for r in sig.itertuples()]}
+
+
+def saliency_database(heads: TrainedHeads | tuple[Path, str], tests: pd.DataFrame,
+                      faces: Mapping[str, np.ndarray], landmarks: Mapping[str, np.ndarray],
+                      geometry: MeanGeometry, study: Study, device: str = "cpu",
+                      backbone: Backbone | None = None,
+                      progress: Callable[[int, int], None] | None = None
+                      ) -> DatabaseSaliency:
+    """Saliency maps of one database's test images: one work unit (a Ray task).
+
+    Parameters
+    ----------
+    heads : TrainedHeads or tuple
+        The database's networks, or ``(run directory, database)`` to read them from.
+    tests : pandas.DataFrame
+        Its test image-run pairs with landmarks (columns
+        :data:`~facedialect.saliency.maps.TEST_COLUMNS`).
+    faces, landmarks : mapping
+        Image -> pre-processed face; image -> ``(68, 2)`` landmarks (its images).
+    geometry : MeanGeometry
+        The mean face shape of all databases' test images (made by the driver).
+    study : Study
+        ``[saliency]`` (methods, score, batch size) and ``[model]``.
+    device : str
+        Where to compute.
+    backbone : Backbone, optional
+        The loaded backbone (a local run passes the driver's; a Ray worker loads its own).
+    progress : callable, optional
+        ``progress(done, total)`` in image-run pairs of this database.
+
+    Returns
+    -------
+    DatabaseSaliency
+        Its region shares and aligned map sums
+        (:func:`~facedialect.saliency.maps.database_saliency`).
+    """
+    if isinstance(heads, tuple):
+        heads = trained_heads(RunDir(heads[0]), [heads[1]], device=device)[heads[1]]
+    cfg = study.saliency
+    return database_saliency(
+        backbone or _backbone(study, device), heads.head, heads.runs, tests, faces,
+        landmarks, geometry, methods=cfg.methods, score=cfg.score,
+        batch_size=cfg.batch_size, device=device, progress=progress,
+        units=heads.expressions)
 
 
 def draw_saliency_figures(run: RunDir) -> list[str]:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from facedialect.compute import Engine
 from facedialect.config import Study
 from facedialect.errors import InputError
 from facedialect.faces.average import average_face, neutral_images, write_average_face
@@ -44,9 +45,17 @@ from facedialect.plots.figures import (
 from facedialect.preprocess.pipeline import preprocess_face
 from facedialect.progress import ProgressFn
 from facedialect.report.html import Figure, Section, Table, Text, figure_file
-from facedialect.run.heads import trained_backbone
+from facedialect.run.heads import heads_path, trained_backbone
 from facedialect.run.store import RunDir
-from facedialect.stages.base import Context, Stage, Summary, draw, trained_heads
+from facedialect.stages.base import (
+    Context,
+    Stage,
+    Summary,
+    TrainedHeads,
+    draw,
+    trained_heads,
+    work_engine,
+)
 from facedialect.stats.classification import mean_confusion
 from facedialect.stats.tuning import (
     profile_pca,
@@ -61,8 +70,10 @@ from facedialect.vocab import STUDY_AUS
 def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     """Render the AU stimuli, pass them through every network, write the tuning tables.
 
-    ``ctx.progress`` is called while the average base face is built and while the stimuli
-    are rendered.
+    The stimuli and their features are made here; each database's networks respond to
+    them in one work unit of the study's engine (:func:`database_responses`: a Ray task
+    with ``[compute] engine = "ray"``). ``ctx.progress`` is called while the average base
+    face is built and while the stimuli are rendered.
 
     Raises
     ------
@@ -71,6 +82,7 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     """
     cfg = study.tuning
     progress = ctx.progress
+    engine, device = work_engine(study, ctx)
     tag, _ = trained_backbone(run, study.model.backbone)
     try:
         # 'average': the average neutral face of this study's databases, built once into
@@ -80,14 +92,19 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
             progress=ctx.tick("AU tuning: average face"))
     except ValueError as exc:
         raise InputError(f"[tuning] {exc}") from None
-    with run.stage("tuning", base_face=cfg.base_face, base_face_image=base_image) as info:
+    with run.stage("tuning", base_face=cfg.base_face, base_face_image=base_image,
+                   engine=engine.name) as info:
         table = stimulus_table(cfg.aus, cfg.levels)
         images = render_stimuli(
             table, renderer,
             progress=(lambda d, t: progress("AU tuning: stimuli", d, t)) if progress else None)
         table = write_stimuli(run.path / "stimuli", table, images)
         feats = stimulus_features(table, images, study)
-        resp = network_responses(run, [d.name for d in study.databases], feats, table)
+        # one work unit per database (a Ray task on a cluster; locally on the CPU, as
+        # always): the stimuli are rendered and their features computed here, once
+        resp = network_responses(run, [d.name for d in study.databases], feats, table,
+                                 engine=engine,
+                                 device="cpu" if engine.name == "local" else device)
         prof = tuning_profiles(resp)
         run.write_table("au_responses", resp)
         run.write_table("au_profiles", prof)
@@ -307,19 +324,60 @@ def stimulus_features(table: pd.DataFrame, images: list[np.ndarray], study: Stud
 
 
 def network_responses(run: RunDir, dbs: list[str], feats: torch.Tensor,
-                      table: pd.DataFrame, folder: str = "heads") -> pd.DataFrame:
+                      table: pd.DataFrame, folder: str = "heads", *,
+                      engine: Engine | None = None, device: str = "cpu") -> pd.DataFrame:
     """FC3 responses (minus the null image's) of every trained run of every database.
 
-    Databases without ``RUN/{folder}/{db}.pt`` and failed runs are left out.
+    Databases without ``RUN/{folder}/{db}.pt`` and failed runs are left out. Each
+    database is one work unit of ``engine`` (:func:`database_responses`; a Ray task
+    with ``[compute] engine = "ray"``, which reads the heads file itself); the default
+    computes here.
     """
-    responses = []
-    for db, th in trained_heads(run, dbs, folder=folder).items():
-        with torch.no_grad():
-            logits = np.stack([th.head.forward_run(i, feats.float()).numpy()
-                               for i, _ in th.live])
-        responses.append(tuning_responses(logits, table, db=db, runs=[r for _, r in th.live],
-                                          units=th.expressions))
-    return pd.concat(responses, ignore_index=True)
+    engine = engine or Engine()
+    present = [db for db in dbs if heads_path(run, db, folder).exists()]
+    if engine.name == "local":
+        heads: list[TrainedHeads | tuple[Path, str, str]] = list(
+            trained_heads(run, present, folder=folder).values())
+    else:
+        if not present:  # the error a local run gives
+            trained_heads(run, present, folder=folder)
+        heads = [(run.path, db, folder) for db in present]
+    shared = engine.share(feats)
+    jobs = ({"heads": h, "feats": shared, "table": table, "device": device} for h in heads)
+    return pd.concat(list(engine.map(database_responses, jobs, device=device)),
+                     ignore_index=True)
+
+
+@torch.no_grad()
+def database_responses(heads: TrainedHeads | tuple[Path, str, str], feats: torch.Tensor,
+                       table: pd.DataFrame, device: str = "cpu") -> pd.DataFrame:
+    """The tuning responses of one database's live runs: one work unit (a Ray task).
+
+    Parameters
+    ----------
+    heads : TrainedHeads or tuple
+        The database's networks, or ``(run directory, database, heads folder)`` to read
+        them from.
+    feats : torch.Tensor
+        ``(S, D)`` backbone features of the stimuli (rows of ``table``).
+    table : pandas.DataFrame
+        The stimulus table (:func:`~facedialect.faces.stimuli.stimulus_table`).
+    device : str
+        Where the heads run.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`~facedialect.stats.tuning.tuning_responses` of every live run.
+    """
+    if isinstance(heads, tuple):
+        run_dir, db, folder = heads
+        heads = trained_heads(RunDir(run_dir), [db], folder=folder)[db]
+    head = heads.head.to(device)
+    x = feats.float().to(device)
+    logits = np.stack([head.forward_run(i, x).cpu().numpy() for i, _ in heads.live])
+    return tuning_responses(logits, table, db=heads.db, runs=[r for _, r in heads.live],
+                            units=heads.expressions)
 
 
 def _base_face_files(study: Study) -> list[Path]:
