@@ -242,8 +242,14 @@ def test_facs_directions_on_plain_3d_renders_redetected(au):
     from facedialect.faces.model3d.render import render_face_3d
     from facedialect.faces.procedural.identity import FaceIdentity
 
-    ident = FaceIdentity.default()
-    _check(_series(lambda a: render_face_3d(ident, a, 256), au), au, "3d")
+    # median over three identities, as for the photo faces: dlib misplaces the inner brow
+    # ends of the default identity at AU4 = 1.0 (2 px apart instead of together; the
+    # model's landmarks come 10 px together, monotonically: test_model3d)
+    idents = [FaceIdentity.default(), *(FaceIdentity.random(np.random.default_rng(s))
+                                        for s in (1, 2))]
+    runs = [_series(lambda a, i=i: render_face_3d(i, a, 256), au) for i in idents]
+    median = {k: np.median([r[k] for r in runs], axis=0) for k in runs[0]}
+    _check(median, au, "3d")
 
 
 # --------------------------------------------------------------------------------- metrics

@@ -422,23 +422,34 @@ class PhotoFace:
         bx1, by1 = min(x1, int(np.ceil(hi[0])) + 1), min(y1, int(np.ceil(hi[1])) + 1)
         if bx1 <= bx0 or by1 <= by0:
             return base
-        gy, gx = np.mgrid[by0:by1, bx0:bx1].astype(np.float32)
-        pts = np.stack([gx.ravel() + 0.5, gy.ravel() + 0.5], axis=1)
+        h, w = by1 - by0, bx1 - bx0
+        xs = np.arange(bx0, bx1, dtype=np.float32) + np.float32(0.5)
+        ys = np.arange(by0, by1, dtype=np.float32) + np.float32(0.5)
         disp = (dense_new - dense_old).astype(np.float32)
-        acc = np.zeros((len(pts), 2), np.float32)
-        wsum = np.zeros(len(pts), np.float32)
+        acc = np.zeros((h, w, 2), np.float32)
+        wsum = np.zeros((h, w), np.float32)
+        r2_scale = np.float32(radius * radius)
+        # each contour point moves only the pixels within ``radius`` of it (its weight is
+        # 0 beyond), so it updates its own window: the same sums in the same order
         for c, d in zip(dense_new.astype(np.float32), disp, strict=True):
-            r2 = ((pts - c) ** 2).sum(axis=1) / np.float32(radius * radius)
-            w = np.clip(1.0 - r2, 0.0, None) ** 2
-            acc += w[:, None] * d
-            wsum += w
-        field_ = acc / np.maximum(wsum, 1.0)[:, None]
+            j0 = max(0, int(np.floor(c[0] - radius)) - bx0 - 1)
+            j1 = min(w, int(np.ceil(c[0] + radius)) - bx0 + 1)
+            i0 = max(0, int(np.floor(c[1] - radius)) - by0 - 1)
+            i1 = min(h, int(np.ceil(c[1] + radius)) - by0 + 1)
+            if j1 <= j0 or i1 <= i0:
+                continue
+            dx2 = (xs[j0:j1] - c[0]) ** 2
+            dy2 = (ys[i0:i1] - c[1]) ** 2
+            r2 = (dx2[None, :] + dy2[:, None]) / r2_scale
+            wt = np.clip(1.0 - r2, 0.0, None) ** 2
+            acc[i0:i1, j0:j1] += wt[..., None] * d
+            wsum[i0:i1, j0:j1] += wt
+        field_ = acc / np.maximum(wsum, 1.0)[..., None]
         if not np.any(np.abs(field_) > 1e-3):
             return base
-        src = pts - 0.5 - field_
         out = base.copy()
-        warped = cv2.remap(ras.texture, src[:, 0].reshape(gx.shape).astype(np.float32),
-                           src[:, 1].reshape(gx.shape).astype(np.float32), cv2.INTER_LINEAR,
+        warped = cv2.remap(ras.texture, (xs[None, :] - np.float32(0.5)) - field_[..., 0],
+                           (ys[:, None] - np.float32(0.5)) - field_[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
         out[by0 - y0:by1 - y0, bx0 - x0:bx1 - x0] = warped
         return out
