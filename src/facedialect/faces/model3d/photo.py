@@ -285,9 +285,8 @@ class PhotoFace:
         both = np.concatenate([p_new, p_old])
         lo = np.floor(both.min(axis=0)).astype(int) - 1
         hi = np.ceil(both.max(axis=0)).astype(int) + 2
-        # the soft mask reaches this far: erosion radius + 4 sigma of the blur; the photo
-        # around the jaw is moved up to the jaw warp's radius from the moved contour
-        reach = max(_reach(ras), int(np.ceil(self._jaw_radius(ras, v))))
+        # the soft mask reaches this far: erosion radius + 4 sigma of the blur
+        reach = _reach(ras)
 
         def box(a: np.ndarray, b: np.ndarray, m: int) -> tuple[int, int, int, int]:
             return (max(0, int(a[0]) - m), max(0, int(a[1]) - m),
@@ -395,22 +394,6 @@ class PhotoFace:
         img = mask[:, :, None] * img + (1 - mask[:, :, None]) * base
         return img, mask
 
-    def _jaw_contour(self, ras: _Raster, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The jaw contour (landmarks 0-16) in raster pixels: neutral and with ``v``."""
-        jaw = self.model.landmarks68[:17]
-        return ((self.uv[jaw] + 0.5) * ras.k,
-                (self.fit.project(v[jaw])[0] + 0.5) * ras.k)
-
-    def _jaw_radius(self, ras: _Raster, v: np.ndarray) -> float:
-        """How far from the moved jaw contour the photo moves with it (raster pixels).
-
-        :data:`_JAW_SPREAD` times the contour's largest displacement, at least the soft
-        mask's reach: the neck below a dropped jaw stretches over that distance instead of
-        being squeezed into a band that reads as a second jaw line.
-        """
-        old, new = self._jaw_contour(ras, v)
-        return max(float(_reach(ras)), _JAW_SPREAD * float(np.abs(new - old).max()))
-
     def _carry_jaw(self, ras: _Raster, v: np.ndarray, win: tuple[int, int, int, int],
                    base: np.ndarray) -> np.ndarray:
         """The photo around the face, moved with the mesh's jaw contour.
@@ -421,7 +404,9 @@ class PhotoFace:
         densified), with a weight that falls to 0 within :func:`_reach` of the moved
         contour, so the region render still equals the full one.
         """
-        old, new = self._jaw_contour(ras, v)
+        jaw = self.model.landmarks68[:17]
+        old = (self.uv[jaw] + 0.5) * ras.k
+        new = (self.fit.project(v[jaw])[0] + 0.5) * ras.k
         if np.abs(new - old).max() < 0.25:
             return base
         t = np.linspace(0.0, 1.0, 8, endpoint=False)
@@ -430,7 +415,7 @@ class PhotoFace:
         dense_new = np.concatenate([new[:-1] + t[:, None, None] * np.diff(new, axis=0)[None]
                                     ]).reshape(-1, 2)
         x0, y0, x1, y1 = win
-        radius = self._jaw_radius(ras, v)
+        radius = float(_reach(ras))
         lo = dense_new.min(axis=0) - radius
         hi = dense_new.max(axis=0) + radius
         bx0, by0 = max(x0, int(np.floor(lo[0]))), max(y0, int(np.floor(lo[1])))
@@ -499,10 +484,6 @@ class PhotoFace:
             shade = np.full(len(tri), float(self._shade(np.array([[0.0, 0.0, 1.0]]))[0]))
         return (col * (0.55 + 0.45 * shade)[:, None] * self._mouth_light
                 ).astype(np.float32)
-
-
-#: The jaw warp's radius in units of the jaw contour's largest displacement.
-_JAW_SPREAD: Final = 2.5
 
 
 def _reach(ras: _Raster) -> int:
