@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from facedialect import compute
@@ -304,6 +305,26 @@ def test_analysis_stages_run_as_tasks_with_the_local_tables(cluster, local_run):
         np.testing.assert_allclose(onray[num], local[num], atol=THREAD_TABLES[name], rtol=0,
                                    err_msg=name)
 
+
+def test_the_failed_runs_are_read_without_the_weights(local_run, tmp_path):
+    """What the saliency maps' driver reads of the heads files when Ray tasks read the
+    rest: the failed runs, as :func:`trained_heads` gives them."""
+    from facedialect.run.heads import heads_path, read_heads, write_heads
+    from facedialect.run.store import RunDir
+    from facedialect.stages.base import failed_runs, trained_heads
+
+    root, _ = local_run
+    run = RunDir(root / "local")
+    assert failed_runs(run, ["A", "B", "C"]) == {"A": {}, "B": {}} == {
+        db: h.failed for db, h in trained_heads(run, ["A", "B"]).items()}
+    state = read_heads(heads_path(run, "A"))
+    state.update(failed_runs=torch.tensor([1]), failed_reasons=["loss is not finite"])
+    other = RunDir(tmp_path / "run")
+    write_heads(heads_path(other, "A"), state)
+    assert failed_runs(other, ["A"]) == {"A": {1: "loss is not finite"}} == {
+        "A": trained_heads(other, ["A"])["A"].failed}
+    with pytest.raises(InputError, match="no trained networks"):
+        failed_runs(RunDir(tmp_path / "empty"), ["A"])
 
 #: The robustness check: the main networks see 3 of each database's 4 posers, the check's
 #: networks all 4 (tests/test_stages_contract.py runs it locally only).
