@@ -326,6 +326,16 @@ def test_the_failed_runs_are_read_without_the_weights(local_run, tmp_path):
     with pytest.raises(InputError, match="no trained networks"):
         failed_runs(RunDir(tmp_path / "empty"), ["A"])
 
+@pytest.fixture
+def no_figures(monkeypatch):
+    """The stages draw no figures (drawn on the driver either way: not what the tests
+    below compare, and seconds each on 2 cores)."""
+    from facedialect.stages import ingest, mental_models, preprocess, train, tuning
+
+    for module in (ingest, preprocess, train, tuning, mental_models):
+        monkeypatch.setattr(module, "draw", lambda *args, **kwargs: False)
+
+
 #: The robustness check: the main networks see 3 of each database's 4 posers, the check's
 #: networks all 4 (tests/test_stages_contract.py runs it locally only).
 ROBUSTNESS = """
@@ -337,7 +347,7 @@ robustness = true
 """
 
 
-def test_robustness_check_runs_as_tasks_with_the_local_tables(cluster, local_run):
+def test_robustness_check_runs_as_tasks_with_the_local_tables(cluster, local_run, no_figures):
     """The robustness check on Ray: its networks trained as Ray tasks (the local heads),
     the stimuli through them one Ray task per database (``network_responses``, as AU
     tuning; the local tables within THREAD_TABLES' tolerance)."""
@@ -399,7 +409,8 @@ show_on = ["trials"]
 
 
 @pytest.mark.shared
-def test_mental_models_on_a_photo_face_run_as_tasks_with_the_local_tables(cluster, local_run):
+def test_mental_models_on_a_photo_face_run_as_tasks_with_the_local_tables(cluster, local_run,
+                                                                          no_figures):
     """The AU modification's Ray task gets the photo-textured face (pickled with its
     fitted 3-D model) and renders its candidates with it: the local tables."""
     if not ICT_MODEL.is_file():
