@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from facedialect import compute
@@ -261,7 +262,8 @@ ANALYSIS_STAGES = ["tuning", "saliency", "meaning", "mental_models"]
 #: order there (docs/scaling.md). Hedges' g of the saliency statistics divides region
 #: differences near 0 by the SD of 4 subjects, so it moves most.
 THREAD_TABLES = {"saliency_regions": 1e-4, "saliency_stats": 2e-3, "au_responses": 1e-5,
-                 "au_profiles": 1e-5, "pca": 1e-5, "pca_variance": 1e-5}
+                 "au_profiles": 1e-5, "pca": 1e-5, "pca_variance": 1e-5,
+                 "robustness_profiles": 1e-5}
 
 
 def _tables(run_dir: Path) -> dict[str, bytes]:
@@ -302,6 +304,141 @@ def test_analysis_stages_run_as_tasks_with_the_local_tables(cluster, local_run):
         pd.testing.assert_frame_equal(local.drop(columns=num), onray.drop(columns=num))
         np.testing.assert_allclose(onray[num], local[num], atol=THREAD_TABLES[name], rtol=0,
                                    err_msg=name)
+
+
+def test_the_failed_runs_are_read_without_the_weights(local_run, tmp_path):
+    """What the saliency maps' driver reads of the heads files when Ray tasks read the
+    rest: the failed runs, as :func:`trained_heads` gives them."""
+    from facedialect.run.heads import heads_path, read_heads, write_heads
+    from facedialect.run.store import RunDir
+    from facedialect.stages.base import failed_runs, trained_heads
+
+    root, _ = local_run
+    run = RunDir(root / "local")
+    assert failed_runs(run, ["A", "B", "C"]) == {"A": {}, "B": {}} == {
+        db: h.failed for db, h in trained_heads(run, ["A", "B"]).items()}
+    state = read_heads(heads_path(run, "A"))
+    state.update(failed_runs=torch.tensor([1]), failed_reasons=["loss is not finite"])
+    other = RunDir(tmp_path / "run")
+    write_heads(heads_path(other, "A"), state)
+    assert failed_runs(other, ["A"]) == {"A": {1: "loss is not finite"}} == {
+        "A": trained_heads(other, ["A"])["A"].failed}
+    with pytest.raises(InputError, match="no trained networks"):
+        failed_runs(RunDir(tmp_path / "empty"), ["A"])
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """The stages draw no figures (drawn on the driver either way: not what the tests
+    below compare, and seconds each on 2 cores)."""
+    from facedialect.stages import ingest, mental_models, preprocess, train, tuning
+
+    for module in (ingest, preprocess, train, tuning, mental_models):
+        monkeypatch.setattr(module, "draw", lambda *args, **kwargs: False)
+
+
+#: The robustness check: the main networks see 3 of each database's 4 posers, the check's
+#: networks all 4 (tests/test_stages_contract.py runs it locally only).
+ROBUSTNESS = """
+[tuning]
+base_face = "builtin"
+levels = 3
+aus = [1, 4, 12, 15]
+robustness = true
+"""
+
+
+def test_robustness_check_runs_as_tasks_with_the_local_tables(cluster, local_run, no_figures):
+    """The robustness check on Ray: its networks trained as Ray tasks (the local heads),
+    the stimuli through them one Ray task per database (``network_responses``, as AU
+    tuning; the local tables within THREAD_TABLES' tolerance)."""
+    root, _ = local_run
+    text = STUDY.format(output="robust") + ROBUSTNESS
+    for db in "AB":
+        text = text.replace(f'root = "data/{db}"\n', f'root = "data/{db}"\nn_subjects = 3\n')
+    out: dict[str, dict[str, bytes]] = {}
+    heads: dict[str, dict[str, str]] = {}
+    for name, compute_section in (("local", ""), ("ray", RAY)):
+        path = root / "robust.toml"
+        path.write_text(text + compute_section, encoding="utf-8")
+        study = Study.from_toml(path)
+        if name == "local":
+            run_stages(study, [*UP_TO_FEATURES, "train", "tuning"], ctx=Context(device="cpu"))
+        else:  # the check's networks are trained again, on the cluster
+            shutil.rmtree(root / "robust" / "heads" / "robustness")
+        summaries = run_stages(study, ["robustness"], ctx=Context(device="cpu", force=True))
+        assert summaries[0].skipped is None
+        assert summaries[0].facts["subjects"] == {"A": (3, 4), "B": (3, 4)}
+        info = json.loads((root / "robust" / "manifest.json").read_text())["stages"]
+        assert info["robustness"]["engine"] == name
+        out[name] = _tables(root / "robust")
+        heads[name] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                       for p in sorted((root / "robust" / "heads" / "robustness").glob("*.pt"))}
+    assert heads["ray"] == heads["local"] and heads["local"].keys() == {"A.pt", "B.pt"}
+    assert {"robustness", "robustness_profiles"} <= out["ray"].keys() == out["local"].keys()
+    differ = sorted(k for k in out["local"] if out["local"][k] != out["ray"][k])
+    assert set(differ) <= THREAD_TABLES.keys(), differ
+    for name in differ:
+        local = pd.read_csv(io.BytesIO(out["local"][name]))
+        onray = pd.read_csv(io.BytesIO(out["ray"][name]))
+        num = local.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(local.drop(columns=num), onray.drop(columns=num))
+        np.testing.assert_allclose(onray[num], local[num], atol=THREAD_TABLES[name], rtol=0,
+                                   err_msg=name)
+    assert not _temporary_files(root / "robust")
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+COMPOSITES = SHARED / "datasets" / "london-frl" / "composite"
+ICT_MODEL = SHARED / "assets" / "ict-facekit" / "ict_facekit_light.npz"
+#: Mental models on a photo-textured face (the first London composite): the renderer the
+#: AU modification's Ray tasks get is a fitted 3-D face, not the built-in one. Database A
+#: only and small faces: each candidate of the modification is a render (~0.08 s).
+PHOTO_MODELS = """
+[mental_models]
+enable = true
+faces = "{faces}"
+trials = 50
+identities = 1
+permutations = 19
+bootstrap = 19
+size = 128
+modify = true
+modify_evaluations = 10
+show_on = ["trials"]
+"""
+
+
+@pytest.mark.shared
+def test_mental_models_on_a_photo_face_run_as_tasks_with_the_local_tables(cluster, local_run,
+                                                                          no_figures):
+    """The AU modification's Ray task gets the photo-textured face (pickled with its
+    fitted 3-D model) and renders its candidates with it: the local tables."""
+    if not ICT_MODEL.is_file():
+        pytest.skip(f"{ICT_MODEL} not found: the ICT face model sits in ../shared beside the "
+                    "project checkout in CI")
+    if not COMPOSITES.is_dir():
+        pytest.skip(f"{COMPOSITES} not found: the shared London face set sits beside the "
+                    "project checkout in CI (../shared)")
+    root, _ = local_run
+    only_a = STUDY.format(output="local").replace(
+        '[[databases]]\nname = "B"\npreset = "manifest"\nroot = "data/B"\n\n', "")
+    assert 'name = "B"' not in only_a
+    out: dict[str, dict[str, bytes]] = {}
+    for name, compute_section in (("local", ""), ("ray", RAY)):
+        path = root / "photo-models.toml"
+        path.write_text(only_a + PHOTO_MODELS.format(faces=COMPOSITES) + compute_section,
+                        encoding="utf-8")
+        summaries = run_stages(Study.from_toml(path), ["mental_models"],
+                               ctx=Context(device="cpu", force=True))
+        assert summaries[0].skipped is None
+        info = json.loads((root / "local" / "manifest.json").read_text())["stages"]
+        assert info["mental_models"]["engine"] == name
+        assert info["mental_models"]["faces"] == str(COMPOSITES)
+        out[name] = {k: v for k, v in _tables(root / "local").items() if k.startswith("mm_")}
+    assert {"mm_model_summary", "mm_modification", "mm_modification_summary"} <= out[
+        "ray"].keys() == out["local"].keys()
+    differ = sorted(k for k in out["local"] if out["local"][k] != out["ray"][k])
+    assert not differ, differ
 
 
 # ------------------------------------------------------------------------------ faults

@@ -310,7 +310,8 @@ def describe_damage(exc: BaseException, path: str | Path | None = None,
     return f"{name}: {text[:160]}" if text else name
 
 
-def load_state(path: str | Path, required: Collection[str] = ()) -> dict[str, Any]:
+def load_state(path: str | Path, required: Collection[str] = (), *, mmap: bool = False
+               ) -> dict[str, Any]:
     """Load a dict saved with ``torch.save`` by this package (heads, checkpoints).
 
     Parameters
@@ -319,6 +320,9 @@ def load_state(path: str | Path, required: Collection[str] = ()) -> dict[str, An
         The file.
     required : collection of str
         Keys every sound file of this kind has.
+    mmap : bool
+        Map the tensors' data from the file instead of reading it (what is never used is
+        never read: e.g. a heads file's failed runs without its weights).
 
     Returns
     -------
@@ -335,7 +339,7 @@ def load_state(path: str | Path, required: Collection[str] = ()) -> dict[str, An
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - whatever the damage, the file is unusable
         raise DamagedFileError(f"{path} is damaged ({describe_damage(exc, path, ZIP_MAGIC)})"
                                ) from exc

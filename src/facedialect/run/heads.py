@@ -46,11 +46,12 @@ def saved_heads(target: Path) -> dict[str, Any] | None:
     return read_state(target, HEADS_KEYS, "training its networks again")
 
 
-def read_heads(path: Path) -> dict[str, Any]:
+def read_heads(path: Path, *, mmap: bool = False) -> dict[str, Any]:
     """Read ``heads/{db}.pt``; ``state["expressions"]`` names the output units in order.
 
     Files written before label sets existed have the first ``n_out`` of the seven
-    expressions.
+    expressions. ``mmap``: the weights are mapped from the file, not read
+    (:func:`~facedialect.files.load_state`), for a reader of the run ids only.
 
     Raises
     ------
@@ -58,7 +59,7 @@ def read_heads(path: Path) -> dict[str, Any]:
         When the file is damaged (``facedialect train`` trains its networks again).
     """
     try:
-        state = load_state(path, HEADS_KEYS)
+        state = load_state(path, HEADS_KEYS, mmap=mmap)
     except DamagedFileError as exc:
         raise InputError(f"{exc}: run `facedialect train` again (it trains the networks of "
                          f"a damaged heads file again)") from None

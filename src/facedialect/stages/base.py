@@ -285,6 +285,31 @@ def trained_heads(run: RunDir, dbs: Sequence[str], *, folder: str = "heads",
     return out
 
 
+def failed_runs(run: RunDir, dbs: Sequence[str], *, folder: str = "heads"
+                ) -> dict[str, dict[int, str]]:
+    """The failed runs (run id -> reason) of every database of ``dbs`` with a heads file.
+
+    As :attr:`TrainedHeads.failed` of :func:`trained_heads`, without loading the networks
+    (the weights are memory-mapped, never read): for a driver whose Ray tasks read the
+    heads files themselves.
+
+    Raises
+    ------
+    InputError
+        When none of them has a heads file (names the folder), or one is damaged.
+    """
+    out = {}
+    for db in dbs:
+        path = heads_path(run, db, folder)
+        if path.exists():
+            state = read_heads(path, mmap=True)
+            out[db] = {int(k): v for k, v in zip(state["failed_runs"].tolist(),
+                                                  state["failed_reasons"], strict=True)}
+    if not out:
+        raise InputError(f"{run.path / folder}: {NOT_TRAINED}")
+    return out
+
+
 def draw(run: RunDir, name: str, func: Callable[..., bytes | None], *args: Any,
          fmt: str = "svg", **kwargs: Any) -> bool:
     """Draw one figure into ``figures/{name}.svg`` (or ``.png``); the report inlines it.

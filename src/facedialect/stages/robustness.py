@@ -87,7 +87,7 @@ def run(run: RunDir, study: Study, ctx: Context) -> Summary:
     stim = run.path / "stimuli"
     table = pd.read_csv(stim / "stimuli.csv")
     stimuli = [read_gray(stim / Path(p).name) for p in table["path"]]
-    with run.stage("robustness", subjects_all=every) as info:
+    with run.stage("robustness", subjects_all=every, engine=engine.name) as info:
         feats = stimulus_features(table, stimuli, study)
         prof = tuning_profiles(network_responses(
             run, gain, feats, table, folder=HEADS, engine=engine,

@@ -60,6 +60,7 @@ from facedialect.stages.base import (
     Summary,
     TrainedHeads,
     draw,
+    failed_runs,
     trained_heads,
 )
 
@@ -206,9 +207,14 @@ def saliency_maps(run: RunDir, study: Study, *,
     splits = run.read_table("splits")
     faces_tab = included_faces(run)
     dbs = [d.name for d in study.databases]
-    heads = trained_heads(run, dbs, device=device)
-    tests = select_tests(splits, cfg.expressions, {db: set(h.failed) for db, h in heads.items()},
-                         cfg.images_per_class, study.study.seed)
+    local = engine.name == "local"
+    # a Ray worker reads its database's heads file itself: the driver only needs the
+    # failed runs (read without the weights: the paper protocol's are ~9 GB per database)
+    heads = trained_heads(run, dbs, device=device) if local else {}
+    failed = ({db: set(h.failed) for db, h in heads.items()} if local
+              else {db: set(f) for db, f in failed_runs(run, dbs).items()})
+    tests = select_tests(splits, cfg.expressions, failed, cfg.images_per_class,
+                         study.study.seed)
     if tests.empty:
         raise InputError("no test images for saliency: check [saliency] expressions and "
                          "tables/splits.csv")
@@ -246,7 +252,6 @@ def saliency_maps(run: RunDir, study: Study, *,
         # maps are one work unit (a Ray task with [compute] engine = "ray": the worker
         # reads the heads file itself and loads its own backbone)
         geometry = mean_geometry(check_tests(usable, cfg.methods), faces, marks)
-        local = engine.name == "local"
         backbone = _backbone(study, device) if local else None
         owners = list(dict.fromkeys(usable["db"]))
         total = len(usable) * len(cfg.methods)
