@@ -270,6 +270,19 @@ def _tables(run_dir: Path) -> dict[str, bytes]:
     return {p.stem: p.read_bytes() for p in sorted((run_dir / "tables").glob("*.csv"))}
 
 
+def _assert_same_tables(local: dict[str, bytes], onray: dict[str, bytes]) -> None:
+    """Byte-identical tables, but those of :data:`THREAD_TABLES` within their tolerance."""
+    differ = sorted(k for k in local if local[k] != onray[k])
+    assert set(differ) <= THREAD_TABLES.keys(), differ
+    for name in differ:
+        a = pd.read_csv(io.BytesIO(local[name]))
+        b = pd.read_csv(io.BytesIO(onray[name]))
+        num = a.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(a.drop(columns=num), b.drop(columns=num))
+        np.testing.assert_allclose(b[num], a[num], atol=THREAD_TABLES[name], rtol=0,
+                                   err_msg=name)
+
+
 def test_analysis_stages_run_as_tasks_with_the_local_tables(cluster, local_run):
     """Tuning, saliency maps, meaning and mental models: one Ray task per database (per
     group of runs for meaning's heads); the driver writes the same tables."""
@@ -295,15 +308,7 @@ def test_analysis_stages_run_as_tasks_with_the_local_tables(cluster, local_run):
                "ppca_summary", "meaning_training", "mm_model_summary", "mm_similarity",
                "mm_modification_summary"}
     assert written <= out["ray"].keys() == out["local"].keys()
-    differ = sorted(k for k in out["local"] if out["local"][k] != out["ray"][k])
-    assert set(differ) <= THREAD_TABLES.keys(), differ
-    for name in differ:
-        local = pd.read_csv(io.BytesIO(out["local"][name]))
-        onray = pd.read_csv(io.BytesIO(out["ray"][name]))
-        num = local.select_dtypes("number").columns
-        pd.testing.assert_frame_equal(local.drop(columns=num), onray.drop(columns=num))
-        np.testing.assert_allclose(onray[num], local[num], atol=THREAD_TABLES[name], rtol=0,
-                                   err_msg=name)
+    _assert_same_tables(out["local"], out["ray"])
 
 
 def test_the_failed_runs_are_read_without_the_weights(local_run, tmp_path):
@@ -375,15 +380,7 @@ def test_robustness_check_runs_as_tasks_with_the_local_tables(cluster, local_run
                        for p in sorted((root / "robust" / "heads" / "robustness").glob("*.pt"))}
     assert heads["ray"] == heads["local"] and heads["local"].keys() == {"A.pt", "B.pt"}
     assert {"robustness", "robustness_profiles"} <= out["ray"].keys() == out["local"].keys()
-    differ = sorted(k for k in out["local"] if out["local"][k] != out["ray"][k])
-    assert set(differ) <= THREAD_TABLES.keys(), differ
-    for name in differ:
-        local = pd.read_csv(io.BytesIO(out["local"][name]))
-        onray = pd.read_csv(io.BytesIO(out["ray"][name]))
-        num = local.select_dtypes("number").columns
-        pd.testing.assert_frame_equal(local.drop(columns=num), onray.drop(columns=num))
-        np.testing.assert_allclose(onray[num], local[num], atol=THREAD_TABLES[name], rtol=0,
-                                   err_msg=name)
+    _assert_same_tables(out["local"], out["ray"])
     assert not _temporary_files(root / "robust")
 
 
