@@ -257,6 +257,12 @@ class TrainedHeads:
         return [(i, r) for i, r in enumerate(self.runs) if r not in self.failed]
 
 
+def _failed(state: dict[str, Any]) -> dict[int, str]:
+    """A heads file's failed runs: run id -> reason."""
+    return {int(k): v for k, v in zip(state["failed_runs"].tolist(), state["failed_reasons"],
+                                      strict=True)}
+
+
 def trained_heads(run: RunDir, dbs: Sequence[str], *, folder: str = "heads",
                   device: str | None = None) -> dict[str, TrainedHeads]:
     """Load the heads of every database of ``dbs`` that has a heads file.
@@ -275,11 +281,8 @@ def trained_heads(run: RunDir, dbs: Sequence[str], *, folder: str = "heads",
         head = MultiRunHead.from_state(state)
         if device is not None:
             head = head.to(device)
-        out[db] = TrainedHeads(
-            db, head, [int(r) for r in state["runs"].tolist()],
-            {int(k): v for k, v in zip(state["failed_runs"].tolist(), state["failed_reasons"],
-                                        strict=True)},
-            list(state["expressions"]), state)
+        out[db] = TrainedHeads(db, head, [int(r) for r in state["runs"].tolist()],
+                               _failed(state), list(state["expressions"]), state)
     if not out:
         raise InputError(f"{run.path / folder}: {NOT_TRAINED}")
     return out
@@ -302,9 +305,7 @@ def failed_runs(run: RunDir, dbs: Sequence[str], *, folder: str = "heads"
     for db in dbs:
         path = heads_path(run, db, folder)
         if path.exists():
-            state = read_heads(path, mmap=True)
-            out[db] = {int(k): v for k, v in zip(state["failed_runs"].tolist(),
-                                                  state["failed_reasons"], strict=True)}
+            out[db] = _failed(read_heads(path, mmap=True))
     if not out:
         raise InputError(f"{run.path / folder}: {NOT_TRAINED}")
     return out
